@@ -1,0 +1,301 @@
+"""The actors of one call: small ``async def`` functions, each doing one job.
+
+They are joined by memory channels that :mod:`phoneactors.call` opens; each actor closes the
+channels it sends on when it returns, so the next one sees end-of-channel. None of them catch
+``trio.Cancelled``: barge-in and hang-up are cancellation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from inspect import isawaitable
+from typing import Any, Final
+
+import trio
+
+from . import twilio
+from .audio import SAMPLE_RATE, Framer, ulaw_decode, ulaw_encode
+from .conversation import Reply
+from .engines import SpeechToText, TextToSpeech, VoiceActivityDetector
+from .errors import EngineError, ProtocolError, ReplyError, SocketClosed
+from .messages import (
+    KeyPressed,
+    Sentence,
+    SpeechStarted,
+    Transcript,
+    TranscriptionFailed,
+    TurnEvent,
+    Utterance,
+)
+from .playback import Pacer, ReplyLedger
+from .segmenter import SegmenterSettings, SpeechBegan, SpeechEnded, SpeechSegmenter
+from .sentences import SentenceSplitter
+from .transport import CallSocket
+
+__all__ = [
+    "CallLog",
+    "CallStats",
+    "detect_speech",
+    "generate_sentences",
+    "receive_twilio",
+    "speak_sentences",
+    "transcribe_utterances",
+    "transmit",
+]
+
+_LOG_FIRST: Final = 5
+"""Repeated per-call warnings (dropped frames, bad messages) are logged this many times, then
+every hundredth time, so a flood cannot flood the log."""
+
+
+class CallLog(logging.LoggerAdapter[logging.Logger]):
+    """A logger that prefixes every line with the call sid."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"call {self.extra['call_sid'] if self.extra else '?'}: {msg}", kwargs
+
+
+@dataclass
+class CallStats:
+    """Counters for one call; read by logs, tests and metrics."""
+
+    frames_received: int = 0
+    frames_dropped: int = 0
+    bad_messages: int = 0
+    dtmf_dropped: int = 0
+    utterances: int = 0
+    replies: int = 0
+    barge_ins: int = 0
+    reply_errors: int = 0
+    engine_errors: int = 0
+
+
+def _should_log(count: int) -> bool:
+    return count <= _LOG_FIRST or count % 100 == 0
+
+
+async def receive_twilio(
+    socket: CallSocket,
+    frames_out: trio.MemorySendChannel[Any],
+    turns_out: trio.MemorySendChannel[TurnEvent],
+    *,
+    stream_sid: str,
+    on_mark: Callable[[str], object],
+    stats: CallStats,
+    log: CallLog,
+    max_bad_messages: int,
+    max_payload_bytes: int,
+) -> str:
+    """Read the socket until Twilio says ``stop`` or the socket closes; return why it ended.
+
+    Never blocks on its outputs (Twilio sends 50 frames a second whatever we do): a full frame
+    channel drops the frame, counted and logged. Malformed messages are skipped with a counted
+    warning; more than ``max_bad_messages`` of them end the call with :class:`ProtocolError`.
+    """
+    framer = Framer()
+    async with frames_out, turns_out:
+        while True:
+            try:
+                message = await socket.receive()
+            except SocketClosed:
+                return "socket closed"
+            try:
+                event = twilio.parse_event(message, max_payload_bytes=max_payload_bytes)
+                if not isinstance(event, twilio.Connected) and event.stream_sid != stream_sid:
+                    raise ProtocolError(
+                        f"streamSid: expected {stream_sid!r}, got {event.stream_sid!r}"
+                    )
+            except ProtocolError as exc:
+                stats.bad_messages += 1
+                if stats.bad_messages > max_bad_messages:
+                    raise ProtocolError(
+                        f"too many malformed messages ({stats.bad_messages}); last: {exc}"
+                    ) from exc
+                if _should_log(stats.bad_messages):
+                    log.warning("skipped malformed message #%d: %s", stats.bad_messages, exc)
+                continue
+            match event:
+                case twilio.Media(payload=payload):
+                    for frame in framer.push(ulaw_decode(payload)):
+                        stats.frames_received += 1
+                        try:
+                            frames_out.send_nowait(frame)
+                        except trio.WouldBlock:
+                            stats.frames_dropped += 1
+                            if _should_log(stats.frames_dropped):
+                                log.warning(
+                                    "dropped inbound frame (VAD behind), %d so far",
+                                    stats.frames_dropped,
+                                )
+                case twilio.Mark(name=name):
+                    on_mark(name)
+                case twilio.Dtmf(digit=digit):
+                    try:
+                        turns_out.send_nowait(KeyPressed(digit))
+                    except trio.WouldBlock:
+                        stats.dtmf_dropped += 1
+                        log.warning("dropped DTMF %r: responder behind", digit)
+                case twilio.Stop():
+                    return "caller hung up"
+                case twilio.Start() | twilio.Connected():
+                    stats.bad_messages += 1
+                    log.warning("ignored unexpected %s after start", type(event).__name__)
+
+
+async def detect_speech(
+    frames_in: trio.MemoryReceiveChannel[Any],
+    turns_out: trio.MemorySendChannel[TurnEvent],
+    utterances_out: trio.MemorySendChannel[Utterance],
+    *,
+    detector: VoiceActivityDetector,
+    settings: SegmenterSettings,
+) -> None:
+    """Run the VAD over each 20 ms frame; announce speech starts and hand on whole utterances."""
+    segmenter = SpeechSegmenter(settings)
+    async with frames_in, turns_out, utterances_out:
+        async for frame in frames_in:
+            match segmenter.feed(frame, detector.is_speech(frame)):
+                case SpeechBegan():
+                    await turns_out.send(SpeechStarted(at=trio.current_time()))
+                case SpeechEnded(audio=audio):
+                    await utterances_out.send(Utterance(audio, ended_at=trio.current_time()))
+
+
+async def transcribe_utterances(
+    utterances_in: trio.MemoryReceiveChannel[Utterance],
+    turns_out: trio.MemorySendChannel[TurnEvent],
+    *,
+    stt: SpeechToText,
+    time_limit: float,
+    stats: CallStats,
+    log: CallLog,
+) -> None:
+    """Transcribe each utterance (off the trio thread, inside the engine). An engine failure or
+    timeout costs that utterance only: it becomes :class:`TranscriptionFailed`."""
+    async with utterances_in, turns_out:
+        async for utterance in utterances_in:
+            stats.utterances += 1
+            try:
+                with trio.fail_after(time_limit):
+                    text = await stt.transcribe(utterance.audio)
+            except (EngineError, trio.TooSlowError) as exc:
+                stats.engine_errors += 1
+                reason = str(exc) or f"{stt.name} took longer than {time_limit:g} s"
+                log.error("transcription failed: %s", reason)
+                await turns_out.send(TranscriptionFailed(reason))
+                continue
+            log.info("caller said %r", text)
+            await turns_out.send(Transcript(text.strip(), utterance.ended_at))
+
+
+async def generate_sentences(
+    make_reply: Callable[[], Reply],
+    sentences_out: trio.MemorySendChannel[Sentence],
+    *,
+    ledger: ReplyLedger,
+    time_limit: float,
+    apology: str,
+    stats: CallStats,
+    log: CallLog,
+) -> None:
+    """Run the user's reply and pass it on sentence by sentence as soon as each is complete.
+
+    This is the boundary with user code: an exception, a timeout (``time_limit`` seconds for the
+    whole reply) or a wrong type is logged with the call sid and replaced by ``apology``.
+    """
+
+    async def emit(text: str) -> None:
+        await sentences_out.send(Sentence(ledger.add_sentence(text), text))
+
+    async with sentences_out:
+        splitter = SentenceSplitter()
+        try:
+            with trio.fail_after(time_limit):
+                result: Any = make_reply()
+                if isawaitable(result):
+                    result = await result
+                if isinstance(result, str):
+                    for sentence in splitter.feed(result):
+                        await emit(sentence)
+                elif hasattr(result, "__aiter__"):
+                    async with aclosing(result) as chunks:
+                        async for chunk in chunks:
+                            if not isinstance(chunk, str):
+                                raise ReplyError(
+                                    f"reply yielded {type(chunk).__name__}, expected str"
+                                )
+                            for sentence in splitter.feed(chunk):
+                                await emit(sentence)
+                elif result is not None:
+                    raise ReplyError(
+                        f"reply returned {type(result).__name__}, expected str, "
+                        "an async iterator of str, or None"
+                    )
+        except trio.TooSlowError:
+            stats.reply_errors += 1
+            log.error("reply took longer than %g s; apologising", time_limit)
+            splitter = SentenceSplitter()  # drop the unfinished sentence
+            await emit(apology)
+        except Exception as exc:
+            stats.reply_errors += 1
+            log.error(
+                "reply failed; apologising: %r", exc, exc_info=not isinstance(exc, ReplyError)
+            )
+            splitter = SentenceSplitter()
+            await emit(apology)
+        for sentence in splitter.flush():
+            await emit(sentence)
+
+
+async def speak_sentences(
+    sentences_in: trio.MemoryReceiveChannel[Sentence],
+    outbound: trio.MemorySendChannel[twilio.OutboundEvent],
+    *,
+    tts: TextToSpeech,
+    pacer: Pacer,
+    ledger: ReplyLedger,
+    chunk_ms: int,
+    time_limit: float,
+) -> None:
+    """Synthesize each sentence and send it as paced μ-law chunks, a mark after each.
+
+    Raises :class:`EngineError` when the TTS engine fails or takes longer than ``time_limit``.
+    """
+    chunk_bytes = SAMPLE_RATE * chunk_ms // 1000
+    async with sentences_in, outbound:
+        async for sentence in sentences_in:
+            try:
+                with trio.fail_after(time_limit):
+                    audio = await tts.synthesize(sentence.text)
+            except trio.TooSlowError:
+                raise EngineError(f"{tts.name} took longer than {time_limit:g} s") from None
+            data = ulaw_encode(audio)
+            count = max(1, -(-len(data) // chunk_bytes)) if data else 0
+            for i in range(count):
+                chunk = data[i * chunk_bytes : (i + 1) * chunk_bytes]
+                duration = len(chunk) / SAMPLE_RATE
+                await pacer.wait_for_room(duration)
+                await outbound.send(twilio.SendMedia(chunk))
+                pacer.sent(duration)
+                await outbound.send(
+                    twilio.SendMark(ledger.chunk_sent(sentence.index, (i + 1) / count))
+                )
+
+
+async def transmit(
+    outbound_in: trio.MemoryReceiveChannel[twilio.OutboundEvent],
+    socket: CallSocket,
+    *,
+    stream_sid: str,
+) -> None:
+    """The only writer to the socket: serializes each outbound event, in order.
+
+    Its channel is unbuffered, so an event is either written or was never accepted: a ``clear``
+    sent after cancelling the speaker is always the last thing Twilio gets of that reply.
+    """
+    async with outbound_in:
+        async for event in outbound_in:
+            await socket.send(twilio.serialize(stream_sid, event))

@@ -1,0 +1,456 @@
+"""One phone call: a nursery of actors joined by channels, and the turn-taking between them.
+
+::
+
+    socket ─▶ receive_twilio ─frames─▶ detect_speech ─utterances─▶ transcribe_utterances
+       ▲            │ marks, keys          │ speech started                  │ transcripts
+       │            ▼                      ▼                                 ▼
+       └── transmit ◀── speak_sentences ◀── generate_sentences ◀────── take_turns (here)
+
+Each reply runs in its own cancel scope (generation and speech together). Caller speech or a
+key press while a reply is being generated or played cancels that scope and sends ``clear``;
+the conversation is told what was heard. The call ends when Twilio sends ``stop``, the socket
+closes, or the conversation hangs up; nothing outlives :func:`run_call`, and no failure inside
+a call escapes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Final
+
+import trio
+
+from . import twilio
+from .actors import (
+    CallLog,
+    CallStats,
+    detect_speech,
+    generate_sentences,
+    receive_twilio,
+    speak_sentences,
+    transcribe_utterances,
+    transmit,
+)
+from .conversation import CallInfo, Conversation, Reply, ReplyText
+from .engines import Engines
+from .errors import ConfigurationError, EngineError, PhoneActorsError, ProtocolError, SocketClosed
+from .messages import (
+    KeyPressed,
+    Sentence,
+    SpeechStarted,
+    Transcript,
+    TranscriptionFailed,
+    TurnEvent,
+)
+from .playback import Pacer, ReplyLedger
+from .segmenter import SegmenterSettings
+from .transport import CallSocket
+
+__all__ = ["CallResult", "CallSettings", "run_call"]
+
+logger = logging.getLogger("phoneactors.call")
+
+FRAME_BUFFER: Final = 50
+"""Inbound 20 ms frames waiting for the VAD: one second. The VAD takes microseconds a frame, so
+this only fills if the process is badly overloaded; then frames are dropped and counted."""
+UTTERANCE_BUFFER: Final = 4
+"""Utterances waiting for speech-to-text. More than a few means the caller talks faster than we
+transcribe; the VAD then waits, and inbound frames back up into FRAME_BUFFER."""
+TURN_BUFFER: Final = 16
+"""Speech starts, transcripts and key presses waiting for the responder, which never blocks long."""
+SENTENCE_BUFFER: Final = 8
+"""Sentences generated ahead of the speaker: lets a streaming reply run ahead while we talk."""
+MARK_GRACE: Final = 2.0
+"""How long past the estimated end of playback we wait for Twilio's last mark echo."""
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """Per-call behaviour. One instance serves every call."""
+
+    segmenter: SegmenterSettings = field(default_factory=SegmenterSettings)
+    reply_timeout: float = 30.0
+    """Seconds a reply may take to generate (all of it); past that, the apology is spoken."""
+    stt_timeout: float = 15.0
+    tts_timeout: float = 15.0
+    playback_lead: float = 0.3
+    """Most audio (seconds) sent ahead of real time, so a barge-in throws little away."""
+    chunk_ms: int = 100
+    """Audio per media message; a mark follows each, so *heard* is accurate to this."""
+    start_timeout: float = 10.0
+    """Seconds to wait for Twilio's ``start`` message after the socket opens."""
+    max_bad_messages: int = 50
+    """Malformed messages skipped in one call before the call is ended."""
+    max_payload_bytes: int = 16_000
+    """Largest accepted inbound media payload (two seconds of μ-law)."""
+    hook_timeout: float = 10.0
+    """Seconds ``on_start``, ``on_interrupted`` and ``on_end`` may take."""
+
+    def __post_init__(self) -> None:
+        positive = ("reply_timeout", "stt_timeout", "tts_timeout", "playback_lead", "start_timeout")
+        for name in positive:
+            value = getattr(self, name)
+            if not value > 0:
+                raise ConfigurationError(f"{name} must be positive, got {value}")
+        if not 20 <= self.chunk_ms <= 1000 or self.chunk_ms % 20:
+            raise ConfigurationError(
+                f"chunk_ms must be a multiple of 20 between 20 and 1000, got {self.chunk_ms}"
+            )
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """How a call went: why it ended, and its counters."""
+
+    call_sid: str | None
+    reason: str
+    stats: CallStats
+
+
+@dataclass(eq=False)
+class _ActiveReply:
+    scope: trio.CancelScope
+    ledger: ReplyLedger
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+async def run_call(
+    socket: CallSocket,
+    make_conversation: Callable[[], Conversation],
+    engines: Engines,
+    settings: CallSettings | None = None,
+) -> CallResult:
+    """Serve one call on ``socket`` until it ends; never raises except ``trio.Cancelled``.
+
+    Waits for Twilio's ``start``, creates the conversation, runs the actors, and closes the
+    socket at the end. Closing the socket is how a call is hung up: Twilio then carries on with
+    the TwiML after ``<Connect>``, and at its end the call hangs up.
+    """
+    settings = settings or CallSettings()
+    stats = CallStats()
+    log = CallLog(logger, {"call_sid": "?"})
+    try:
+        with trio.fail_after(settings.start_timeout):
+            start = await _wait_for_start(socket, settings, stats, log)
+    except (ProtocolError, trio.TooSlowError, SocketClosed) as exc:
+        reason = (
+            f"no start message within {settings.start_timeout:g} s"
+            if isinstance(exc, trio.TooSlowError)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        log.warning("call ended before it started: %s", reason)
+        await _close(socket)
+        return CallResult(None, reason, stats)
+
+    log = CallLog(logger, {"call_sid": start.call_sid})
+    call = _Call(socket, start, engines, settings, stats, log)
+    try:
+        conversation = make_conversation()
+        if not isinstance(conversation, Conversation):
+            raise ConfigurationError(
+                f"the conversation factory returned {type(conversation).__name__}, "
+                "expected a Conversation"
+            )
+    except Exception as exc:
+        log.error("could not create the conversation: %r", exc, exc_info=True)
+        await _close(socket)
+        return CallResult(start.call_sid, f"conversation failed to start: {exc!r}", stats)
+    reason = await call.run(conversation)
+    return CallResult(start.call_sid, reason, stats)
+
+
+async def _wait_for_start(
+    socket: CallSocket, settings: CallSettings, stats: CallStats, log: CallLog
+) -> twilio.Start:
+    """Skip ``connected``; anything else before ``start`` is a counted protocol error."""
+    while True:
+        message = await socket.receive()
+        try:
+            event = twilio.parse_event(message, max_payload_bytes=settings.max_payload_bytes)
+        except ProtocolError as exc:
+            stats.bad_messages += 1
+            if stats.bad_messages > settings.max_bad_messages:
+                raise
+            log.warning("skipped malformed message before start: %s", exc)
+            continue
+        match event:
+            case twilio.Start():
+                return event
+            case twilio.Connected():
+                continue
+            case twilio.Stop():
+                raise SocketClosed("Twilio sent stop before start")
+            case _:
+                stats.bad_messages += 1
+                if stats.bad_messages > settings.max_bad_messages:
+                    raise ProtocolError(f"{type(event).__name__.lower()} before start")
+                log.warning("skipped %s before start", type(event).__name__.lower())
+
+
+async def _close(socket: CallSocket) -> None:
+    with trio.CancelScope(shield=True):
+        await socket.close()
+
+
+class _Call:
+    """The state of one running call, owned by :func:`run_call`."""
+
+    def __init__(
+        self,
+        socket: CallSocket,
+        start: twilio.Start,
+        engines: Engines,
+        settings: CallSettings,
+        stats: CallStats,
+        log: CallLog,
+    ) -> None:
+        self.socket = socket
+        self.start = start
+        self.engines = engines
+        self.settings = settings
+        self.stats = stats
+        self.log = log
+        self.pacer = Pacer(settings.playback_lead)
+        self.reply: _ActiveReply | None = None
+        self.reply_count = 0
+        self.end_reason = "call ended"
+        self.call_scope = trio.CancelScope()
+        self.conversation: Conversation
+        self.outbound: trio.MemorySendChannel[twilio.OutboundEvent]
+
+    async def run(self, conversation: Conversation) -> str:
+        self.conversation = conversation
+        conversation._call = CallInfo(
+            call_sid=self.start.call_sid,
+            stream_sid=self.start.stream_sid,
+            account_sid=self.start.account_sid,
+            custom_parameters=self.start.custom_parameters,
+        )
+        self.log.info("call started (%s)", type(conversation).__name__)
+        settings = self.settings
+        try:
+            with self.call_scope:
+                async with trio.open_nursery() as nursery:
+                    frames_out, frames_in = trio.open_memory_channel[Any](FRAME_BUFFER)
+                    turns_out, turns_in = trio.open_memory_channel[TurnEvent](TURN_BUFFER)
+                    utterances_out, utterances_in = trio.open_memory_channel[Any](UTTERANCE_BUFFER)
+                    outbound_out, outbound_in = trio.open_memory_channel[twilio.OutboundEvent](0)
+                    nursery.start_soon(
+                        partial(
+                            transmit, outbound_in, self.socket, stream_sid=self.start.stream_sid
+                        )
+                    )
+                    nursery.start_soon(
+                        partial(
+                            detect_speech,
+                            frames_in,
+                            turns_out.clone(),
+                            utterances_out,
+                            detector=self.engines.vad.new_detector(),
+                            settings=settings.segmenter,
+                        )
+                    )
+                    nursery.start_soon(
+                        partial(
+                            transcribe_utterances,
+                            utterances_in,
+                            turns_out.clone(),
+                            stt=self.engines.stt,
+                            time_limit=settings.stt_timeout,
+                            stats=self.stats,
+                            log=self.log,
+                        )
+                    )
+                    nursery.start_soon(self.take_turns, turns_in, outbound_out)
+                    self.end_reason = await receive_twilio(
+                        self.socket,
+                        frames_out,
+                        turns_out,
+                        stream_sid=self.start.stream_sid,
+                        on_mark=self.on_mark,
+                        stats=self.stats,
+                        log=self.log,
+                        max_bad_messages=settings.max_bad_messages,
+                        max_payload_bytes=settings.max_payload_bytes,
+                    )
+                    nursery.cancel_scope.cancel()
+        except Exception as group:
+            exc = _first_error(group)
+            if isinstance(exc, SocketClosed):
+                self.end_reason = "socket closed"
+            elif isinstance(exc, PhoneActorsError):
+                self.end_reason = f"{type(exc).__name__}: {exc}"
+                self.log.error("call ended: %s", self.end_reason)
+            else:
+                self.end_reason = f"internal error: {exc!r}"
+                self.log.error("call ended by an unexpected error", exc_info=exc)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.socket.close()
+                await self.run_hook(partial(conversation.on_end, self.end_reason), "on_end")
+        self.log.info(
+            "call ended: %s (%d frames in, %d dropped, %d bad messages, %d replies, %d barge-ins)",
+            self.end_reason,
+            self.stats.frames_received,
+            self.stats.frames_dropped,
+            self.stats.bad_messages,
+            self.stats.replies,
+            self.stats.barge_ins,
+        )
+        return self.end_reason
+
+    def end_call(self, reason: str) -> None:
+        self.end_reason = reason
+        self.call_scope.cancel()
+
+    def on_mark(self, name: str) -> None:
+        if self.reply is not None:
+            self.reply.ledger.mark_echoed(name)
+
+    async def run_hook(self, hook: Callable[[], Any], name: str) -> None:
+        """Run a conversation hook; its failure or timeout is logged, never raised."""
+        try:
+            with trio.fail_after(self.settings.hook_timeout):
+                await hook()
+        except trio.TooSlowError:
+            self.log.error("%s took longer than %g s", name, self.settings.hook_timeout)
+        except Exception:
+            self.log.exception("%s raised", name)
+
+    async def take_turns(
+        self,
+        turns_in: trio.MemoryReceiveChannel[TurnEvent],
+        outbound: trio.MemorySendChannel[twilio.OutboundEvent],
+    ) -> None:
+        """The responder: start a reply for each transcript (or key press), interrupt the one in
+        progress when the caller speaks, and end the call when the conversation hangs up."""
+        conversation = self.conversation
+        self.outbound = outbound
+        async with outbound, turns_in, trio.open_nursery() as replies:
+            await self.run_hook(conversation.on_start, "on_start")
+            greeting = conversation.greeting
+            if greeting:
+                self.start_reply(replies, partial(_constant, greeting))
+            elif conversation.hang_up_requested:
+                self.end_call("conversation hung up")
+            async for event in turns_in:
+                match event:
+                    case SpeechStarted():
+                        await self.interrupt()
+                    case Transcript(text=text):
+                        if text:
+                            await self.interrupt()
+                            self.start_reply(replies, partial(conversation.reply, text))
+                    case TranscriptionFailed():
+                        await self.interrupt()
+                        self.start_reply(replies, partial(_constant, conversation.apology))
+                    case KeyPressed(digit=digit):
+                        self.log.info("caller pressed %r", digit)
+                        await self.interrupt()
+                        self.start_reply(replies, partial(conversation.on_dtmf, digit))
+
+    def start_reply(self, nursery: trio.Nursery, make_reply: Callable[[], Reply]) -> None:
+        self.reply_count += 1
+        self.stats.replies += 1
+        active = _ActiveReply(trio.CancelScope(), ReplyLedger(f"r{self.reply_count}"))
+        self.reply = active
+        nursery.start_soon(self.run_reply, active, make_reply)
+
+    async def interrupt(self) -> None:
+        """Barge-in: cancel the reply in progress, clear Twilio's buffer, report what was heard."""
+        active = self.reply
+        if active is None or active.done.is_set():
+            return
+        active.scope.cancel()
+        self.reply = None
+        self.stats.barge_ins += 1
+        await self.outbound.send(twilio.SendClear())
+        self.pacer.cleared()
+        interruption = active.ledger.close()
+        self.log.info("caller interrupted; heard %r", interruption.heard)
+        await self.run_hook(
+            partial(self.conversation.on_interrupted, interruption), "on_interrupted"
+        )
+        if self.conversation.hang_up_requested:
+            self.end_call("conversation hung up")
+
+    async def run_reply(self, active: _ActiveReply, make_reply: Callable[[], Reply]) -> None:
+        with active.scope:
+            failure = await self.speak(make_reply, active.ledger)
+            if failure is not None:
+                self.stats.engine_errors += 1
+                self.log.error("speech synthesis failed: %s; trying to apologise", failure)
+                apology = partial(_constant, self.conversation.apology)
+                if (again := await self.speak(apology, active.ledger)) is not None:
+                    self.log.error("could not apologise either: %s", again)
+            active.done.set()
+            if self.conversation.hang_up_requested:
+                self.end_call("conversation hung up")
+
+    async def speak(
+        self, make_reply: Callable[[], Reply], ledger: ReplyLedger
+    ) -> EngineError | None:
+        """Generate and speak one reply, then wait until Twilio says it has all played.
+
+        Returns the text-to-speech failure that cut it short, if any.
+        """
+        sentences_out, sentences_in = trio.open_memory_channel[Sentence](SENTENCE_BUFFER)
+        failure: EngineError | None = None
+        try:
+            await self._generate_and_speak(make_reply, sentences_out, sentences_in, ledger)
+        except* EngineError as group:
+            failure = group.exceptions[0]  # type: ignore[assignment]
+        if failure is not None:
+            return failure
+        ledger.finished_sending()
+        with trio.move_on_after(self.pacer.queued + MARK_GRACE):
+            await ledger.all_played.wait()
+        return None
+
+    async def _generate_and_speak(
+        self,
+        make_reply: Callable[[], Reply],
+        sentences_out: trio.MemorySendChannel[Sentence],
+        sentences_in: trio.MemoryReceiveChannel[Sentence],
+        ledger: ReplyLedger,
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                partial(
+                    generate_sentences,
+                    make_reply,
+                    sentences_out,
+                    ledger=ledger,
+                    time_limit=self.settings.reply_timeout,
+                    apology=self.conversation.apology,
+                    stats=self.stats,
+                    log=self.log,
+                )
+            )
+            nursery.start_soon(
+                partial(
+                    speak_sentences,
+                    sentences_in,
+                    self.outbound.clone(),
+                    tts=self.engines.tts,
+                    pacer=self.pacer,
+                    ledger=ledger,
+                    chunk_ms=self.settings.chunk_ms,
+                    time_limit=self.settings.tts_timeout,
+                )
+            )
+
+
+async def _constant(text: str) -> ReplyText:
+    return text
+
+
+def _first_error(exc: BaseException) -> BaseException:
+    """The first leaf of a (possibly nested) exception group; ``exc`` itself otherwise."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc

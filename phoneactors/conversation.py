@@ -1,0 +1,110 @@
+"""What a user writes: a :class:`Conversation` subclass with an async ``reply``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TypeAlias
+
+__all__ = ["CallInfo", "Conversation", "Interruption", "Parrot", "Reply", "ReplyText"]
+
+ReplyText: TypeAlias = str | AsyncIterator[str] | None
+"""What a reply produces: the whole text, text chunks as they are generated, or nothing."""
+Reply: TypeAlias = Awaitable[ReplyText] | AsyncIterator[str]
+"""``reply`` may be ``async def`` returning :data:`ReplyText`, or an async generator of chunks."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """Facts about the call, from Twilio's ``start`` message."""
+
+    call_sid: str
+    stream_sid: str
+    account_sid: str
+    custom_parameters: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def caller(self) -> str | None:
+        """The caller's number, from the ``caller`` parameter our TwiML adds (or ``None``)."""
+        return self.custom_parameters.get("caller")
+
+
+@dataclass(frozen=True, slots=True)
+class Interruption:
+    """The caller talked over a reply. ``heard`` played before they did; ``unheard`` did not.
+
+    ``heard`` is accurate to one audio chunk (100 ms by default), from Twilio's mark echoes, and
+    rounded down to whole words. ``unheard`` includes text generated but never spoken.
+    """
+
+    heard: str
+    unheard: str
+
+
+class Conversation:
+    """One instance per call. Subclass it and override :meth:`reply`; every hook is optional.
+
+    The runtime calls the hooks one at a time from the call's own tasks; an instance never sees
+    two calls. A hook that raises is logged with the call sid and the call goes on (``reply`` and
+    ``on_dtmf`` then answer with :attr:`apology`).
+    """
+
+    greeting: str | None = None
+    """Spoken as soon as the call connects (``None``: wait for the caller to speak first)."""
+    apology: str = "Sorry, something went wrong on my side. Could you say that again?"
+    """Spoken when ``reply`` raises, times out or returns the wrong type."""
+
+    _call: CallInfo | None = None
+    _hang_up_requested: bool = False
+
+    @property
+    def call(self) -> CallInfo:
+        """Facts about this call; available from :meth:`on_start` on."""
+        if self._call is None:
+            raise RuntimeError("call facts are available once the call has started")
+        return self._call
+
+    def reply(self, text: str) -> Reply:
+        """Answer what the caller said. Return a string, or yield chunks (an LLM's tokens).
+
+        Chunks are spoken sentence by sentence as they complete. If the caller talks over the
+        reply, the reply is cancelled (your ``await`` raises ``trio.Cancelled``; don't catch it)
+        and :meth:`on_interrupted` says what was heard.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must override reply(text)")
+
+    async def on_start(self) -> None:
+        """The call connected; :attr:`call` is set. Runs before the greeting."""
+
+    def on_dtmf(self, digit: str) -> Reply:
+        """The caller pressed a key. Like speech, a key press interrupts the bot; what this
+        returns (same forms as :meth:`reply`) is spoken. The default ignores keys."""
+
+        async def nothing() -> ReplyText:
+            return None
+
+        return nothing()
+
+    async def on_interrupted(self, interruption: Interruption) -> None:
+        """The caller talked over a reply (or the reply was still being generated)."""
+
+    async def on_end(self, reason: str) -> None:
+        """The call is over (``reason`` says why). Runs exactly once per call."""
+
+    def hang_up(self) -> None:
+        """End the call once what is being said now (including this reply) has been heard."""
+        self._hang_up_requested = True
+
+    @property
+    def hang_up_requested(self) -> bool:
+        return self._hang_up_requested
+
+
+class Parrot(Conversation):
+    """The built-in example: repeats what the caller said."""
+
+    greeting = "Hi! Say something and I will repeat it."
+
+    async def reply(self, text: str) -> str:
+        return f'You said: "{text}"'

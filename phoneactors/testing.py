@@ -1,0 +1,521 @@
+"""Test your bot (and ours) without a phone line: a fake Twilio, scripted callers, fake engines.
+
+Everything here runs under trio's ``MockClock``: the fake Twilio sends a 20 ms media frame every
+20 ms of trio time, plays the bot's audio back in trio time, echoes marks when their audio has
+played, and honours ``clear`` as Twilio does. A typical test::
+
+    async def test_parrot(autojump_clock):        # or MockClock(autojump_threshold=0)
+        speech = FakeSpeech()
+        async with open_call(Parrot, speech.engines()) as twilio:
+            await twilio.wait_for_bot_to_finish()  # the greeting
+            await twilio.say("hello")
+            await twilio.wait_for_bot_to_finish()
+        assert speech.spoken[-1] == 'You said: "hello".'
+
+:class:`FakeSpeech` gives fake engines that are fast and deterministic: caller speech is a tone
+whose text the fake speech-to-text recognises, the bot's speech is a tone as long as its text
+would take to say. Pass real engines instead (and real time) to hear real speech end to end.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+import trio
+
+from . import twilio
+from .audio import FRAME_MS, FRAME_SAMPLES, PCM, SAMPLE_RATE, ulaw_decode, ulaw_encode
+from .call import CallResult, CallSettings, run_call
+from .conversation import Conversation
+from .engines import Engines, TextToSpeech
+from .errors import EngineError, SocketClosed
+
+__all__ = [
+    "EnergyVad",
+    "FakeSpeech",
+    "FakeSpeechToText",
+    "FakeTextToSpeech",
+    "FakeTwilio",
+    "MemorySocket",
+    "Played",
+    "memory_socket_pair",
+    "open_call",
+]
+
+_MESSAGE_BUFFER: Final = 1000
+"""In-memory socket buffer, in messages; a real socket buffers too."""
+
+
+# --------------------------------------------------------------------------------------------
+# In-memory socket
+
+
+class MemorySocket:
+    """One end of an in-memory message socket; a :class:`~phoneactors.transport.CallSocket`."""
+
+    def __init__(
+        self,
+        send_channel: trio.MemorySendChannel[str | bytes],
+        receive_channel: trio.MemoryReceiveChannel[str | bytes],
+    ) -> None:
+        self._send = send_channel
+        self._receive = receive_channel
+        self.closed = False
+
+    async def receive(self) -> str | bytes:
+        try:
+            return await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise SocketClosed("the socket is closed") from None
+
+    async def send(self, message: str | bytes) -> None:
+        try:
+            await self._send.send(message)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise SocketClosed("the socket is closed") from None
+
+    async def close(self) -> None:
+        self.closed = True
+        await self._send.aclose()
+        await self._receive.aclose()
+
+
+def memory_socket_pair() -> tuple[MemorySocket, MemorySocket]:
+    """Two connected :class:`MemorySocket` ends: (server side, Twilio side)."""
+    a_out, b_in = trio.open_memory_channel[str | bytes](_MESSAGE_BUFFER)
+    b_out, a_in = trio.open_memory_channel[str | bytes](_MESSAGE_BUFFER)
+    return MemorySocket(a_out, a_in), MemorySocket(b_out, b_in)
+
+
+# --------------------------------------------------------------------------------------------
+# Fake engines
+
+
+def tone(seconds: float, *, frequency: float = 440.0, amplitude: float = 0.3) -> PCM:
+    """A sine tone at 8 kHz: loud enough for :class:`EnergyVad` to call it speech."""
+    t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (np.sin(2 * np.pi * frequency * t) * amplitude * 32767).astype(np.int16)
+
+
+class EnergyVad:
+    """A deterministic VAD for tests: a frame is speech when its RMS exceeds ``threshold``."""
+
+    name = "energy"
+
+    def __init__(self, threshold: float = 500.0) -> None:
+        self.threshold = threshold
+
+    async def load(self) -> None:
+        pass
+
+    def new_detector(self) -> EnergyVad:
+        return self
+
+    def is_speech(self, frame: PCM) -> bool:
+        return float(np.sqrt(np.mean(frame.astype(np.float64) ** 2))) > self.threshold
+
+
+class FakeSpeechToText:
+    """Recognises the caller speech that :class:`FakeSpeech` made, in order (FIFO).
+
+    ``delay`` seconds of trio time per utterance; ``fail`` makes every call raise EngineError.
+    Audio it was not expecting transcribes to ``""`` (noise).
+    """
+
+    name = "fake-stt"
+
+    def __init__(self, *, delay: float = 0.1) -> None:
+        self.delay = delay
+        self.fail = False
+        self.expected: collections.deque[str] = collections.deque()
+        self.calls = 0
+
+    async def load(self) -> None:
+        pass
+
+    async def transcribe(self, audio: PCM) -> str:
+        self.calls += 1
+        await trio.sleep(self.delay)
+        if self.fail:
+            raise EngineError("fake-stt: failing on purpose")
+        return self.expected.popleft() if self.expected else ""
+
+
+class FakeTextToSpeech:
+    """Turns text into a tone as long as the text would take to say (``seconds_per_char``).
+
+    Records every text in :attr:`spoken`. ``delay`` seconds of trio time per sentence;
+    ``fail`` makes it raise EngineError.
+    """
+
+    name = "fake-tts"
+
+    def __init__(
+        self, *, delay: float = 0.02, seconds_per_char: float = 0.06, frequency: float = 300.0
+    ) -> None:
+        self.delay = delay
+        self.seconds_per_char = seconds_per_char
+        self.frequency = frequency
+        self.fail = False
+        self.spoken: list[str] = []
+
+    async def load(self) -> None:
+        pass
+
+    def duration(self, text: str) -> float:
+        return max(0.2, len(text) * self.seconds_per_char)
+
+    async def synthesize(self, text: str) -> PCM:
+        await trio.sleep(self.delay)
+        if self.fail:
+            raise EngineError("fake-tts: failing on purpose")
+        self.spoken.append(text)
+        return tone(self.duration(text), frequency=self.frequency)
+
+
+class _CallerVoice:
+    """Caller speech for the fake engines: a tone, with its text queued for the fake STT."""
+
+    name = "fake-caller"
+
+    def __init__(self, stt: FakeSpeechToText, seconds_per_char: float) -> None:
+        self._stt = stt
+        self._seconds_per_char = seconds_per_char
+
+    async def load(self) -> None:
+        pass
+
+    async def synthesize(self, text: str) -> PCM:
+        self._stt.expected.append(text)
+        return tone(max(0.3, len(text) * self._seconds_per_char), frequency=500.0)
+
+
+@dataclass
+class FakeSpeech:
+    """A matching set of fake engines, plus a caller voice the fake STT understands."""
+
+    vad: EnergyVad = field(default_factory=EnergyVad)
+    stt: FakeSpeechToText = field(default_factory=FakeSpeechToText)
+    tts: FakeTextToSpeech = field(default_factory=FakeTextToSpeech)
+    caller_seconds_per_char: float = 0.06
+
+    def engines(self) -> Engines:
+        return Engines(vad=self.vad, stt=self.stt, tts=self.tts)
+
+    @property
+    def caller_voice(self) -> TextToSpeech:
+        return _CallerVoice(self.stt, self.caller_seconds_per_char)
+
+    @property
+    def spoken(self) -> list[str]:
+        """Every sentence the bot synthesized, in order."""
+        return self.tts.spoken
+
+
+# --------------------------------------------------------------------------------------------
+# The fake Twilio
+
+
+@dataclass(frozen=True, slots=True)
+class Played:
+    """Bot audio the fake Twilio played, and when (trio time)."""
+
+    start: float
+    end: float
+    audio: PCM
+
+
+@dataclass
+class _Buffered:
+    audio: bytes | None = None
+    mark: str | None = None
+
+
+class FakeTwilio:
+    """Twilio's side of one Media Streams call, speaking the real JSON over a socket.
+
+    Sends ``connected`` and ``start``, then one 20 ms ``media`` frame every 20 ms of trio time:
+    what the caller says (:meth:`say`, :meth:`play`) or silence. Plays the bot's audio from a
+    buffer in trio time, echoes each mark when the audio before it has played, and on ``clear``
+    drops the buffer and echoes the pending marks, as Twilio does.
+
+    The record: :attr:`played` (bot audio as heard), :attr:`outbound` (every message the bot
+    sent, with its time), :attr:`clears` (times of ``clear``), :attr:`marks_echoed`.
+    """
+
+    def __init__(
+        self,
+        socket: MemorySocket,
+        *,
+        voice: TextToSpeech | None = None,
+        call_sid: str = "CA00000000000000000000000000000001",
+        stream_sid: str = "MZ00000000000000000000000000000001",
+        account_sid: str = "AC00000000000000000000000000000001",
+        custom_parameters: Mapping[str, str] | None = None,
+    ) -> None:
+        self.socket = socket
+        self.voice = voice
+        self.call_sid = call_sid
+        self.stream_sid = stream_sid
+        self.account_sid = account_sid
+        self.custom_parameters = dict(custom_parameters or {"caller": "+15550100001"})
+        self.played: list[Played] = []
+        self.outbound: list[tuple[float, twilio.OutboundEvent]] = []
+        self.clears: list[float] = []
+        self.marks_echoed: list[str] = []
+        self.caller_frames_sent = 0
+        self.closed = trio.Event()
+        """Set when the bot closed the socket (hung up)."""
+        self.result: CallResult | None = None
+        """How the call went, once :func:`open_call` has exited."""
+        self._caller_audio: collections.deque[PCM] = collections.deque()
+        self._pending_events: collections.deque[twilio.InboundEvent] = collections.deque()
+        self._buffer: collections.deque[_Buffered] = collections.deque()
+        self._buffer_changed = trio.Event()
+        self._playing: trio.CancelScope | None = None
+        self._changed = trio.Event()
+        self._sequence = itertools.count(1)
+        self._stopped = False
+
+    # -- the caller ---------------------------------------------------------------------------
+
+    async def say(self, text: str, *, wait: bool = True) -> None:
+        """Speak ``text`` as the caller (through :attr:`voice`); with ``wait``, return once the
+        last frame of it has been sent."""
+        if self.voice is None:
+            raise RuntimeError("FakeTwilio needs a voice (a TextToSpeech) to say text")
+        await self.play(await self.voice.synthesize(text), wait=wait)
+
+    async def play(self, audio: PCM, *, wait: bool = True) -> None:
+        """Send raw 8 kHz int16 audio as the caller, after whatever is queued."""
+        audio = np.asarray(audio, dtype=np.int16)
+        padded = -(-len(audio) // FRAME_SAMPLES) * FRAME_SAMPLES
+        audio = np.concatenate([audio, np.zeros(padded - len(audio), dtype=np.int16)])
+        for i in range(0, len(audio), FRAME_SAMPLES):
+            self._caller_audio.append(audio[i : i + FRAME_SAMPLES])
+        if wait:
+            await self.wait_for(lambda: not self._caller_audio)
+
+    async def silence(self, seconds: float) -> None:
+        """Let ``seconds`` of caller silence go by (trio time)."""
+        await self.play(np.zeros(round(seconds * SAMPLE_RATE), dtype=np.int16))
+
+    def press(self, digit: str) -> None:
+        """Press a key: a ``dtmf`` event goes with the next frame."""
+        self._pending_events.append(
+            twilio.Dtmf(
+                sequence_number=0, stream_sid=self.stream_sid, track="inbound_track", digit=digit
+            )
+        )
+
+    async def hang_up(self) -> None:
+        """The caller hangs up: Twilio sends ``stop`` and closes the socket."""
+        if self._stopped:
+            return
+        self._stopped = True
+        with suppress(SocketClosed):
+            await self._send(
+                twilio.Stop(
+                    sequence_number=0,
+                    stream_sid=self.stream_sid,
+                    call_sid=self.call_sid,
+                    account_sid=self.account_sid,
+                )
+            )
+        await self.socket.close()
+
+    # -- waiting ------------------------------------------------------------------------------
+
+    async def wait_for(self, condition: Callable[[], bool]) -> None:
+        """Wait (in trio time) until ``condition()`` holds; it is checked after every change."""
+        while not condition():
+            await self._changed.wait()
+
+    async def wait_for_bot_to_finish(self, *, quiet: float = 0.5) -> None:
+        """Wait for the bot's next audio, then until all of it has played and nothing more has
+        come for ``quiet`` seconds (or the bot hung up)."""
+        sent = len(self.outbound)
+        await self.wait_for(lambda: self._media_since(sent) or self.closed.is_set())
+        while not self.closed.is_set():
+            await self.wait_for(
+                lambda: (not self._buffer and self._playing is None) or self.closed.is_set()
+            )
+            with trio.move_on_after(quiet):
+                await self._wait_for_more_media()
+                continue
+            return
+
+    async def _wait_for_more_media(self) -> None:
+        sent = len(self.outbound)
+        await self.wait_for(lambda: self._media_since(sent) or self.closed.is_set())
+
+    def _media_since(self, index: int) -> bool:
+        return any(isinstance(e, twilio.SendMedia) for _, e in self.outbound[index:])
+
+    @property
+    def bot_audio(self) -> PCM:
+        """All bot audio that actually played, concatenated."""
+        if not self.played:
+            return np.zeros(0, dtype=np.int16)
+        return np.concatenate([p.audio for p in self.played])
+
+    def media_sent_after(self, time: float) -> float:
+        """Seconds of bot audio that arrived after ``time`` (for barge-in checks)."""
+        total = sum(
+            len(e.payload) for t, e in self.outbound if t > time and isinstance(e, twilio.SendMedia)
+        )
+        return total / SAMPLE_RATE
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Be Twilio for one call until the caller hangs up or the bot closes the socket."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._play_buffer)
+            nursery.start_soon(self._receive_from_bot, nursery.cancel_scope)
+            await self._send(twilio.Connected(protocol="Call", version="1.0.0"))
+            await self._send(
+                twilio.Start(
+                    sequence_number=0,
+                    stream_sid=self.stream_sid,
+                    call_sid=self.call_sid,
+                    account_sid=self.account_sid,
+                    tracks=("inbound",),
+                    custom_parameters=self.custom_parameters,
+                    media_format=twilio.MediaFormat("audio/x-mulaw", SAMPLE_RATE, 1),
+                )
+            )
+            await self._send_caller_audio()
+
+    async def _send(self, event: twilio.InboundEvent) -> None:
+        await self.socket.send(twilio.encode_inbound(_with_sequence(event, next(self._sequence))))
+
+    async def _send_caller_audio(self) -> None:
+        start = trio.current_time()
+        for chunk in itertools.count():
+            await trio.sleep_until(start + chunk * FRAME_MS / 1000)
+            if self._stopped:
+                return
+            while self._pending_events:
+                await self._send(self._pending_events.popleft())
+            frame = (
+                self._caller_audio.popleft()
+                if self._caller_audio
+                else np.zeros(FRAME_SAMPLES, dtype=np.int16)
+            )
+            await self._send(
+                twilio.Media(
+                    sequence_number=0,
+                    stream_sid=self.stream_sid,
+                    track="inbound",
+                    chunk=chunk + 1,
+                    timestamp=chunk * FRAME_MS,
+                    payload=ulaw_encode(frame),
+                )
+            )
+            self.caller_frames_sent += 1
+            self._notify()
+
+    async def _receive_from_bot(self, scope: trio.CancelScope) -> None:
+        while True:
+            try:
+                message = await self.socket.receive()
+            except SocketClosed:
+                self.closed.set()
+                self._notify()
+                scope.cancel()
+                return
+            stream_sid, event = twilio.parse_outbound(message)
+            assert stream_sid == self.stream_sid, f"bot used streamSid {stream_sid!r}"
+            self.outbound.append((trio.current_time(), event))
+            match event:
+                case twilio.SendMedia(payload=payload):
+                    self._buffer.append(_Buffered(audio=payload))
+                case twilio.SendMark(name=name):
+                    self._buffer.append(_Buffered(mark=name))
+                case twilio.SendClear():
+                    await self._clear()
+            self._buffer_changed.set()
+            self._notify()
+
+    async def _clear(self) -> None:
+        self.clears.append(trio.current_time())
+        if self._playing is not None:
+            self._playing.cancel()
+        pending, self._buffer = self._buffer, collections.deque()
+        for item in pending:
+            if item.mark is not None:
+                await self._echo_mark(item.mark)
+
+    async def _echo_mark(self, name: str) -> None:
+        self.marks_echoed.append(name)
+        with suppress(SocketClosed):
+            await self._send(twilio.Mark(sequence_number=0, stream_sid=self.stream_sid, name=name))
+
+    async def _play_buffer(self) -> None:
+        while True:
+            while not self._buffer:
+                self._buffer_changed = trio.Event()
+                await self._buffer_changed.wait()
+            item = self._buffer.popleft()
+            if item.mark is not None:
+                await self._echo_mark(item.mark)
+            elif item.audio is not None:
+                audio = ulaw_decode(item.audio)
+                start = trio.current_time()
+                with trio.CancelScope() as self._playing:
+                    await trio.sleep(len(audio) / SAMPLE_RATE)
+                self._playing = None
+                played = round((trio.current_time() - start) * SAMPLE_RATE)
+                self.played.append(Played(start, trio.current_time(), audio[:played]))
+            self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+
+def _with_sequence(event: twilio.InboundEvent, number: int) -> twilio.InboundEvent:
+    if isinstance(event, twilio.Connected):
+        return event
+    return dataclasses.replace(event, sequence_number=number)
+
+
+@asynccontextmanager
+async def open_call(
+    conversation: Callable[[], Conversation],
+    engines: Engines,
+    *,
+    settings: CallSettings | None = None,
+    voice: TextToSpeech | None = None,
+    speech: FakeSpeech | None = None,
+    **twilio_options: Any,
+) -> AsyncIterator[FakeTwilio]:
+    """Run one call of ``conversation`` against a :class:`FakeTwilio`; yields the fake.
+
+    On exit the caller hangs up (if the bot has not), and the call's :class:`CallResult` is
+    available as ``twilio.result``. ``voice`` is the caller's voice for :meth:`FakeTwilio.say`
+    (defaults to ``speech.caller_voice`` when ``speech`` is given).
+    """
+    server_side, twilio_side = memory_socket_pair()
+    if voice is None and speech is not None:
+        voice = speech.caller_voice
+    fake = FakeTwilio(twilio_side, voice=voice, **twilio_options)
+    results: list[CallResult] = []
+
+    async def serve() -> None:
+        results.append(await run_call(server_side, conversation, engines, settings))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve)
+        nursery.start_soon(fake.run)
+        yield fake
+        await fake.hang_up()
+    fake.result = results[0]
