@@ -271,6 +271,8 @@ class FakeTwilio:
         self.clears: list[float] = []
         self.marks_echoed: list[str] = []
         self.caller_frames_sent = 0
+        self.max_buffered = 0.0
+        """Most bot audio (seconds) ever waiting to be played: the bot's lead over real time."""
         self.closed = trio.Event()
         """Set when the bot closed the socket (hung up)."""
         self.result: CallResult | None = None
@@ -280,6 +282,7 @@ class FakeTwilio:
         self._buffer: collections.deque[_Buffered] = collections.deque()
         self._buffer_changed = trio.Event()
         self._playing: trio.CancelScope | None = None
+        self._playing_until = 0.0
         self._changed = trio.Event()
         self._sequence = itertools.count(1)
         self._stopped = False
@@ -366,6 +369,14 @@ class FakeTwilio:
             return np.zeros(0, dtype=np.int16)
         return np.concatenate([p.audio for p in self.played])
 
+    @property
+    def buffered(self) -> float:
+        """Seconds of bot audio waiting to be played right now."""
+        now = trio.current_time()
+        playing = max(0.0, self._playing_until - now) if self._playing is not None else 0.0
+        waiting = sum(len(b.audio) for b in self._buffer if b.audio is not None)
+        return playing + waiting / SAMPLE_RATE
+
     def media_sent_after(self, time: float) -> float:
         """Seconds of bot audio that arrived after ``time`` (for barge-in checks)."""
         total = sum(
@@ -438,6 +449,7 @@ class FakeTwilio:
             match event:
                 case twilio.SendMedia(payload=payload):
                     self._buffer.append(_Buffered(audio=payload))
+                    self.max_buffered = max(self.max_buffered, self.buffered)
                 case twilio.SendMark(name=name):
                     self._buffer.append(_Buffered(mark=name))
                 case twilio.SendClear():
@@ -470,6 +482,7 @@ class FakeTwilio:
             elif item.audio is not None:
                 audio = ulaw_decode(item.audio)
                 start = trio.current_time()
+                self._playing_until = start + len(audio) / SAMPLE_RATE
                 with trio.CancelScope() as self._playing:
                     await trio.sleep(len(audio) / SAMPLE_RATE)
                 self._playing = None

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+import pytest
+
+from phoneactors.testing import FakeSpeech
+
+
+@pytest.fixture
+def speech() -> FakeSpeech:
+    return FakeSpeech()

@@ -1,0 +1,399 @@
+"""The call runtime under MockClock: every actor, barge-in, pacing, marks, hang-up, failures."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+from trio.testing import MockClock
+
+from phoneactors import twilio
+from phoneactors.call import CallSettings
+from phoneactors.conversation import Conversation, Interruption, Parrot, ReplyText
+from phoneactors.testing import FakeSpeech, open_call, tone
+
+
+# Every test here takes ``autojump_clock``: trio's MockClock(autojump_threshold=0), so no real
+# time passes and every timing below is exact.
+
+LONG = (
+    "This is the first sentence of a long answer. "
+    "Here comes the second sentence which has quite a few more words in it. "
+    "And finally a third one."
+)
+
+
+class Recorder(Conversation):
+    """Replies with a fixed text and records every hook."""
+
+    greeting = None
+    text = LONG
+
+    def __init__(self) -> None:
+        self.heard: list[str] = []
+        self.interruptions: list[Interruption] = []
+        self.ended: list[str] = []
+        self.started = 0
+
+    async def on_start(self) -> None:
+        self.started += 1
+
+    async def reply(self, text: str) -> str:
+        self.heard.append(text)
+        return self.text
+
+    async def on_interrupted(self, interruption: Interruption) -> None:
+        self.interruptions.append(interruption)
+
+    async def on_end(self, reason: str) -> None:
+        self.ended.append(reason)
+
+
+def single(cls: type[Conversation]) -> tuple[list[Conversation], type[Conversation]]:
+    """A factory that remembers the instance it made."""
+    made: list[Conversation] = []
+
+    def make() -> Conversation:
+        made.append(cls())
+        return made[-1]
+
+    return made, make  # type: ignore[return-value]
+
+
+async def test_greeting_then_a_turn(autojump_clock: MockClock, speech: FakeSpeech) -> None:
+    async with open_call(Parrot, speech.engines(), speech=speech) as twilio_:
+        await twilio_.wait_for_bot_to_finish()
+        assert speech.spoken == ["Hi!", "Say something and I will repeat it."]
+        await twilio_.say("hello there")
+        await twilio_.wait_for_bot_to_finish()
+        assert speech.spoken[-1] == 'You said: "hello there"'
+    assert twilio_.result is not None
+    assert twilio_.result.reason == "caller hung up"
+    assert twilio_.clears == []
+    # Everything the bot synthesized was played in full.
+    expected = sum(speech.tts.duration(t) for t in speech.spoken)
+    assert len(twilio_.bot_audio) / 8000 == pytest.approx(expected, abs=0.02)
+
+
+async def test_call_facts_reach_the_conversation(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    made, make = single(Recorder)
+    async with open_call(
+        make, speech.engines(), speech=speech, custom_parameters={"caller": "+15551234", "x": "y"}
+    ) as fake:
+        await fake.silence(0.1)
+        conversation = made[0]
+        assert conversation.call.caller == "+15551234"
+        assert conversation.call.custom_parameters["x"] == "y"
+        assert conversation.call.call_sid == fake.call_sid
+        assert conversation.call.stream_sid == fake.stream_sid
+    assert made[0].started == 1  # type: ignore[attr-defined]
+
+
+async def test_barge_in_cancels_within_a_frame_and_sends_nothing_after_clear(
+    autojump_clock: MockClock,
+    speech: FakeSpeech,
+) -> None:
+    made, make = single(Recorder)
+    settings = CallSettings()
+    async with open_call(make, speech.engines(), speech=speech, settings=settings) as fake:
+        await fake.say("tell me something long")
+        await fake.wait_for(lambda: fake.played and fake.played[-1].end > trio.current_time() - 1)
+        await trio.sleep(3.5)  # well into the second sentence
+        # The interruption's first frame goes out at the next 20 ms tick.
+        began = trio.current_time()
+        await fake.play(tone(1.0), wait=False)
+        await fake.wait_for(lambda: bool(fake.clears))
+        decided = began + settings.segmenter.min_speech_ms / 1000
+        assert fake.clears[0] - decided <= 0.02 + 0.02  # one frame, plus the tick alignment
+        await fake.silence(1.0)
+        assert fake.media_sent_after(fake.clears[0]) == 0
+    conversation = made[0]
+    assert isinstance(conversation, Recorder)
+    [interruption] = conversation.interruptions
+    played = len(fake.bot_audio) / 8000
+    # Heard text covers the first sentence and part of the second, matching what played.
+    first, second, third = (s.strip() for s in LONG.split(". "))
+    assert interruption.heard.startswith(first)
+    assert third.rstrip(".") in interruption.unheard
+    heard_chars = len(interruption.heard)
+    assert heard_chars / len(LONG) == pytest.approx(played / speech.tts.duration(LONG), abs=0.1)
+    assert (interruption.heard + " " + interruption.unheard).split() == LONG.split()
+
+
+async def test_barge_in_while_thinking_cancels_the_reply(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    cancelled = trio.Event()
+
+    class Slow(Recorder):
+        async def reply(self, text: str) -> str:
+            try:
+                await trio.sleep(10)
+            except trio.Cancelled:
+                cancelled.set()
+                raise
+            return "too late"
+
+    made, make = single(Slow)
+    async with open_call(make, speech.engines(), speech=speech) as fake:
+        await fake.say("a question")
+        await trio.sleep(1.0)  # the reply is thinking now
+        await fake.say("never mind", wait=False)
+        await fake.wait_for(lambda: bool(fake.clears))
+        assert cancelled.is_set()
+    conversation = made[0]
+    assert isinstance(conversation, Recorder)
+    assert conversation.interruptions == [Interruption(heard="", unheard="")]
+    assert "too late" not in speech.spoken
+
+
+async def test_pacing_keeps_the_lead_within_bounds(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    settings = CallSettings(playback_lead=0.3, chunk_ms=100)
+    made, make = single(Recorder)
+    async with open_call(make, speech.engines(), speech=speech, settings=settings) as fake:
+        await fake.say("go")
+        await fake.wait_for_bot_to_finish()
+    assert fake.max_buffered <= 0.3 + 1e-6
+    assert fake.max_buffered >= 0.2  # it does run ahead, so playback never starves
+    # Playback was continuous: no gaps between chunks within the reply.
+    gaps = [b.start - a.end for a, b in zip(fake.played, fake.played[1:], strict=False)]
+    assert max(gaps[1:]) < 0.03
+
+
+async def test_heard_text_follows_the_marks(autojump_clock: MockClock, speech: FakeSpeech) -> None:
+    made, make = single(Recorder)
+    async with open_call(make, speech.engines(), speech=speech) as fake:
+        await fake.say("talk")
+        await fake.wait_for(lambda: bool(fake.played))
+        start = fake.played[0].start
+        first_sentence = "This is the first sentence of a long answer."
+        await trio.sleep_until(start + speech.tts.duration(first_sentence) + 0.25)
+        await fake.play(tone(0.5), wait=False)
+        await fake.wait_for(lambda: bool(fake.clears))
+    conversation = made[0]
+    assert isinstance(conversation, Recorder)
+    [interruption] = conversation.interruptions
+    assert interruption.heard.startswith(first_sentence)
+    assert interruption.heard != first_sentence  # some words of sentence two
+    assert interruption.unheard.endswith("And finally a third one.")
+
+
+async def test_dtmf_reaches_the_conversation_and_interrupts(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    class Menu(Conversation):
+        greeting = "Press one for sales or two for support. " * 3
+
+        def __init__(self) -> None:
+            self.digits: list[str] = []
+
+        async def on_dtmf(self, digit: str) -> ReplyText:  # type: ignore[override]
+            self.digits.append(digit)
+            return {"1": "Sales.", "2": "Support."}.get(digit, "Sorry, that is not an option.")
+
+    made, make = single(Menu)
+    async with open_call(make, speech.engines(), speech=speech) as fake:
+        await trio.sleep(1.0)
+        fake.press("2")
+        await fake.wait_for(lambda: bool(fake.clears))
+        await fake.wait_for_bot_to_finish()
+    assert made[0].digits == ["2"]  # type: ignore[attr-defined]
+    assert speech.spoken[-1] == "Support."
+
+
+async def test_hang_up_waits_for_the_last_words_to_play(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    class Goodbye(Recorder):
+        async def reply(self, text: str) -> str:
+            self.hang_up()
+            return "Goodbye, and thanks for calling."
+
+    made, make = single(Goodbye)
+    async with open_call(make, speech.engines(), speech=speech) as fake:
+        await fake.say("bye")
+        await fake.closed.wait()
+        closed_at = trio.current_time()
+    assert fake.played[-1].end <= closed_at
+    played = len(fake.bot_audio) / 8000
+    assert played == pytest.approx(
+        speech.tts.duration("Goodbye, and thanks for calling."), abs=0.01
+    )
+    assert fake.result is not None
+    assert fake.result.reason == "conversation hung up"
+    assert made[0].ended == ["conversation hung up"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("failure", ["raises", "times out", "wrong type", "bad chunk"])
+async def test_a_failing_reply_is_apologised_for_and_the_call_goes_on(
+    autojump_clock: MockClock, speech: FakeSpeech, failure: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Fragile(Conversation):
+        apology = "Sorry about that."
+        turns = 0
+
+        def reply(self, text: str) -> AsyncIterator[str]:  # type: ignore[override]
+            self.turns += 1
+            return self.chunks(self.turns == 1)
+
+        async def chunks(self, fail: bool) -> AsyncIterator[str]:
+            if fail and failure == "raises":
+                raise ValueError("boom")
+            if fail and failure == "times out":
+                await trio.sleep(100)
+            if fail and failure == "bad chunk":
+                yield 42  # type: ignore[misc]
+            yield "Fine."
+
+    class WrongType(Fragile):
+        def reply(self, text: str) -> AsyncIterator[str]:  # type: ignore[override]
+            self.turns += 1
+            if self.turns == 1:
+                return 42  # type: ignore[return-value]
+            return self.chunks(False)
+
+    settings = CallSettings(reply_timeout=5)
+    cls = WrongType if failure == "wrong type" else Fragile
+    caplog.set_level(logging.ERROR, logger="phoneactors")
+    async with open_call(cls, speech.engines(), speech=speech, settings=settings) as fake:
+        await fake.say("first")
+        await fake.wait_for_bot_to_finish()
+        assert speech.spoken == ["Sorry about that."]
+        await fake.say("second")
+        await fake.wait_for_bot_to_finish()
+        assert speech.spoken == ["Sorry about that.", "Fine."]
+    assert fake.result is not None
+    assert fake.result.stats.reply_errors == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert fake.call_sid in errors[0]
+
+
+async def test_streaming_reply_speaks_the_first_sentence_before_the_rest_exists(
+    autojump_clock: MockClock,
+    speech: FakeSpeech,
+) -> None:
+    progress: list[tuple[str, float]] = []
+
+    class Streamer(Conversation):
+        async def reply(self, text: str) -> AsyncIterator[str]:  # type: ignore[override]
+            for token in ["Hello", " there.", " Let", " me", " think", " about", " that."]:
+                await trio.sleep(0.5)
+                progress.append((token, trio.current_time()))
+                yield token
+
+    async with open_call(Streamer, speech.engines(), speech=speech) as fake:
+        await fake.say("hi")
+        await fake.wait_for_bot_to_finish(quiet=3.0)
+    assert speech.spoken == ["Hello there.", "Let me think about that."]
+    last_token_at = progress[-1][1]
+    assert fake.played[0].start < last_token_at - 1.5
+
+
+@pytest.mark.parametrize("mode", ["fails", "hangs"])
+async def test_stt_failure_costs_one_turn(
+    autojump_clock: MockClock, speech: FakeSpeech, mode: str
+) -> None:
+    settings = CallSettings(stt_timeout=2)
+    async with open_call(Parrot, speech.engines(), speech=speech, settings=settings) as fake:
+        await fake.wait_for_bot_to_finish()
+        if mode == "fails":
+            speech.stt.fail = True
+        else:
+            speech.stt.delay = 100
+        await fake.say("lost words")
+        await fake.wait_for_bot_to_finish()
+        assert " ".join(speech.spoken[-2:]) == Parrot.apology
+        speech.stt.fail = False
+        speech.stt.delay = 0.1
+        speech.stt.expected.clear()
+        await fake.say("found words")
+        await fake.wait_for_bot_to_finish()
+        assert speech.spoken[-1] == 'You said: "found words"'
+    assert fake.result is not None
+    assert fake.result.stats.engine_errors == 1
+
+
+async def test_tts_failure_costs_one_turn(
+    autojump_clock: MockClock, speech: FakeSpeech, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with open_call(Parrot, speech.engines(), speech=speech) as fake:
+        await fake.wait_for_bot_to_finish()
+        speech.tts.fail = True
+        await fake.say("anything")
+        await fake.silence(3)
+        speech.tts.fail = False
+        await fake.say("again")
+        await fake.wait_for_bot_to_finish()
+        assert speech.spoken[-1] == 'You said: "again"'
+    assert any("speech synthesis failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_socket_dropped_mid_reply_ends_the_call_cleanly(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    made, make = single(Recorder)
+    async with open_call(make, speech.engines(), speech=speech) as fake:
+        await fake.say("talk to me")
+        await fake.wait_for(lambda: bool(fake.played))
+        await fake.socket.close()  # no stop: the network just went away
+    assert fake.result is not None
+    assert fake.result.reason == "socket closed"
+    assert made[0].ended == ["socket closed"]  # type: ignore[attr-defined]
+
+
+async def test_no_start_message_ends_the_call(
+    autojump_clock: MockClock,
+) -> None:
+    from phoneactors.call import run_call
+    from phoneactors.testing import memory_socket_pair
+
+    server, client = memory_socket_pair()
+    speech = FakeSpeech()
+    await client.send(twilio.encode_inbound(twilio.Connected(protocol="Call", version="1.0.0")))
+    result = await run_call(server, Parrot, speech.engines(), CallSettings(start_timeout=5))
+    assert result.reason == "no start message within 5 s"
+    assert server.closed
+
+
+async def test_malformed_messages_are_skipped_then_end_the_call(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    settings = CallSettings(max_bad_messages=3)
+    async with open_call(Parrot, speech.engines(), speech=speech, settings=settings) as fake:
+        await fake.wait_for_bot_to_finish()
+        await fake.socket.send("{not json")
+        await fake.socket.send('{"event":"media","streamSid":"MZ00000000000000000000000000000001"}')
+        await fake.silence(0.1)
+        assert not fake.closed.is_set()
+        await fake.socket.send(b"\xff\xfe")
+        await fake.socket.send("[]")
+        await fake.closed.wait()
+    assert fake.result is not None
+    assert fake.result.reason.startswith("ProtocolError: too many malformed messages")
+
+
+async def test_a_crashing_on_end_and_on_interrupted_are_contained(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    class Clumsy(Recorder):
+        async def on_interrupted(self, interruption: Interruption) -> None:
+            raise RuntimeError("oops")
+
+        async def on_end(self, reason: str) -> None:
+            raise RuntimeError("oops again")
+
+    async with open_call(Clumsy, speech.engines(), speech=speech) as fake:
+        await fake.say("talk")
+        await fake.wait_for(lambda: bool(fake.played))
+        await fake.say("stop", wait=False)
+        await fake.wait_for(lambda: bool(fake.clears))
+        await fake.wait_for_bot_to_finish()
+    assert fake.result is not None
+    assert fake.result.reason == "caller hung up"

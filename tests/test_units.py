@@ -1,0 +1,144 @@
+"""The pure pieces of the runtime, without an event loop: sentences, segmentation, playback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from phoneactors.errors import ConfigurationError
+from phoneactors.playback import ReplyLedger
+from phoneactors.segmenter import SegmenterSettings, SpeechBegan, SpeechEnded, SpeechSegmenter
+from phoneactors.sentences import SentenceSplitter, split_sentences
+
+# -- sentences -------------------------------------------------------------------------------
+
+
+def test_sentences_split_at_ends_but_not_abbreviations_or_decimals() -> None:
+    assert split_sentences("Hello there! Mr. Smith paid 3.50 dollars. Really? Yes.\nNext") == [
+        "Hello there!",
+        "Mr. Smith paid 3.50 dollars.",
+        "Really?",
+        "Yes.",
+        "Next",
+    ]
+
+
+def test_a_sentence_is_released_only_once_it_is_certainly_complete() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.feed("It costs 3.") == []  # might become 3.5
+    assert splitter.feed("5 euros. And") == ["It costs 3.5 euros."]
+    assert splitter.flush() == ["And"]
+    assert splitter.flush() == []
+
+
+def test_very_long_sentences_are_broken_at_a_comma() -> None:
+    text = "word, " * 60
+    parts = split_sentences(text)
+    assert len(parts) > 1
+    assert all(len(p) <= 200 for p in parts)
+    assert " ".join(parts).split() == text.split()
+
+
+@given(st.lists(st.text(max_size=30), max_size=20))
+def test_chunking_never_loses_or_reorders_words(chunks: list[str]) -> None:
+    splitter = SentenceSplitter()
+    out: list[str] = []
+    for chunk in chunks:
+        out += splitter.feed(chunk)
+    out += splitter.flush()
+    assert " ".join(out).split() == "".join(chunks).split()
+    assert all(s.strip() == s and s for s in out)
+
+
+# -- segmentation ----------------------------------------------------------------------------
+
+FRAME = np.zeros(160, dtype=np.int16)
+
+
+def feed(segmenter: SpeechSegmenter, pattern: str) -> list[object]:
+    """Feed one frame per character: '#' voiced, '.' unvoiced; return the non-None events."""
+    events = []
+    for i, c in enumerate(pattern):
+        frame = np.full(160, i, dtype=np.int16)
+        event = segmenter.feed(frame, c == "#")
+        if event is not None:
+            events.append((i, event))
+    return events
+
+
+def test_speech_starts_after_the_minimum_voiced_duration() -> None:
+    segmenter = SpeechSegmenter(SegmenterSettings(min_speech_ms=100, end_silence_ms=100))
+    events = feed(segmenter, "....#####......")
+    assert [(i, type(e)) for i, e in events] == [(8, SpeechBegan), (13, SpeechEnded)]
+
+
+def test_clicks_shorter_than_the_minimum_never_start_speech() -> None:
+    segmenter = SpeechSegmenter(SegmenterSettings(min_speech_ms=100))
+    assert feed(segmenter, "#..##...#.#....##.." * 5) == []
+
+
+def test_utterance_keeps_pre_roll_and_drops_long_trailing_silence() -> None:
+    settings = SegmenterSettings(min_speech_ms=60, end_silence_ms=400, pre_roll_ms=40)
+    segmenter = SpeechSegmenter(settings)
+    events = feed(segmenter, "......###" + "#" * 10 + "." * 20)
+    (_, began), (end, ended) = events
+    assert isinstance(ended, SpeechEnded)
+    first_sample = int(ended.audio[0])
+    assert first_sample <= 6 - 2  # pre-roll reaches back before the first voiced frame
+    assert len(ended.audio) // 160 < end - first_sample + 1  # trailing silence trimmed
+    assert not ended.truncated
+
+
+def test_a_monologue_is_cut_at_the_maximum_length() -> None:
+    segmenter = SpeechSegmenter(SegmenterSettings(max_utterance_ms=1000))
+    events = feed(segmenter, "#" * 120)
+    ends = [e for _, e in events if isinstance(e, SpeechEnded)]
+    assert ends
+    assert ends[0].truncated
+    assert ends[0].duration_ms <= 1000
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"min_speech_ms": 0}, {"end_silence_ms": 5}, {"pre_roll_ms": -1}]
+)
+def test_bad_segmenter_settings_are_configuration_errors(kwargs: dict[str, int]) -> None:
+    with pytest.raises(ConfigurationError):
+        SegmenterSettings(**kwargs)
+
+
+# -- playback ledger -------------------------------------------------------------------------
+
+
+def test_heard_and_unheard_follow_the_last_echoed_mark() -> None:
+    ledger = ReplyLedger("r1")
+    first = ledger.add_sentence("One two three four.")
+    names = [ledger.chunk_sent(first, f) for f in (0.25, 0.5, 0.75, 1.0)]
+    second = ledger.add_sentence("Five six.")
+    more = [ledger.chunk_sent(second, f) for f in (0.5, 1.0)]
+    ledger.add_sentence("Never synthesized.")
+    assert ledger.mark_echoed(names[3])
+    assert ledger.mark_echoed(more[0])
+    assert not ledger.mark_echoed("r2.0")  # another reply's mark
+    assert not ledger.mark_echoed("garbage")
+    interruption = ledger.close()
+    assert interruption.heard == "One two three four. Five"
+    assert interruption.unheard == "six. Never synthesized."
+    assert not ledger.mark_echoed(more[1])  # echoes after clear were never heard
+
+
+def test_nothing_heard_before_the_first_echo() -> None:
+    ledger = ReplyLedger("r1")
+    ledger.chunk_sent(ledger.add_sentence("Hello."), 1.0)
+    assert ledger.close().heard == ""
+
+
+def test_all_played_is_set_by_the_final_echo() -> None:
+    ledger = ReplyLedger("r1")
+    names = [ledger.chunk_sent(ledger.add_sentence("Hi."), f) for f in (0.5, 1.0)]
+    ledger.mark_echoed(names[0])
+    ledger.finished_sending()
+    assert not ledger.all_played.is_set()
+    ledger.mark_echoed(names[1])
+    assert ledger.all_played.is_set()
