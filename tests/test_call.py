@@ -14,7 +14,6 @@ from phoneactors.call import CallSettings
 from phoneactors.conversation import Conversation, Interruption, Parrot, ReplyText
 from phoneactors.testing import FakeSpeech, open_call, tone
 
-
 # Every test here takes ``autojump_clock``: trio's MockClock(autojump_threshold=0), so no real
 # time passes and every timing below is exact.
 
@@ -116,7 +115,7 @@ async def test_barge_in_cancels_within_a_frame_and_sends_nothing_after_clear(
     [interruption] = conversation.interruptions
     played = len(fake.bot_audio) / 8000
     # Heard text covers the first sentence and part of the second, matching what played.
-    first, second, third = (s.strip() for s in LONG.split(". "))
+    first, _second, third = (s.strip() for s in LONG.split(". "))
     assert interruption.heard.startswith(first)
     assert third.rstrip(".") in interruption.unheard
     heard_chars = len(interruption.heard)
@@ -155,7 +154,7 @@ async def test_pacing_keeps_the_lead_within_bounds(
     autojump_clock: MockClock, speech: FakeSpeech
 ) -> None:
     settings = CallSettings(playback_lead=0.3, chunk_ms=100)
-    made, make = single(Recorder)
+    _made, make = single(Recorder)
     async with open_call(make, speech.engines(), speech=speech, settings=settings) as fake:
         await fake.say("go")
         await fake.wait_for_bot_to_finish()

@@ -83,7 +83,7 @@ def test_utterance_keeps_pre_roll_and_drops_long_trailing_silence() -> None:
     settings = SegmenterSettings(min_speech_ms=60, end_silence_ms=400, pre_roll_ms=40)
     segmenter = SpeechSegmenter(settings)
     events = feed(segmenter, "......###" + "#" * 10 + "." * 20)
-    (_, began), (end, ended) = events
+    (_, _began), (end, ended) = events
     assert isinstance(ended, SpeechEnded)
     first_sample = int(ended.audio[0])
     assert first_sample <= 6 - 2  # pre-roll reaches back before the first voiced frame
