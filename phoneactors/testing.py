@@ -36,6 +36,7 @@ from .call import CallResult, CallSettings, run_call
 from .conversation import Conversation
 from .engines import Engines, TextToSpeech
 from .errors import EngineError, SocketClosed
+from .transport import CallSocket
 
 __all__ = [
     "EnergyVad",
@@ -92,6 +93,35 @@ def memory_socket_pair() -> tuple[MemorySocket, MemorySocket]:
     a_out, b_in = trio.open_memory_channel[str | bytes](_MESSAGE_BUFFER)
     b_out, a_in = trio.open_memory_channel[str | bytes](_MESSAGE_BUFFER)
     return MemorySocket(a_out, a_in), MemorySocket(b_out, b_in)
+
+
+class WebSocketClient:
+    """A real websocket connection (trio-websocket) as a :class:`CallSocket`, for a fake Twilio
+    that talks to a real server."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    async def receive(self) -> str | bytes:
+        from trio_websocket import ConnectionClosed
+
+        try:
+            message: str | bytes = await self._connection.get_message()
+        except ConnectionClosed:
+            raise SocketClosed("the server closed the websocket") from None
+        return message
+
+    async def send(self, message: str | bytes) -> None:
+        from trio_websocket import ConnectionClosed
+
+        try:
+            await self._connection.send_message(message)
+        except ConnectionClosed:
+            raise SocketClosed("the server closed the websocket") from None
+
+    async def close(self) -> None:
+        with trio.CancelScope(shield=True):
+            await self._connection.aclose()
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,7 +282,7 @@ class FakeTwilio:
 
     def __init__(
         self,
-        socket: MemorySocket,
+        socket: CallSocket,
         *,
         voice: TextToSpeech | None = None,
         call_sid: str = "CA00000000000000000000000000000001",
@@ -532,3 +562,29 @@ async def open_call(
         yield fake
         await fake.hang_up()
     fake.result = results[0]
+
+
+@asynccontextmanager
+async def open_twilio_stream(
+    url: str,
+    *,
+    voice: TextToSpeech | None = None,
+    headers: Mapping[str, str] | None = None,
+    **twilio_options: Any,
+) -> AsyncIterator[FakeTwilio]:
+    """Connect a :class:`FakeTwilio` to a running phoneactors server's ``/stream`` websocket.
+
+    Runs in whatever clock the caller's trio run uses (real time against a real server). On exit
+    the caller hangs up.
+    """
+    from trio_websocket import open_websocket_url
+
+    extra = list((headers or {}).items())
+    async with (
+        open_websocket_url(url, extra_headers=[(k.encode(), v.encode()) for k, v in extra]) as ws,
+        trio.open_nursery() as nursery,
+    ):
+        fake = FakeTwilio(WebSocketClient(ws), voice=voice, **twilio_options)
+        nursery.start_soon(fake.run)
+        yield fake
+        await fake.hang_up()

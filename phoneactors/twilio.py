@@ -1,0 +1,642 @@
+"""Twilio Media Streams and TwiML, without I/O.
+
+This module is the protocol core of phoneactors in the sans-IO style: text in, frozen event
+dataclasses out, and events back to text. It never touches a socket, a clock or an event loop, so
+the same code serves the real websocket, the fake Twilio in :mod:`phoneactors.testing` and the
+fuzzers. It imports neither trio nor quart.
+
+Twilio → us::
+
+    parse_event(message) -> Connected | Start | Media | Dtmf | Mark | Stop
+
+Us → Twilio::
+
+    serialize(stream_sid, SendMedia(payload) | SendMark(name) | SendClear()) -> str
+
+The reverse directions, :func:`encode_inbound` and :func:`parse_outbound`, exist for the fake
+Twilio and for tests: ``parse_event(encode_inbound(event)) == event`` for every valid event.
+
+The webhook helpers build the TwiML answers (:func:`connect_stream_twiml`,
+:func:`say_and_hang_up_twiml`) and check Twilio's request signatures (:func:`request_is_signed`).
+
+Error policy
+------------
+Whatever the peer sends, :func:`parse_event` and :func:`parse_outbound` either return an event or
+raise :class:`~phoneactors.errors.ProtocolError`; no ``KeyError``, ``TypeError``, ``ValueError``,
+``UnicodeDecodeError``, ``binascii.Error`` or ``RecursionError`` gets out. The message names the
+field path and the problem, for example ``media.payload: invalid base64`` or
+``start.callSid: missing``. Required fields must be present with the right type; optional fields
+Twilio may leave out get documented defaults; unknown extra keys are ignored, so that Twilio can
+add fields without breaking calls. Our own mistakes (serializing something that is not an
+outbound event, TwiML text that XML cannot carry) raise ``TypeError`` / ``ValueError`` instead.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import re
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Never, NoReturn, TypeAlias
+from xml.sax.saxutils import escape, quoteattr
+
+from twilio.request_validator import RequestValidator
+
+from phoneactors.errors import ProtocolError
+
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "DTMF_DIGITS",
+    "Connected",
+    "Dtmf",
+    "InboundEvent",
+    "Mark",
+    "Media",
+    "MediaFormat",
+    "OutboundEvent",
+    "SendClear",
+    "SendMark",
+    "SendMedia",
+    "Start",
+    "Stop",
+    "connect_stream_twiml",
+    "encode_inbound",
+    "parse_event",
+    "parse_outbound",
+    "request_is_signed",
+    "say_and_hang_up_twiml",
+    "serialize",
+]
+
+DEFAULT_MAX_PAYLOAD_BYTES: Final = 16000
+"""Largest decoded media payload :func:`parse_event` accepts by default: 2 s of 8 kHz μ-law.
+
+Twilio sends 160 bytes (20 ms) per message; anything near this limit is not Twilio."""
+
+DTMF_DIGITS: Final = frozenset("0123456789*#ABCD")
+"""The sixteen DTMF tones a caller's keypad can send."""
+
+_MAX_INT: Final = 2**63 - 1
+"""Largest ``sequenceNumber`` / ``chunk`` / ``timestamp`` / format number accepted."""
+_MAX_INT_DIGITS: Final = len(str(_MAX_INT))
+
+
+# --------------------------------------------------------------------------------------------
+# Events: Twilio → us
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFormat:
+    """The audio format Twilio announces in ``start.mediaFormat``."""
+
+    encoding: str
+    sample_rate: int
+    channels: int
+
+
+_DEFAULT_MEDIA_FORMAT: Final = MediaFormat("audio/x-mulaw", 8000, 1)
+_DEFAULT_TRACKS: Final = ("inbound",)
+_EMPTY: Final[Mapping[str, str]] = types.MappingProxyType({})
+
+
+def _empty_parameters() -> Mapping[str, str]:
+    return _EMPTY
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """First message on a new stream: the websocket is up."""
+
+    protocol: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """The stream's metadata; sent once, before any media.
+
+    ``custom_parameters`` holds the ``<Parameter>`` values from the TwiML; it is stored as a
+    read-only copy and left out of the hash (it still takes part in ``==``).
+    """
+
+    sequence_number: int
+    stream_sid: str
+    call_sid: str
+    account_sid: str
+    tracks: tuple[str, ...] = _DEFAULT_TRACKS
+    custom_parameters: Mapping[str, str] = field(default_factory=_empty_parameters, hash=False)
+    media_format: MediaFormat = _DEFAULT_MEDIA_FORMAT
+
+    def __post_init__(self) -> None:
+        if self.custom_parameters is not _EMPTY:
+            copy = types.MappingProxyType(dict(self.custom_parameters))
+            object.__setattr__(self, "custom_parameters", copy)
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """20 ms (usually) of the caller's audio.
+
+    ``timestamp`` is in milliseconds since the stream started; ``payload`` is the decoded μ-law.
+    """
+
+    sequence_number: int
+    stream_sid: str
+    track: str
+    chunk: int
+    timestamp: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Dtmf:
+    """The caller pressed a key; ``digit`` is one of :data:`DTMF_DIGITS`."""
+
+    sequence_number: int
+    stream_sid: str
+    track: str
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """Twilio echoes a mark we sent once the audio before it has played (or was cleared)."""
+
+    sequence_number: int
+    stream_sid: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """The stream has ended: the call hung up or the stream was stopped."""
+
+    sequence_number: int
+    stream_sid: str
+    call_sid: str
+    account_sid: str
+
+
+InboundEvent: TypeAlias = Connected | Start | Media | Dtmf | Mark | Stop
+
+
+# --------------------------------------------------------------------------------------------
+# Events: us → Twilio
+
+
+@dataclass(frozen=True, slots=True)
+class SendMedia:
+    """Audio for Twilio to play: raw 8 kHz mono μ-law bytes, no header."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendMark:
+    """Ask Twilio to echo ``name`` once everything sent before it has played."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendClear:
+    """Throw away the audio Twilio still holds; pending marks are echoed back."""
+
+
+OutboundEvent: TypeAlias = SendMedia | SendMark | SendClear
+
+
+# --------------------------------------------------------------------------------------------
+# Field access with precise errors
+
+
+class _Missing:
+    pass
+
+
+_MISSING: Final = _Missing()
+
+
+def _describe(value: object) -> str:
+    """A short, JSON-flavoured description of a value for an error message."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        text = str(value) if value.bit_length() < 200 else "a huge integer"
+    else:
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _fail(path: str, problem: str) -> NoReturn:
+    raise ProtocolError(f"{path}: {problem}")
+
+
+def _wrong(path: str, expected: str, value: object) -> NoReturn:
+    if value is _MISSING:
+        _fail(path, "missing")
+    _fail(path, f"expected {expected}, got {_describe(value)}")
+
+
+def _obj(parent: dict[str, Any], key: str, path: str) -> dict[str, Any]:
+    value = parent.get(key, _MISSING)
+    if type(value) is dict:
+        return value
+    _wrong(path, "an object", value)
+
+
+def _str(parent: dict[str, Any], key: str, path: str) -> str:
+    value = parent.get(key, _MISSING)
+    if type(value) is str:
+        return value
+    _wrong(path, "a string", value)
+
+
+def _opt_str(parent: dict[str, Any], key: str, path: str, default: str) -> str:
+    value = parent.get(key, _MISSING)
+    if type(value) is str:
+        return value
+    if value is _MISSING:
+        return default
+    _wrong(path, "a string", value)
+
+
+def _int(parent: dict[str, Any], key: str, path: str) -> int:
+    """A non-negative integer sent as a decimal string (as Twilio does) or as a JSON number."""
+    value = parent.get(key, _MISSING)
+    if type(value) is str:
+        if value.isascii() and value.isdigit():
+            if len(value) <= _MAX_INT_DIGITS and (number := int(value)) <= _MAX_INT:
+                return number
+            _fail(path, f"out of range, got {_describe(value)}")
+    elif type(value) is int:
+        if 0 <= value <= _MAX_INT:
+            return value
+        _fail(path, f"out of range, got {_describe(value)}")
+    _wrong(path, "a decimal string", value)
+
+
+def _positive_int(parent: dict[str, Any], key: str, path: str) -> int:
+    number = _int(parent, key, path)
+    if number == 0:
+        _fail(path, "expected a positive number, got 0")
+    return number
+
+
+def _payload(parent: dict[str, Any], path: str, max_bytes: int | None) -> bytes:
+    value = parent.get("payload", _MISSING)
+    if type(value) is not str:
+        _wrong(path, "a base64 string", value)
+    # Four base64 characters carry three bytes: refuse oversized text before decoding it.
+    if max_bytes is not None and len(value) > (max_bytes + 2) // 3 * 4:
+        _fail(path, f"longer than {max_bytes} bytes")
+    # Strict mode still lets whole groups of surplus padding through ("AAAA=", "AAAA===="):
+    # canonical base64 comes in groups of four with at most two "=" at the end.
+    if len(value) & 3 or value.endswith("==="):
+        _fail(path, "invalid base64")
+    try:
+        data = binascii.a2b_base64(value, strict_mode=True)
+    except ValueError as exc:  # binascii.Error, and non-ASCII text
+        raise ProtocolError(f"{path}: invalid base64") from exc
+    if max_bytes is not None and len(data) > max_bytes:
+        _fail(path, f"longer than {max_bytes} bytes")
+    return data
+
+
+def _load(message: str | bytes) -> dict[str, Any]:
+    if isinstance(message, bytes | bytearray | memoryview):
+        try:
+            message = bytes(message).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError("message: not valid UTF-8") from exc
+    elif not isinstance(message, str):
+        raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
+    try:
+        obj = json.loads(message)
+    except RecursionError as exc:
+        raise ProtocolError("message: nested too deeply") from exc
+    except ValueError as exc:  # json.JSONDecodeError, and integers over the digit limit
+        raise ProtocolError(f"message: not valid JSON ({exc})") from exc
+    if type(obj) is not dict:
+        _fail("message", f"expected a JSON object, got {_describe(obj)}")
+    return obj
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing Twilio → us
+
+
+def parse_event(
+    message: str | bytes, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+) -> InboundEvent:
+    """Parse one websocket message from Twilio.
+
+    Raises :class:`~phoneactors.errors.ProtocolError` for anything malformed: not UTF-8, not
+    JSON, not an object, an unknown ``event``, a required field missing or of the wrong type,
+    a payload that is not strict base64 or decodes to more than ``max_payload_bytes``.
+    """
+    obj = _load(message)
+    event = obj.get("event", _MISSING)
+    # Media first: it is 50 messages a second per call, everything else is rare.
+    if event == "media":
+        media = _obj(obj, "media", "media")
+        return Media(
+            _int(obj, "sequenceNumber", "sequenceNumber"),
+            _str(obj, "streamSid", "streamSid"),
+            _opt_str(media, "track", "media.track", "inbound"),
+            _int(media, "chunk", "media.chunk"),
+            _int(media, "timestamp", "media.timestamp"),
+            _payload(media, "media.payload", max_payload_bytes),
+        )
+    if type(event) is not str:
+        _wrong("event", "a string", event)
+    parser = _PARSERS.get(event)
+    if parser is None:
+        raise ProtocolError(f"unknown event {_describe(event)}")
+    return parser(obj)
+
+
+def _parse_connected(obj: dict[str, Any]) -> Connected:
+    return Connected(_str(obj, "protocol", "protocol"), _str(obj, "version", "version"))
+
+
+def _parse_start(obj: dict[str, Any]) -> Start:
+    sequence_number = _int(obj, "sequenceNumber", "sequenceNumber")
+    stream_sid = _str(obj, "streamSid", "streamSid")
+    start = _obj(obj, "start", "start")
+    inner_sid = _opt_str(start, "streamSid", "start.streamSid", stream_sid)
+    if inner_sid != stream_sid:
+        _fail("start.streamSid", f"{_describe(inner_sid)} differs from {_describe(stream_sid)}")
+    call_sid = _str(start, "callSid", "start.callSid")
+    account_sid = _str(start, "accountSid", "start.accountSid")
+
+    tracks: tuple[str, ...] = _DEFAULT_TRACKS
+    raw_tracks = start.get("tracks", _MISSING)
+    if raw_tracks is not _MISSING:
+        if type(raw_tracks) is not list:
+            _wrong("start.tracks", "an array of strings", raw_tracks)
+        for i, track in enumerate(raw_tracks):
+            if type(track) is not str:
+                _wrong(f"start.tracks[{i}]", "a string", track)
+        tracks = tuple(raw_tracks)
+
+    parameters: Mapping[str, str] = _EMPTY
+    raw_parameters = start.get("customParameters", _MISSING)
+    if raw_parameters is not _MISSING:
+        if type(raw_parameters) is not dict:
+            _wrong("start.customParameters", "an object", raw_parameters)
+        for key, value in raw_parameters.items():
+            if type(value) is not str:
+                _wrong(f"start.customParameters[{_describe(key)}]", "a string", value)
+        parameters = raw_parameters  # Start copies it into a read-only mapping
+
+    media_format = _DEFAULT_MEDIA_FORMAT
+    if "mediaFormat" in start:
+        raw_format = _obj(start, "mediaFormat", "start.mediaFormat")
+        media_format = MediaFormat(
+            _str(raw_format, "encoding", "start.mediaFormat.encoding"),
+            _positive_int(raw_format, "sampleRate", "start.mediaFormat.sampleRate"),
+            _positive_int(raw_format, "channels", "start.mediaFormat.channels"),
+        )
+    return Start(
+        sequence_number, stream_sid, call_sid, account_sid, tracks, parameters, media_format
+    )
+
+
+def _parse_dtmf(obj: dict[str, Any]) -> Dtmf:
+    sequence_number = _int(obj, "sequenceNumber", "sequenceNumber")
+    stream_sid = _str(obj, "streamSid", "streamSid")
+    dtmf = _obj(obj, "dtmf", "dtmf")
+    track = _opt_str(dtmf, "track", "dtmf.track", "inbound_track")
+    digit = _str(dtmf, "digit", "dtmf.digit")
+    if digit not in DTMF_DIGITS:
+        _fail("dtmf.digit", f"expected one of 0-9 * # A-D, got {_describe(digit)}")
+    return Dtmf(sequence_number, stream_sid, track, digit)
+
+
+def _parse_mark(obj: dict[str, Any]) -> Mark:
+    sequence_number = _int(obj, "sequenceNumber", "sequenceNumber")
+    stream_sid = _str(obj, "streamSid", "streamSid")
+    mark = _obj(obj, "mark", "mark")
+    return Mark(sequence_number, stream_sid, _str(mark, "name", "mark.name"))
+
+
+def _parse_stop(obj: dict[str, Any]) -> Stop:
+    sequence_number = _int(obj, "sequenceNumber", "sequenceNumber")
+    stream_sid = _str(obj, "streamSid", "streamSid")
+    stop = _obj(obj, "stop", "stop")
+    return Stop(
+        sequence_number,
+        stream_sid,
+        _str(stop, "callSid", "stop.callSid"),
+        _str(stop, "accountSid", "stop.accountSid"),
+    )
+
+
+_PARSERS: Final[Mapping[str, Callable[[dict[str, Any]], InboundEvent]]] = types.MappingProxyType(
+    {
+        "connected": _parse_connected,
+        "start": _parse_start,
+        "dtmf": _parse_dtmf,
+        "mark": _parse_mark,
+        "stop": _parse_stop,
+    }
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Serializing us → Twilio
+
+
+def _not_an_event(value: Never) -> NoReturn:
+    """Checked exhaustively by mypy; at run time a caller passed something else."""
+    raise TypeError(f"not an event of this direction: {value!r}")
+
+
+def _b64(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+def _dumps(obj: object) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def serialize(stream_sid: str, event: OutboundEvent) -> str:
+    """The compact JSON text of one message to Twilio, for the stream ``stream_sid``.
+
+    Raises ``TypeError`` if ``event`` is not an outbound event (our mistake, not the peer's).
+    """
+    match event:
+        case SendMedia(payload):
+            return (
+                f'{{"event":"media","streamSid":{_dumps(stream_sid)},'
+                f'"media":{{"payload":"{_b64(payload)}"}}}}'
+            )
+        case SendMark(name):
+            return _dumps({"event": "mark", "streamSid": stream_sid, "mark": {"name": name}})
+        case SendClear():
+            return _dumps({"event": "clear", "streamSid": stream_sid})
+        case _:
+            _not_an_event(event)
+
+
+def parse_outbound(message: str | bytes) -> tuple[str, OutboundEvent]:
+    """Parse a message we send to Twilio back into ``(stream_sid, event)``; for the fake Twilio.
+
+    Raises :class:`~phoneactors.errors.ProtocolError` for anything malformed.
+    """
+    obj = _load(message)
+    event = obj.get("event", _MISSING)
+    if type(event) is not str:
+        _wrong("event", "a string", event)
+    if event not in ("media", "mark", "clear"):
+        raise ProtocolError(f"unknown event {_describe(event)}")
+    stream_sid = _str(obj, "streamSid", "streamSid")
+    if event == "media":
+        return stream_sid, SendMedia(_payload(_obj(obj, "media", "media"), "media.payload", None))
+    if event == "mark":
+        return stream_sid, SendMark(_str(_obj(obj, "mark", "mark"), "name", "mark.name"))
+    return stream_sid, SendClear()
+
+
+def encode_inbound(event: InboundEvent) -> str:
+    """The JSON text Twilio would send for ``event``; for the fake Twilio and for tests.
+
+    Numbers that Twilio sends as strings (``sequenceNumber``, ``chunk``, ``timestamp``) are
+    strings here too. Nothing is validated: an event :func:`parse_event` would reject (a bad
+    digit, an oversized payload) is encoded as it is, which is what a fuzzer wants.
+    """
+    obj: dict[str, object]
+    match event:
+        case Connected(protocol, version):
+            obj = {"event": "connected", "protocol": protocol, "version": version}
+        case Start(seq, sid, call_sid, account_sid, tracks, parameters, fmt):
+            obj = {
+                "event": "start",
+                "sequenceNumber": str(seq),
+                "streamSid": sid,
+                "start": {
+                    "accountSid": account_sid,
+                    "streamSid": sid,
+                    "callSid": call_sid,
+                    "tracks": list(tracks),
+                    "customParameters": dict(parameters),
+                    "mediaFormat": {
+                        "encoding": fmt.encoding,
+                        "sampleRate": fmt.sample_rate,
+                        "channels": fmt.channels,
+                    },
+                },
+            }
+        case Media(seq, sid, track, chunk, timestamp, payload):
+            obj = {
+                "event": "media",
+                "sequenceNumber": str(seq),
+                "streamSid": sid,
+                "media": {
+                    "track": track,
+                    "chunk": str(chunk),
+                    "timestamp": str(timestamp),
+                    "payload": _b64(payload),
+                },
+            }
+        case Dtmf(seq, sid, track, digit):
+            obj = {
+                "event": "dtmf",
+                "sequenceNumber": str(seq),
+                "streamSid": sid,
+                "dtmf": {"track": track, "digit": digit},
+            }
+        case Mark(seq, sid, name):
+            obj = {
+                "event": "mark",
+                "sequenceNumber": str(seq),
+                "streamSid": sid,
+                "mark": {"name": name},
+            }
+        case Stop(seq, sid, call_sid, account_sid):
+            obj = {
+                "event": "stop",
+                "sequenceNumber": str(seq),
+                "streamSid": sid,
+                "stop": {"accountSid": account_sid, "callSid": call_sid},
+            }
+        case _:
+            _not_an_event(event)
+    return _dumps(obj)
+
+
+# --------------------------------------------------------------------------------------------
+# Webhook helpers
+
+_XML_DECLARATION: Final = '<?xml version="1.0" encoding="UTF-8"?>'
+
+
+_XML_INVALID: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""Characters XML 1.0 cannot carry, not even as character references."""
+
+
+def _xml_text(text: str, what: str) -> str:
+    bad = _XML_INVALID.search(text)
+    if bad is not None:
+        raise ValueError(f"{what} contains {bad.group()!r}, which XML cannot carry")
+    return text
+
+
+def _attr(text: str, what: str) -> str:
+    return quoteattr(_xml_text(text, what))  # also turns tabs and newlines into references
+
+
+def connect_stream_twiml(stream_url: str, parameters: Mapping[str, str] = _EMPTY) -> str:
+    """TwiML that connects the call to a bidirectional media stream at ``stream_url``.
+
+    Each of ``parameters`` becomes a ``<Parameter>``; Twilio hands them back in
+    ``start.customParameters``. Raises ``ValueError`` for text XML cannot carry (control
+    characters, lone surrogates).
+    """
+    parts = [_XML_DECLARATION, "<Response><Connect><Stream url=", _attr(stream_url, "stream_url")]
+    if parameters:
+        parts.append(">")
+        for name, value in parameters.items():
+            parts.append(
+                f"<Parameter name={_attr(name, 'parameter name')}"
+                f" value={_attr(value, f'parameter {name!r}')}/>"
+            )
+        parts.append("</Stream>")
+    else:
+        parts.append("/>")
+    parts.append("</Connect></Response>")
+    return "".join(parts)
+
+
+def say_and_hang_up_twiml(message: str) -> str:
+    """TwiML that speaks ``message`` and hangs up (used when the line is busy)."""
+    text = escape(_xml_text(message, "message"))
+    return f"{_XML_DECLARATION}<Response><Say>{text}</Say><Hangup/></Response>"
+
+
+def request_is_signed(
+    auth_token: str, url: str, params: Mapping[str, str], signature: str | None
+) -> bool:
+    """Whether ``signature`` (the ``X-Twilio-Signature`` header) is Twilio's for this request.
+
+    ``url`` is the full URL Twilio requested, ``params`` the POST form fields (empty for the
+    websocket upgrade). A missing or empty signature or auth token gives ``False``; this never
+    raises.
+    """
+    if not signature or not auth_token:
+        return False
+    try:
+        return bool(RequestValidator(auth_token).validate(url, params, signature))
+    except Exception:
+        return False
