@@ -164,6 +164,8 @@ class Framer:
         self._pending = np.zeros(0, dtype=np.int16)
 
     def push(self, pcm: PCM) -> list[PCM]:
+        if len(self._pending) == 0 and len(pcm) == self.frame_samples:
+            return [pcm]  # the usual case: Twilio sends exactly one 20 ms frame per message
         data = np.concatenate([self._pending, np.asarray(pcm, dtype=np.int16)])
         whole = len(data) - len(data) % self.frame_samples
         self._pending = data[whole:]

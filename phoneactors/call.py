@@ -278,6 +278,9 @@ class _Call:
                         max_payload_bytes=settings.max_payload_bytes,
                     )
                     nursery.cancel_scope.cancel()
+        except trio.Cancelled:
+            self.end_reason = "server shutting down"
+            raise
         except Exception as group:
             exc = _first_error(group)
             if isinstance(exc, SocketClosed):
