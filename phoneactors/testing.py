@@ -407,6 +407,27 @@ class FakeTwilio:
         waiting = sum(len(b.audio) for b in self._buffer if b.audio is not None)
         return playing + waiting / SAMPLE_RATE
 
+    def stale_audio_after_clear(self, clear: int = 0) -> float:
+        """Seconds of the *interrupted* reply's audio that arrived after ``clears[clear]``.
+
+        phoneactors names marks ``<reply>.<chunk>``; audio followed by a mark of the reply that
+        was playing when the clear came (or by no mark at all) counts. Should always be 0.
+        """
+        at = self.clears[clear]
+        before = [e.name for t, e in self.outbound if t <= at and isinstance(e, twilio.SendMark)]
+        old_reply = before[-1].rpartition(".")[0] if before else None
+        stale = pending = 0
+        for t, event in self.outbound:
+            if t <= at:
+                continue
+            if isinstance(event, twilio.SendMedia):
+                pending += len(event.payload)
+            elif isinstance(event, twilio.SendMark):
+                if event.name.rpartition(".")[0] != old_reply:
+                    return stale / SAMPLE_RATE
+                stale, pending = stale + pending, 0
+        return (stale + pending) / SAMPLE_RATE
+
     def media_sent_after(self, time: float) -> float:
         """Seconds of bot audio that arrived after ``time`` (for barge-in checks)."""
         total = sum(

@@ -109,7 +109,7 @@ async def test_barge_in_cancels_within_a_frame_and_sends_nothing_after_clear(
         decided = began + settings.segmenter.min_speech_ms / 1000
         assert fake.clears[0] - decided <= 0.02 + 0.02  # one frame, plus the tick alignment
         await fake.silence(1.0)
-        assert fake.media_sent_after(fake.clears[0]) == 0
+        assert fake.stale_audio_after_clear() == 0
     conversation = made[0]
     assert isinstance(conversation, Recorder)
     [interruption] = conversation.interruptions
