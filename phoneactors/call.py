@@ -295,15 +295,16 @@ class _Call:
             with trio.CancelScope(shield=True):
                 await self.socket.close()
                 await self.run_hook(partial(conversation.on_end, self.end_reason), "on_end")
-        self.log.info(
-            "call ended: %s (%d frames in, %d dropped, %d bad messages, %d replies, %d barge-ins)",
-            self.end_reason,
-            self.stats.frames_received,
-            self.stats.frames_dropped,
-            self.stats.bad_messages,
-            self.stats.replies,
-            self.stats.barge_ins,
-        )
+            self.log.info(
+                "call ended: %s (%d frames in, %d dropped, %d bad messages, %d replies, "
+                "%d barge-ins)",
+                self.end_reason,
+                self.stats.frames_received,
+                self.stats.frames_dropped,
+                self.stats.bad_messages,
+                self.stats.replies,
+                self.stats.barge_ins,
+            )
         return self.end_reason
 
     def end_call(self, reason: str) -> None:

