@@ -297,6 +297,9 @@ def _configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # faster-whisper logs every transcription at INFO; at DEBUG the user asked for it.
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)
 
 
 def _error(message: str) -> None:
