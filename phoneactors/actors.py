@@ -31,8 +31,15 @@ from .messages import (
     Utterance,
 )
 from .playback import Pacer, ReplyLedger
-from .segmenter import SegmenterSettings, SpeechBegan, SpeechEnded, SpeechSegmenter
+from .segmenter import (
+    SegmenterSettings,
+    SpeechBegan,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechSegmenter,
+)
 from .sentences import SentenceSplitter
+from .timing import TurnTiming
 from .transport import CallSocket
 
 __all__ = [
@@ -153,15 +160,33 @@ async def detect_speech(
     detector: VoiceActivityDetector,
     settings: SegmenterSettings,
 ) -> None:
-    """Run the VAD over each 20 ms frame; announce speech starts and hand on whole utterances."""
+    """Run the VAD over each 20 ms frame; announce speech starts, hand on whole utterances (and,
+    after a short pause, the audio so far for early transcription)."""
     segmenter = SpeechSegmenter(settings)
     async with frames_in, turns_out, utterances_out:
         async for frame in frames_in:
-            match segmenter.feed(frame, detector.is_speech(frame)):
+            event = segmenter.feed(frame, detector.is_speech(frame))
+            if event is None:
+                continue
+            now = trio.current_time()
+            match event:
                 case SpeechBegan():
-                    await turns_out.send(SpeechStarted(at=trio.current_time()))
-                case SpeechEnded(audio=audio):
-                    await utterances_out.send(Utterance(audio, ended_at=trio.current_time()))
+                    await turns_out.send(SpeechStarted(at=now))
+                case SpeechPaused(audio=audio):
+                    speech_ended = now - settings.pause_ms / 1000
+                    await utterances_out.send(
+                        Utterance(audio, final=False, speech_ended_at=speech_ended, ended_at=now)
+                    )
+                case SpeechEnded(audio=audio, silence_ms=silence_ms):
+                    await utterances_out.send(
+                        Utterance(
+                            audio,
+                            final=True,
+                            speech_ended_at=now - silence_ms / 1000,
+                            ended_at=now,
+                            continues_pause=event.continues_pause,
+                        )
+                    )
 
 
 async def transcribe_utterances(
@@ -173,22 +198,46 @@ async def transcribe_utterances(
     stats: CallStats,
     log: CallLog,
 ) -> None:
-    """Transcribe each utterance (off the trio thread, inside the engine). An engine failure or
-    timeout costs that utterance only: it becomes :class:`TranscriptionFailed`."""
+    """Transcribe each utterance (off the trio thread, inside the engine).
+
+    Audio that arrives after a pause is transcribed at once; if the caller then stays quiet,
+    the final utterance is the same audio and that early transcript is used, so the
+    transcription overlaps the end-of-speech wait. An engine failure or timeout costs that
+    utterance only: it becomes :class:`TranscriptionFailed`.
+    """
+    early: tuple[str, float] | None = None  # transcript of the last pause, and when it was ready
     async with utterances_in, turns_out:
         async for utterance in utterances_in:
+            if utterance.final and utterance.continues_pause and early is not None:
+                text, transcribed_at = early
+            else:
+                early = None
+                try:
+                    with trio.fail_after(time_limit):
+                        text = await stt.transcribe(utterance.audio)
+                except (EngineError, trio.TooSlowError) as exc:
+                    if not utterance.final:
+                        continue  # the final utterance gets its own try
+                    stats.engine_errors += 1
+                    reason = str(exc) or f"{stt.name} took longer than {time_limit:g} s"
+                    log.error("transcription failed: %s", reason)
+                    await turns_out.send(TranscriptionFailed(reason))
+                    continue
+                transcribed_at = trio.current_time()
+                if not utterance.final:
+                    early = (text, transcribed_at)
+                    continue
+            early = None
             stats.utterances += 1
-            try:
-                with trio.fail_after(time_limit):
-                    text = await stt.transcribe(utterance.audio)
-            except (EngineError, trio.TooSlowError) as exc:
-                stats.engine_errors += 1
-                reason = str(exc) or f"{stt.name} took longer than {time_limit:g} s"
-                log.error("transcription failed: %s", reason)
-                await turns_out.send(TranscriptionFailed(reason))
-                continue
             log.info("caller said %r", text)
-            await turns_out.send(Transcript(text.strip(), utterance.ended_at))
+            await turns_out.send(
+                Transcript(
+                    text.strip(),
+                    speech_ended_at=utterance.speech_ended_at,
+                    utterance_ended_at=utterance.ended_at,
+                    transcribed_at=transcribed_at,
+                )
+            )
 
 
 async def generate_sentences(
@@ -200,6 +249,7 @@ async def generate_sentences(
     apology: str,
     stats: CallStats,
     log: CallLog,
+    timing: TurnTiming | None = None,
 ) -> None:
     """Run the user's reply and pass it on sentence by sentence as soon as each is complete.
 
@@ -208,6 +258,8 @@ async def generate_sentences(
     """
 
     async def emit(text: str) -> None:
+        if timing is not None and timing.first_sentence is None:
+            timing.first_sentence = trio.current_time()
         await sentences_out.send(Sentence(ledger.add_sentence(text), text))
 
     async with sentences_out:
@@ -259,6 +311,7 @@ async def speak_sentences(
     ledger: ReplyLedger,
     chunk_ms: int,
     time_limit: float,
+    timing: TurnTiming | None = None,
 ) -> None:
     """Synthesize each sentence and send it as paced μ-law chunks, a mark after each.
 
@@ -272,6 +325,8 @@ async def speak_sentences(
                     audio = await tts.synthesize(sentence.text)
             except trio.TooSlowError:
                 raise EngineError(f"{tts.name} took longer than {time_limit:g} s") from None
+            if timing is not None and timing.first_audio is None:
+                timing.first_audio = trio.current_time()
             data = ulaw_encode(audio)
             count = max(1, -(-len(data) // chunk_bytes)) if data else 0
             for i in range(count):
@@ -279,6 +334,8 @@ async def speak_sentences(
                 duration = len(chunk) / SAMPLE_RATE
                 await pacer.wait_for_room(duration)
                 await outbound.send(twilio.SendMedia(chunk))
+                if timing is not None and timing.first_sent is None:
+                    timing.first_sent = trio.current_time()
                 pacer.sent(duration)
                 await outbound.send(
                     twilio.SendMark(ledger.chunk_sent(sentence.index, (i + 1) / count))

@@ -48,6 +48,7 @@ from .messages import (
 )
 from .playback import Pacer, ReplyLedger
 from .segmenter import SegmenterSettings
+from .timing import TurnTiming
 from .transport import CallSocket
 
 __all__ = ["CallResult", "CallSettings", "run_call"]
@@ -115,6 +116,7 @@ class CallResult:
 class _ActiveReply:
     scope: trio.CancelScope
     ledger: ReplyLedger
+    timing: TurnTiming | None
     done: trio.Event = field(default_factory=trio.Event)
 
 
@@ -348,7 +350,12 @@ class _Call:
                     case Transcript(text=text):
                         if text:
                             await self.interrupt()
-                            self.start_reply(replies, partial(conversation.reply, text))
+                            timing = TurnTiming(
+                                speech_ended=event.speech_ended_at,
+                                utterance_ended=event.utterance_ended_at,
+                                transcribed=event.transcribed_at,
+                            )
+                            self.start_reply(replies, partial(conversation.reply, text), timing)
                     case TranscriptionFailed():
                         await self.interrupt()
                         self.start_reply(replies, partial(_constant, conversation.apology))
@@ -357,10 +364,15 @@ class _Call:
                         await self.interrupt()
                         self.start_reply(replies, partial(conversation.on_dtmf, digit))
 
-    def start_reply(self, nursery: trio.Nursery, make_reply: Callable[[], Reply]) -> None:
+    def start_reply(
+        self,
+        nursery: trio.Nursery,
+        make_reply: Callable[[], Reply],
+        timing: TurnTiming | None = None,
+    ) -> None:
         self.reply_count += 1
         self.stats.replies += 1
-        active = _ActiveReply(trio.CancelScope(), ReplyLedger(f"r{self.reply_count}"))
+        active = _ActiveReply(trio.CancelScope(), ReplyLedger(f"r{self.reply_count}"), timing)
         self.reply = active
         nursery.start_soon(self.run_reply, active, make_reply)
 
@@ -376,15 +388,27 @@ class _Call:
         self.pacer.cleared()
         interruption = active.ledger.close()
         self.log.info("caller interrupted; heard %r", interruption.heard)
+        if (timing := active.timing) is not None:
+            active.timing = None
+            timing.interrupted = True
+            await self.report_turn(timing)
         await self.run_hook(
             partial(self.conversation.on_interrupted, interruption), "on_interrupted"
         )
         if self.conversation.hang_up_requested:
             self.end_call("conversation hung up")
 
+    async def report_turn(self, timing: TurnTiming) -> None:
+        """One log line per turn, and the conversation's ``on_turn_timing``."""
+        self.log.info("turn: %s", timing.describe())
+        await self.run_hook(partial(self.conversation.on_turn_timing, timing), "on_turn_timing")
+
     async def run_reply(self, active: _ActiveReply, make_reply: Callable[[], Reply]) -> None:
         with active.scope:
-            failure = await self.speak(make_reply, active.ledger)
+            failure = await self.speak(make_reply, active.ledger, active.timing)
+            if (timing := active.timing) is not None:
+                active.timing = None
+                await self.report_turn(timing)
             if failure is not None:
                 self.stats.engine_errors += 1
                 self.log.error("speech synthesis failed: %s; trying to apologise", failure)
@@ -396,7 +420,7 @@ class _Call:
                 self.end_call("conversation hung up")
 
     async def speak(
-        self, make_reply: Callable[[], Reply], ledger: ReplyLedger
+        self, make_reply: Callable[[], Reply], ledger: ReplyLedger, timing: TurnTiming | None = None
     ) -> EngineError | None:
         """Generate and speak one reply, then wait until Twilio says it has all played.
 
@@ -405,7 +429,7 @@ class _Call:
         sentences_out, sentences_in = trio.open_memory_channel[Sentence](SENTENCE_BUFFER)
         failure: EngineError | None = None
         try:
-            await self._generate_and_speak(make_reply, sentences_out, sentences_in, ledger)
+            await self._generate_and_speak(make_reply, sentences_out, sentences_in, ledger, timing)
         except* EngineError as group:
             failure = group.exceptions[0]  # type: ignore[assignment]
         if failure is not None:
@@ -421,6 +445,7 @@ class _Call:
         sentences_out: trio.MemorySendChannel[Sentence],
         sentences_in: trio.MemoryReceiveChannel[Sentence],
         ledger: ReplyLedger,
+        timing: TurnTiming | None,
     ) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(
@@ -433,6 +458,7 @@ class _Call:
                     apology=self.conversation.apology,
                     stats=self.stats,
                     log=self.log,
+                    timing=timing,
                 )
             )
             nursery.start_soon(
@@ -445,6 +471,7 @@ class _Call:
                     ledger=ledger,
                     chunk_ms=self.settings.chunk_ms,
                     time_limit=self.settings.tts_timeout,
+                    timing=timing,
                 )
             )
 

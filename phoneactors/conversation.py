@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeAlias
 
+from .timing import TurnTiming
+
 __all__ = ["CallInfo", "Conversation", "Interruption", "Parrot", "Reply", "ReplyText"]
 
 ReplyText: TypeAlias = str | AsyncIterator[str] | None
@@ -88,6 +90,10 @@ class Conversation:
 
     async def on_interrupted(self, interruption: Interruption) -> None:
         """The caller talked over a reply (or the reply was still being generated)."""
+
+    async def on_turn_timing(self, timing: TurnTiming) -> None:
+        """Where the time of a turn went (caller's last word → bot's first audio); called once
+        per answered utterance, after the reply (or its interruption)."""
 
     async def on_end(self, reason: str) -> None:
         """The call is over (``reason`` says why). Runs exactly once per call."""

@@ -27,11 +27,17 @@ class SpeechStarted:
 
 @dataclass(frozen=True, slots=True)
 class Utterance:
-    """One complete caller utterance, ready to transcribe."""
+    """Caller audio to transcribe: a whole utterance (``final``), or the audio so far after a
+    short pause, transcribed early in case the caller has finished."""
 
     audio: PCM
+    final: bool
+    speech_ended_at: float
+    """trio time of the last voiced frame."""
     ended_at: float
-    """trio time at which the end-of-speech silence had elapsed."""
+    """trio time at which the end-of-speech silence had elapsed (for ``final``)."""
+    continues_pause: bool = False
+    """``final`` and the same audio as the pause before it: the early transcript holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +45,9 @@ class Transcript:
     """What the caller said in one utterance."""
 
     text: str
+    speech_ended_at: float
     utterance_ended_at: float
+    transcribed_at: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,10 @@ the same output. The VAD actor feeds it one frame and one ``is_speech`` verdict 
 * **utterance ended** after ``end_silence_ms`` of consecutive unvoiced frames, or when the
   utterance reaches ``max_utterance_ms``; the utterance carries its audio, including
   ``pre_roll_ms`` of audio from before the start so the first syllable is not clipped.
+* **speech paused** after ``pause_ms`` of silence, before the end: the audio so far, so that
+  transcription can start while we wait to see whether the caller has finished. If the caller
+  stays quiet, the utterance that ends it has exactly the same audio (``continues_pause``), and
+  the early transcript can be used as it is.
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ import numpy as np
 from .audio import FRAME_MS, PCM
 from .errors import ConfigurationError
 
-__all__ = ["SegmenterSettings", "SpeechBegan", "SpeechEnded", "SpeechSegmenter"]
+__all__ = ["SegmenterSettings", "SpeechBegan", "SpeechEnded", "SpeechPaused", "SpeechSegmenter"]
+
+_TRAILING_FRAMES = 5
+"""Frames of trailing silence kept on an utterance (whisper likes a soft ending)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,14 +40,18 @@ class SegmenterSettings:
     """Audio kept from before *speech started*."""
     max_utterance_ms: int = 30_000
     """An utterance this long is ended even if the caller is still talking."""
+    pause_ms: int = 200
+    """Silence after which the audio so far is handed on for early transcription
+    (0, or anything not below ``end_silence_ms``: never)."""
 
     def __post_init__(self) -> None:
         for name in ("min_speech_ms", "end_silence_ms", "max_utterance_ms"):
             value = getattr(self, name)
             if value < FRAME_MS:
                 raise ConfigurationError(f"{name} must be at least {FRAME_MS} ms, got {value}")
-        if self.pre_roll_ms < 0:
-            raise ConfigurationError(f"pre_roll_ms must not be negative, got {self.pre_roll_ms}")
+        for name in ("pre_roll_ms", "pause_ms"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{name} must not be negative, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +62,23 @@ class SpeechBegan:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeechPaused:
+    """The caller has been quiet for ``pause_ms``; ``audio`` is the utterance so far."""
+
+    audio: PCM
+
+
+@dataclass(frozen=True, slots=True)
 class SpeechEnded:
     """The caller stopped talking (or talked for too long); ``audio`` is the whole utterance."""
 
     audio: PCM
     truncated: bool
     """True when ``max_utterance_ms`` cut the utterance."""
+    silence_ms: int
+    """Silence since the last voiced frame (the end-of-speech wait that just elapsed)."""
+    continues_pause: bool
+    """True when the last :class:`SpeechPaused` had exactly this audio (no speech since)."""
 
     @property
     def duration_ms(self) -> int:
@@ -75,6 +97,10 @@ class SpeechSegmenter:
         pre_roll_frames = settings.pre_roll_ms // FRAME_MS + self._window.maxlen  # type: ignore[operator]
         self._history: collections.deque[PCM] = collections.deque(maxlen=pre_roll_frames)
         self._end_frames = -(-settings.end_silence_ms // FRAME_MS)
+        self._pause_frames = -(-settings.pause_ms // FRAME_MS)
+        if not 0 < self._pause_frames < self._end_frames:
+            self._pause_frames = 0
+        self._paused = False
         self._max_frames = settings.max_utterance_ms // FRAME_MS
         self._speaking = False
         self._frames: list[PCM] = []
@@ -85,7 +111,7 @@ class SpeechSegmenter:
         """True between *speech started* and *utterance ended*."""
         return self._speaking
 
-    def feed(self, frame: PCM, voiced: bool) -> SpeechBegan | SpeechEnded | None:
+    def feed(self, frame: PCM, voiced: bool) -> SpeechBegan | SpeechPaused | SpeechEnded | None:
         if not self._speaking:
             self._history.append(frame)
             self._window.append(voiced)
@@ -97,20 +123,37 @@ class SpeechSegmenter:
             self._history.clear()
             self._window.clear()
             self._silent_run = 0
+            self._paused = False
             return SpeechBegan(frames_voiced=count)
         self._frames.append(frame)
-        self._silent_run = 0 if voiced else self._silent_run + 1
+        if voiced:
+            self._silent_run = 0
+            self._paused = False
+        else:
+            self._silent_run += 1
         if self._silent_run >= self._end_frames:
             return self._end(truncated=False)
         if len(self._frames) >= self._max_frames:
             return self._end(truncated=True)
+        if self._silent_run == self._pause_frames and self._pause_frames:
+            self._paused = True
+            return SpeechPaused(audio=self._audio())
         return None
 
+    def _audio(self) -> PCM:
+        """The utterance so far, less all but a little of its trailing silence."""
+        keep = len(self._frames) - max(0, self._silent_run - _TRAILING_FRAMES)
+        return np.concatenate(self._frames[:keep])
+
     def _end(self, *, truncated: bool) -> SpeechEnded:
-        # Keep a little of the trailing silence (whisper likes a soft ending), drop the rest.
-        keep = len(self._frames) - max(0, self._silent_run - 5)
-        audio = np.concatenate(self._frames[:keep])
+        ended = SpeechEnded(
+            audio=self._audio(),
+            truncated=truncated,
+            silence_ms=self._silent_run * FRAME_MS,
+            continues_pause=self._paused and not truncated,
+        )
         self._speaking = False
+        self._paused = False
         self._frames = []
         self._silent_run = 0
-        return SpeechEnded(audio=audio, truncated=truncated)
+        return ended

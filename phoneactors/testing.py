@@ -152,11 +152,19 @@ class EnergyVad:
         return float(np.sqrt(np.mean(frame.astype(np.float64) ** 2))) > self.threshold
 
 
-class FakeSpeechToText:
-    """Recognises the caller speech that :class:`FakeSpeech` made, in order (FIFO).
+_TONE_BASE: Final = 400.0
+_TONE_STEP: Final = 40.0
+_TONE_SLOTS: Final = 80
+"""Fake caller speech is a tone; its frequency (400 Hz + 40 Hz steps) says which text it is."""
 
-    ``delay`` seconds of trio time per utterance; ``fail`` makes every call raise EngineError.
-    Audio it was not expecting transcribes to ``""`` (noise).
+
+class FakeSpeechToText:
+    """Recognises the caller speech that :class:`FakeSpeech` made.
+
+    Each text the fake caller says becomes a tone of its own frequency; this engine finds the
+    tone's frequency and answers that text, so the same audio always gives the same transcript
+    (early and final transcriptions agree) and silence or noise gives ``""``. ``delay`` seconds
+    of trio time per call; ``fail`` makes every call raise :class:`EngineError`.
     """
 
     name = "fake-stt"
@@ -164,18 +172,38 @@ class FakeSpeechToText:
     def __init__(self, *, delay: float = 0.1) -> None:
         self.delay = delay
         self.fail = False
-        self.expected: collections.deque[str] = collections.deque()
         self.calls = 0
+        self._texts: dict[int, str] = {}
+        self._said = 0
 
     async def load(self) -> None:
         pass
+
+    def register(self, text: str) -> float:
+        """Remember ``text``; returns the tone frequency that will transcribe to it."""
+        slot = self._said % _TONE_SLOTS
+        self._said += 1
+        self._texts[slot] = text
+        return _TONE_BASE + slot * _TONE_STEP
+
+    def recognise(self, audio: PCM) -> str:
+        """The text whose tone dominates ``audio`` (``""`` for silence or an unknown sound)."""
+        samples = np.asarray(audio, dtype=np.float64)
+        if len(samples) < FRAME_SAMPLES or np.sqrt(np.mean(samples**2)) < 100:
+            return ""
+        spectrum = np.abs(np.fft.rfft(samples))
+        peak = float(np.argmax(spectrum)) * SAMPLE_RATE / len(samples)
+        slot = round((peak - _TONE_BASE) / _TONE_STEP)
+        if abs(peak - (_TONE_BASE + slot * _TONE_STEP)) > _TONE_STEP / 4:
+            return ""
+        return self._texts.get(slot, "")
 
     async def transcribe(self, audio: PCM) -> str:
         self.calls += 1
         await trio.sleep(self.delay)
         if self.fail:
             raise EngineError("fake-stt: failing on purpose")
-        return self.expected.popleft() if self.expected else ""
+        return self.recognise(audio)
 
 
 class FakeTextToSpeech:
@@ -211,20 +239,18 @@ class FakeTextToSpeech:
 
 
 class _CallerVoice:
-    """Caller speech for the fake engines: a tone, with its text queued for the fake STT."""
+    """Caller speech for the fake engines: :meth:`FakeSpeech.caller_audio` as a TTS engine."""
 
     name = "fake-caller"
 
-    def __init__(self, stt: FakeSpeechToText, seconds_per_char: float) -> None:
-        self._stt = stt
-        self._seconds_per_char = seconds_per_char
+    def __init__(self, speech: FakeSpeech) -> None:
+        self._speech = speech
 
     async def load(self) -> None:
         pass
 
     async def synthesize(self, text: str) -> PCM:
-        self._stt.expected.append(text)
-        return tone(max(0.3, len(text) * self._seconds_per_char), frequency=500.0)
+        return self._speech.caller_audio(text)
 
 
 @dataclass
@@ -241,7 +267,13 @@ class FakeSpeech:
 
     @property
     def caller_voice(self) -> TextToSpeech:
-        return _CallerVoice(self.stt, self.caller_seconds_per_char)
+        """A TextToSpeech for :class:`FakeTwilio`'s caller, made of :meth:`caller_audio`."""
+        return _CallerVoice(self)
+
+    def caller_audio(self, text: str) -> PCM:
+        """Caller "speech" for ``text``: a tone that :attr:`stt` transcribes as ``text``."""
+        seconds = max(0.3, len(text) * self.caller_seconds_per_char)
+        return tone(seconds, frequency=self.stt.register(text))
 
     @property
     def spoken(self) -> list[str]:

@@ -12,7 +12,9 @@ from trio.testing import MockClock
 from phoneactors import twilio
 from phoneactors.call import CallSettings
 from phoneactors.conversation import Conversation, Interruption, Parrot, ReplyText
+from phoneactors.segmenter import SegmenterSettings
 from phoneactors.testing import FakeSpeech, open_call, tone
+from phoneactors.timing import TurnTiming
 
 # Every test here takes ``autojump_clock``: trio's MockClock(autojump_threshold=0), so no real
 # time passes and every timing below is exact.
@@ -311,7 +313,6 @@ async def test_stt_failure_costs_one_turn(
         assert " ".join(speech.spoken[-2:]) == Parrot.apology
         speech.stt.fail = False
         speech.stt.delay = 0.1
-        speech.stt.expected.clear()
         await fake.say("found words")
         await fake.wait_for_bot_to_finish()
         assert speech.spoken[-1] == 'You said: "found words"'
@@ -396,3 +397,48 @@ async def test_a_crashing_on_end_and_on_interrupted_are_contained(
         await fake.wait_for_bot_to_finish()
     assert fake.result is not None
     assert fake.result.reason == "caller hung up"
+
+
+async def test_turn_timing_is_reported_and_early_transcription_hides_stt(
+    autojump_clock: MockClock, speech: FakeSpeech, caplog: pytest.LogCaptureFixture
+) -> None:
+    timings: list[TurnTiming] = []
+
+    class Timed(Parrot):
+        async def on_turn_timing(self, timing: TurnTiming) -> None:
+            timings.append(timing)
+
+    caplog.set_level(logging.INFO, logger="phoneactors")
+    settings = CallSettings(segmenter=SegmenterSettings(end_silence_ms=500, pause_ms=200))
+    speech.stt.delay = 0.25  # finishes 50 ms before the end-of-speech wait does
+    async with open_call(Timed, speech.engines(), speech=speech, settings=settings) as fake:
+        await fake.wait_for_bot_to_finish()
+        await fake.say("what time is it")
+        await fake.wait_for_bot_to_finish()
+    [timing] = timings
+    stages = timing.stages_ms()
+    assert stages["end_of_speech"] == pytest.approx(500, abs=1)
+    assert stages["stt"] == 0  # transcribed during the end-of-speech wait
+    assert stages["tts"] == pytest.approx(speech.tts.delay * 1000, abs=1)
+    assert stages["total"] == pytest.approx(500 + speech.tts.delay * 1000, abs=1)
+    assert speech.stt.calls == 1  # the final utterance reused the early transcript
+    lines = [r.getMessage() for r in caplog.records if "turn: total=" in r.getMessage()]
+    assert len(lines) == 1
+    assert fake.call_sid in lines[0]
+
+
+async def test_early_transcript_is_dropped_when_the_caller_goes_on(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    settings = CallSettings(segmenter=SegmenterSettings(end_silence_ms=500, pause_ms=200))
+    made, make = single(Recorder)
+    async with open_call(make, speech.engines(), speech=speech, settings=settings) as fake:
+        await fake.play(speech.caller_audio("first half"))
+        await fake.silence(0.3)  # a pause, not an end
+        await fake.say("second half")
+        await fake.wait_for_bot_to_finish()
+    conversation = made[0]
+    assert isinstance(conversation, Recorder)
+    # One utterance, transcribed as a whole: the early transcript of the first half was not used.
+    assert len(conversation.heard) == 1
+    assert speech.stt.calls == 2  # early (first half), early (whole) reused for the final

@@ -32,7 +32,7 @@ from phoneactors.engines import Engines
 from phoneactors.errors import ConfigurationError
 from phoneactors.segmenter import SegmenterSettings
 from phoneactors.server import ServerConfig, create_app, serve
-from phoneactors.testing import FakeSpeech, FakeSpeechToText, FakeTextToSpeech, tone
+from phoneactors.testing import FakeSpeech, FakeSpeechToText, FakeTextToSpeech
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 CAP = 3.0
@@ -168,8 +168,7 @@ class Stream:
             await self.send(twilio.Media(seq, self.stream_sid, "inbound", seq, seq * 20, payload))
 
     async def say(self, speech: FakeSpeech, text: str) -> None:
-        speech.stt.expected.append(text)
-        await self.play(tone(0.2, frequency=500.0))
+        await self.play(speech.caller_audio(text))
         await self.play(np.zeros(8000 // 5, np.int16))  # 200 ms of silence ends the utterance
 
     async def stop(self) -> None:

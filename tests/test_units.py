@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 
 from phoneactors.errors import ConfigurationError
 from phoneactors.playback import ReplyLedger
-from phoneactors.segmenter import SegmenterSettings, SpeechBegan, SpeechEnded, SpeechSegmenter
+from phoneactors.segmenter import (
+    SegmenterSettings,
+    SpeechBegan,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechSegmenter,
+)
 from phoneactors.sentences import SentenceSplitter, split_sentences
 
 # -- sentences -------------------------------------------------------------------------------
@@ -74,6 +80,17 @@ def test_speech_starts_after_the_minimum_voiced_duration() -> None:
     assert [(i, type(e)) for i, e in events] == [(8, SpeechBegan), (13, SpeechEnded)]
 
 
+def test_a_pause_then_more_speech_is_not_the_end() -> None:
+    settings = SegmenterSettings(min_speech_ms=60, end_silence_ms=200, pause_ms=60)
+    events = feed(SpeechSegmenter(settings), "####....####" + "." * 10)
+    kinds = [type(e) for _, e in events]
+    assert kinds == [SpeechBegan, SpeechPaused, SpeechPaused, SpeechEnded]
+    ended = events[-1][1]
+    assert isinstance(ended, SpeechEnded)
+    assert ended.continues_pause
+    assert ended.silence_ms == 200
+
+
 def test_clicks_shorter_than_the_minimum_never_start_speech() -> None:
     segmenter = SpeechSegmenter(SegmenterSettings(min_speech_ms=100))
     assert feed(segmenter, "#..##...#.#....##.." * 5) == []
@@ -83,7 +100,11 @@ def test_utterance_keeps_pre_roll_and_drops_long_trailing_silence() -> None:
     settings = SegmenterSettings(min_speech_ms=60, end_silence_ms=400, pre_roll_ms=40)
     segmenter = SpeechSegmenter(settings)
     events = feed(segmenter, "......###" + "#" * 10 + "." * 20)
-    (_, _began), (end, ended) = events
+    (_, _began), (_, paused), (end, ended) = events
+    assert isinstance(paused, SpeechPaused)
+    assert isinstance(ended, SpeechEnded)
+    assert ended.continues_pause
+    assert np.array_equal(paused.audio, ended.audio)  # the early transcript holds
     assert isinstance(ended, SpeechEnded)
     first_sample = int(ended.audio[0])
     assert first_sample <= 6 - 2  # pre-roll reaches back before the first voiced frame
