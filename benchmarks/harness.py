@@ -42,7 +42,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def summary_row(name: str, values: Sequence[float], unit: str = "ms") -> str:
     if not values:
-        return f"| {name} | – | – | – | – | 0 |"
+        return f"| {name} | - | - | - | - | 0 |"
     return (
         f"| {name} | {statistics.median(values):.0f} {unit} | {percentile(values, 95):.0f} {unit}"
         f" | {min(values):.0f} {unit} | {max(values):.0f} {unit} | {len(values)} |"
@@ -83,7 +83,8 @@ def running_server(*args: str, env: dict[str, str] | None = None) -> Iterator[Se
         text=True,
         env={**os.environ, **(env or {})},
     )
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     server = Server(process, "")
     stderr = process.stderr
 

@@ -27,6 +27,7 @@ from harness import machine, running_server, summary_row
 from phoneactors.audio import FRAME_SAMPLES, PCM
 from phoneactors.engines.hibari import HibariTTS
 from phoneactors.testing import FakeTwilio, open_twilio_stream
+from phoneactors.twilio import SendMedia
 
 QUESTIONS = [
     "What time do you open tomorrow?",
@@ -61,10 +62,8 @@ async def one_turn(fake: FakeTwilio, audio: PCM) -> float:
     await fake.play(audio)
     last_voiced = trio.current_time()
     sent = len(fake.outbound)
-    await fake.wait_for(
-        lambda: any(type(e).__name__ == "SendMedia" for _, e in fake.outbound[sent:])
-    )
-    first = next(t for t, e in fake.outbound[sent:] if type(e).__name__ == "SendMedia")
+    await fake.wait_for(lambda: any(isinstance(e, SendMedia) for _, e in fake.outbound[sent:]))
+    first = next(t for t, e in fake.outbound[sent:] if isinstance(e, SendMedia))
     await fake.wait_for_bot_to_finish()
     return first - last_voiced
 
