@@ -59,10 +59,27 @@ every hundredth time, so a flood cannot flood the log."""
 
 
 class CallLog(logging.LoggerAdapter[logging.Logger]):
-    """A logger that prefixes every line with the call sid."""
+    """A logger that prefixes every line with the call sid, and reports contained failures
+    (:meth:`failed`) to ``on_failure`` as well, for the call records and metrics."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        call_sid: str,
+        on_failure: Callable[[str, str], object] | None = None,
+    ) -> None:
+        super().__init__(logger, {"call_sid": call_sid})
+        self.call_sid = call_sid
+        self._on_failure = on_failure
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        return f"call {self.extra['call_sid'] if self.extra else '?'}: {msg}", kwargs
+        return f"call {self.call_sid}: {msg}", kwargs
+
+    def failed(self, kind: str, message: str, *, exc_info: BaseException | None = None) -> None:
+        """Log a failure that costs a turn, not the call (``kind``: stt, tts, reply, hook)."""
+        self.error("%s failed: %s", kind, message, exc_info=exc_info)
+        if self._on_failure is not None:
+            self._on_failure(kind, message)
 
 
 @dataclass
@@ -220,7 +237,7 @@ async def transcribe_utterances(
                         continue  # the final utterance gets its own try
                     stats.engine_errors += 1
                     reason = str(exc) or f"{stt.name} took longer than {time_limit:g} s"
-                    log.error("transcription failed: %s", reason)
+                    log.failed("stt", reason)
                     await turns_out.send(TranscriptionFailed(reason))
                     continue
                 transcribed_at = trio.current_time()
@@ -288,13 +305,15 @@ async def generate_sentences(
                     )
         except trio.TooSlowError:
             stats.reply_errors += 1
-            log.error("reply took longer than %g s; apologising", time_limit)
+            log.failed("reply", f"took longer than {time_limit:g} s; apologising")
             splitter = SentenceSplitter()  # drop the unfinished sentence
             await emit(apology)
         except Exception as exc:
             stats.reply_errors += 1
-            log.error(
-                "reply failed; apologising: %r", exc, exc_info=not isinstance(exc, ReplyError)
+            log.failed(
+                "reply",
+                f"{exc!r}; apologising",
+                exc_info=None if isinstance(exc, ReplyError) else exc,
             )
             splitter = SentenceSplitter()
             await emit(apology)

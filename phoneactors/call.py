@@ -17,7 +17,7 @@ a call escapes it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final
@@ -47,6 +47,18 @@ from .messages import (
     TurnEvent,
 )
 from .playback import Pacer, ReplyLedger
+from .records import (
+    BotSaid,
+    CallEnded,
+    CallerSaid,
+    CallEvent,
+    CallObserver,
+    CallStarted,
+    Failure,
+    Interrupted,
+    KeyPress,
+    TurnTimed,
+)
 from .segmenter import SegmenterSettings
 from .timing import TurnTiming
 from .transport import CallSocket
@@ -125,8 +137,13 @@ async def run_call(
     make_conversation: Callable[[], Conversation],
     engines: Engines,
     settings: CallSettings | None = None,
+    *,
+    observers: Sequence[CallObserver] = (),
 ) -> CallResult:
     """Serve one call on ``socket`` until it ends; never raises except ``trio.Cancelled``.
+
+    ``observers`` hear the call's story as it happens (:mod:`phoneactors.records`): call
+    records, metrics.
 
     Waits for Twilio's ``start``, creates the conversation, runs the actors, and closes the
     socket at the end. Closing the socket is how a call is hung up: Twilio then carries on with
@@ -134,7 +151,7 @@ async def run_call(
     """
     settings = settings or CallSettings()
     stats = CallStats()
-    log = CallLog(logger, {"call_sid": "?"})
+    log = CallLog(logger, "?")
     try:
         with trio.fail_after(settings.start_timeout):
             start = await _wait_for_start(socket, settings, stats, log)
@@ -148,8 +165,8 @@ async def run_call(
         await _close(socket)
         return CallResult(None, reason, stats)
 
-    log = CallLog(logger, {"call_sid": start.call_sid})
-    call = _Call(socket, start, engines, settings, stats, log)
+    call = _Call(socket, start, engines, settings, stats, observers)
+    log = call.log
     try:
         conversation = make_conversation()
         if not isinstance(conversation, Conversation):
@@ -208,14 +225,17 @@ class _Call:
         engines: Engines,
         settings: CallSettings,
         stats: CallStats,
-        log: CallLog,
+        observers: Sequence[CallObserver],
     ) -> None:
         self.socket = socket
         self.start = start
         self.engines = engines
         self.settings = settings
         self.stats = stats
-        self.log = log
+        self.observers = observers
+        self.log = CallLog(
+            logger, start.call_sid, lambda kind, message: self.observe(Failure(kind, message))
+        )
         self.pacer = Pacer(settings.playback_lead)
         self.reply: _ActiveReply | None = None
         self.reply_count = 0
@@ -233,6 +253,14 @@ class _Call:
             custom_parameters=self.start.custom_parameters,
         )
         self.log.info("call started (%s)", type(conversation).__name__)
+        self.observe(
+            CallStarted(
+                stream_sid=self.start.stream_sid,
+                account_sid=self.start.account_sid,
+                caller=conversation.call.caller,
+                custom_parameters=self.start.custom_parameters,
+            )
+        )
         settings = self.settings
         try:
             with self.call_scope:
@@ -297,6 +325,7 @@ class _Call:
             with trio.CancelScope(shield=True):
                 await self.socket.close()
                 await self.run_hook(partial(conversation.on_end, self.end_reason), "on_end")
+            self.observe(CallEnded(self.end_reason))
             self.log.info(
                 "call ended: %s (%d frames in, %d dropped, %d bad messages, %d replies, "
                 "%d barge-ins)",
@@ -313,6 +342,13 @@ class _Call:
         self.end_reason = reason
         self.call_scope.cancel()
 
+    def observe(self, event: CallEvent) -> None:
+        for observer in self.observers:
+            try:
+                observer.observe(self.start.call_sid, event)
+            except Exception:
+                self.log.exception("observer %r failed on %s", observer, type(event).__name__)
+
     def on_mark(self, name: str) -> None:
         if self.reply is not None:
             self.reply.ledger.mark_echoed(name)
@@ -323,9 +359,9 @@ class _Call:
             with trio.fail_after(self.settings.hook_timeout):
                 await hook()
         except trio.TooSlowError:
-            self.log.error("%s took longer than %g s", name, self.settings.hook_timeout)
-        except Exception:
-            self.log.exception("%s raised", name)
+            self.log.failed("hook", f"{name} took longer than {self.settings.hook_timeout:g} s")
+        except Exception as exc:
+            self.log.failed("hook", f"{name} raised {exc!r}", exc_info=exc)
 
     async def take_turns(
         self,
@@ -349,6 +385,7 @@ class _Call:
                         await self.interrupt()
                     case Transcript(text=text):
                         if text:
+                            self.observe(CallerSaid(text))
                             await self.interrupt()
                             timing = TurnTiming(
                                 speech_ended=event.speech_ended_at,
@@ -361,6 +398,7 @@ class _Call:
                         self.start_reply(replies, partial(_constant, conversation.apology))
                     case KeyPressed(digit=digit):
                         self.log.info("caller pressed %r", digit)
+                        self.observe(KeyPress(digit))
                         await self.interrupt()
                         self.start_reply(replies, partial(conversation.on_dtmf, digit))
 
@@ -388,6 +426,7 @@ class _Call:
         self.pacer.cleared()
         interruption = active.ledger.close()
         self.log.info("caller interrupted; heard %r", interruption.heard)
+        self.observe(Interrupted(interruption.heard, interruption.unheard))
         if (timing := active.timing) is not None:
             active.timing = None
             timing.interrupted = True
@@ -401,17 +440,20 @@ class _Call:
     async def report_turn(self, timing: TurnTiming) -> None:
         """One log line per turn, and the conversation's ``on_turn_timing``."""
         self.log.info("turn: %s", timing.describe())
+        self.observe(TurnTimed(timing.stages_ms()))
         await self.run_hook(partial(self.conversation.on_turn_timing, timing), "on_turn_timing")
 
     async def run_reply(self, active: _ActiveReply, make_reply: Callable[[], Reply]) -> None:
         with active.scope:
             failure = await self.speak(make_reply, active.ledger, active.timing)
+            if failure is None and active.ledger.sentences:
+                self.observe(BotSaid(" ".join(active.ledger.sentences)))
             if (timing := active.timing) is not None:
                 active.timing = None
                 await self.report_turn(timing)
             if failure is not None:
                 self.stats.engine_errors += 1
-                self.log.error("speech synthesis failed: %s; trying to apologise", failure)
+                self.log.failed("tts", f"{failure}; trying to apologise")
                 apology = partial(_constant, self.conversation.apology)
                 if (again := await self.speak(apology, active.ledger)) is not None:
                     self.log.error("could not apologise either: %s", again)

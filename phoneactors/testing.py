@@ -22,7 +22,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -36,6 +36,7 @@ from .call import CallResult, CallSettings, run_call
 from .conversation import Conversation
 from .engines import Engines, TextToSpeech
 from .errors import EngineError, SocketClosed
+from .records import CallObserver
 from .transport import CallSocket
 
 __all__ = [
@@ -398,16 +399,31 @@ class FakeTwilio:
 
     # -- waiting ------------------------------------------------------------------------------
 
-    async def wait_for(self, condition: Callable[[], bool]) -> None:
-        """Wait (in trio time) until ``condition()`` holds; it is checked after every change."""
-        while not condition():
-            await self._changed.wait()
+    async def wait_for(self, condition: Callable[[], bool], *, give_up_after: float = 60.0) -> None:
+        """Wait (in trio time) until ``condition()`` holds; it is checked after every change.
 
-    async def wait_for_bot_to_finish(self, *, quiet: float = 0.5) -> None:
+        Raises ``AssertionError`` after ``give_up_after`` seconds: under ``MockClock`` a
+        condition that never comes true would otherwise spin forever.
+        """
+        with trio.move_on_after(give_up_after):
+            while not condition():
+                await self._changed.wait()
+            return
+        raise AssertionError(f"condition still false after {give_up_after:g} s of call time")
+
+    async def wait_for_bot_to_finish(
+        self, *, quiet: float = 0.5, give_up_after: float = 60.0
+    ) -> None:
         """Wait for the bot's next audio, then until all of it has played and nothing more has
-        come for ``quiet`` seconds (or the bot hung up)."""
+        come for ``quiet`` seconds (or the bot hung up).
+
+        Raises ``AssertionError`` if the bot sends no audio within ``give_up_after`` seconds.
+        """
         sent = len(self.outbound)
-        await self.wait_for(lambda: self._media_since(sent) or self.closed.is_set())
+        with trio.move_on_after(give_up_after):
+            await self.wait_for(lambda: self._media_since(sent) or self.closed.is_set())
+        if not (self._media_since(sent) or self.closed.is_set()):
+            raise AssertionError(f"the bot sent no audio within {give_up_after:g} s")
         while not self.closed.is_set():
             await self.wait_for(
                 lambda: (not self._buffer and self._playing is None) or self.closed.is_set()
@@ -592,6 +608,7 @@ async def open_call(
     settings: CallSettings | None = None,
     voice: TextToSpeech | None = None,
     speech: FakeSpeech | None = None,
+    observers: Sequence[CallObserver] = (),
     **twilio_options: Any,
 ) -> AsyncIterator[FakeTwilio]:
     """Run one call of ``conversation`` against a :class:`FakeTwilio`; yields the fake.
@@ -607,7 +624,9 @@ async def open_call(
     results: list[CallResult] = []
 
     async def serve() -> None:
-        results.append(await run_call(server_side, conversation, engines, settings))
+        results.append(
+            await run_call(server_side, conversation, engines, settings, observers=observers)
+        )
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(serve)
