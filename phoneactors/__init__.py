@@ -25,6 +25,7 @@ from .errors import PhoneActorsError as PhoneActorsError
 from .errors import ProtocolError as ProtocolError
 from .errors import ReplyError as ReplyError
 from .errors import SocketClosed as SocketClosed
+from .errors import TwilioApiError as TwilioApiError
 from .segmenter import SegmenterSettings as SegmenterSettings
 from .transport import CallSocket as CallSocket
 
@@ -49,6 +50,7 @@ __all__ = [
     "SocketClosed",
     "SpeechToText",
     "TextToSpeech",
+    "TwilioApiError",
     "VoiceActivityDetector",
     "VoiceActivityEngine",
     "run_call",

@@ -1,5 +1,11 @@
 """The command line: ``python -m phoneactors [options]`` (or ``phoneactors``) serves calls.
 
+Three commands; ``serve`` is the default, so ``phoneactors --port 9000`` serves::
+
+    phoneactors [serve] [options]                  serve Twilio calls (and the softphone, /phone)
+    phoneactors simulate [--say TEXT] [options]    one call in the terminal, no phone line
+    phoneactors call TO --from FROM [options]      place an outbound call through Twilio's API
+
 Every option can also be set through an environment variable, ``PHONEACTORS_`` followed by the
 option's name in capitals with ``-`` as ``_`` (``--max-calls`` → ``PHONEACTORS_MAX_CALLS``); a
 flag on the command line wins over the variable, and an empty variable counts as unset. The
@@ -15,6 +21,11 @@ a second signal ends them at once.
 Exit status: 0 after a shutdown by signal; 2 for a bad command line or configuration (an
 unknown option, a ``--conversation`` that cannot be imported, a value out of range, a model
 that is not installed); 1 when serving fails otherwise (the port is taken, an engine crashes).
+
+``simulate`` takes the same conversation, engine and turn-taking options as ``serve`` (and their
+variables), and exits 0 once the call is over. ``call`` reads the Twilio credentials from
+``TWILIO_ACCOUNT_SID`` and ``TWILIO_AUTH_TOKEN`` (missing: exit 2), and exits 1 when Twilio
+refuses the call or cannot be reached.
 """
 
 from __future__ import annotations
@@ -26,7 +37,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -128,11 +139,35 @@ OPTIONS: Final = (
         _non_negative_float,
         "SECONDS",
     ),
+    _Option(
+        "--softphone",
+        f"serve the browser softphone at /phone even though {AUTH_TOKEN_ENV} is set (it is on "
+        "without a token): anyone who can load the page can then talk to your bot",
+        False,
+        switch=True,
+    ),
     _Option("--vad", "voice activity detector", "webrtc", engine_role="vad"),
     _Option("--stt", "speech-to-text engine", "faster-whisper", engine_role="stt"),
     _Option("--tts", "text-to-speech engine", "hibari", engine_role="tts"),
     _Option("--stt-model", "speech-to-text model name or path (engine default)", metavar="MODEL"),
     _Option("--tts-voice", "text-to-speech voice name or path (engine default)", metavar="VOICE"),
+    _Option(
+        "--stt-url",
+        "URL of the OpenAI-compatible speech server for --stt openai (its root or /v1 URL)",
+        metavar="URL",
+    ),
+    _Option(
+        "--tts-url",
+        "URL of the OpenAI-compatible speech server for --tts openai (its root or /v1 URL)",
+        metavar="URL",
+    ),
+    _Option("--tts-model", "speech model name for --tts openai (default: tts-1)", metavar="MODEL"),
+    _Option(
+        "--remote-api-key-env",
+        "name of the environment variable holding the API key for the openai engines "
+        "(default: OPENAI_API_KEY if set, else no key)",
+        metavar="NAME",
+    ),
     _Option("--threads", "inference threads (default: one per core)", None, int, "N"),
     _Option(
         "--allow-download",
@@ -172,15 +207,38 @@ def _engine_choices() -> Mapping[str, tuple[str, ...]]:
     return ENGINE_CHOICES
 
 
+SERVER_ONLY: Final = frozenset(
+    {
+        "--host",
+        "--port",
+        "--public-url",
+        "--max-calls",
+        "--max-message-bytes",
+        "--drain-timeout",
+        "--softphone",
+    }
+)
+"""Options of ``serve`` that ``simulate`` has no use for; it takes every other one."""
+SIMULATE_DEFAULTS: Final = {"log_level": "WARNING"}
+"""``simulate`` keeps the log quiet, so the transcript stays readable."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; its defaults are ``None`` so that :func:`parse_args` can tell a
     flag given from one left out (and then look at the environment)."""
-    engine_choices = _engine_choices()
     parser = argparse.ArgumentParser(
         prog=PROG,
+        usage=(
+            f"{PROG} [serve] [options]\n"
+            f"       {PROG} simulate [--say TEXT] [--script FILE] [--record WAV] [options]\n"
+            f"       {PROG} call TO --from FROM [--public-url URL]"
+        ),
         description=(
             "Answer Twilio phone calls with a Conversation: serves Twilio's voice webhook "
-            "(POST /), its media streams (websocket /stream) and a health check (GET /healthz)."
+            "(POST /), its media streams (websocket /stream), a browser softphone (GET /phone) "
+            "and a health check (GET /healthz). Other commands: 'simulate' talks to your bot "
+            "in the terminal, 'call' places an outbound call; see "
+            f"'{PROG} simulate --help' and '{PROG} call --help'."
         ),
         epilog=(
             f"Every option also reads the environment variable shown with it; the flag wins. "
@@ -188,7 +246,19 @@ def build_parser() -> argparse.ArgumentParser:
             "signatures (without it, requests are not authenticated)."
         ),
     )
-    for option in OPTIONS:
+    _add_options(parser, OPTIONS)
+    return parser
+
+
+def _add_options(
+    parser: argparse.ArgumentParser,
+    options: Sequence[_Option],
+    defaults: Mapping[str, object] | None = None,
+) -> None:
+    """Add ``options`` with ``None`` defaults; ``--help`` shows each one's variable and
+    default (from ``defaults`` when it names the option's ``dest``)."""
+    engine_choices = _engine_choices()
+    for option in options:
         choices = engine_choices[option.engine_role] if option.engine_role else option.choices
         where = f"env {option.env}"
         if option.switch:
@@ -199,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
                 help=f"{option.help} [{where}]",
             )
             continue
-        default = "" if option.default is None else f"; default: {option.default}"
+        value = (defaults or {}).get(option.dest, option.default)
+        default = "" if value is None else f"; default: {value}"
         parser.add_argument(
             option.flag,
             type=option.type,
@@ -208,7 +279,6 @@ def build_parser() -> argparse.ArgumentParser:
             metavar=option.metavar,
             help=f"{option.help} [{where}{default}]",
         )
-    return parser
 
 
 def parse_args(
@@ -220,16 +290,28 @@ def parse_args(
     A bad flag or variable value exits with status 2 and a message, as argparse does; so
     does ``--help`` (with status 0).
     """
-    environ = os.environ if environ is None else environ
     parser = build_parser()
     args = parser.parse_args(argv)
+    _apply_environment(parser, args, OPTIONS, os.environ if environ is None else environ)
+    return args
+
+
+def _apply_environment(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    options: Sequence[_Option],
+    environ: Mapping[str, str],
+    defaults: Mapping[str, object] | None = None,
+) -> None:
+    """Fill each of ``options`` left out of ``args`` from its variable, else its default
+    (``defaults`` overrides an option's own, by ``dest``)."""
     engine_choices = _engine_choices()
-    for option in OPTIONS:
+    for option in options:
         if getattr(args, option.dest) is not None:
             continue
         raw = environ.get(option.env, "")
         if not raw.strip():
-            setattr(args, option.dest, option.default)
+            setattr(args, option.dest, (defaults or {}).get(option.dest, option.default))
             continue
         value: object
         if option.switch:
@@ -246,7 +328,6 @@ def parse_args(
             if choices is not None and value not in choices:
                 parser.error(f"{option.env}={raw!r}: choose from {', '.join(map(repr, choices))}")
         setattr(args, option.dest, value)
-    return args
 
 
 def load_conversation(spec: str) -> type[Conversation]:
@@ -314,6 +395,8 @@ def _build_engines(args: argparse.Namespace) -> Engines:
     # Looked up at call time (not imported at the top) so that tests can swap it for fakes.
     from .engines.registry import build_engines
 
+    # The remote engines' options are passed only when given.
+    remote = ("stt_url", "tts_url", "tts_model", "remote_api_key_env")
     return build_engines(
         vad=args.vad,
         stt=args.stt,
@@ -322,6 +405,7 @@ def _build_engines(args: argparse.Namespace) -> Engines:
         tts_voice=args.tts_voice,
         threads=args.threads,
         allow_download=args.allow_download,
+        **{name: getattr(args, name) for name in remote if getattr(args, name) is not None},
     )
 
 
@@ -330,6 +414,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ``--help`` and argparse's own errors raise ``SystemExit`` as argparse always does.
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    match argv[:1]:
+        case ["simulate"]:
+            return _simulate_command(argv[1:])
+        case ["call"]:
+            return _call_command(argv[1:])
+        case ["serve"]:
+            argv = argv[1:]
     args = parse_args(argv)
     _configure_logging(args.log_level)
     if os.getcwd() not in sys.path:
@@ -352,12 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_calls=args.max_calls,
             max_message_bytes=args.max_message_bytes,
             drain_timeout=args.drain_timeout,
-            call_settings=CallSettings(
-                segmenter=SegmenterSettings(
-                    min_speech_ms=args.min_speech_ms, end_silence_ms=args.end_silence_ms
-                ),
-                reply_timeout=args.reply_timeout,
-            ),
+            softphone=args.softphone,
+            call_settings=_call_settings(args),
         )
         engines = _build_engines(args)
     except ConfigurationError as exc:
@@ -366,6 +454,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exception(exc.__cause__, file=sys.stderr)
         return EXIT_USAGE
     return _run(conversation, engines, config)
+
+
+def _call_settings(args: argparse.Namespace) -> CallSettings:
+    return CallSettings(
+        segmenter=SegmenterSettings(
+            min_speech_ms=args.min_speech_ms, end_silence_ms=args.end_silence_ms
+        ),
+        reply_timeout=args.reply_timeout,
+    )
 
 
 def _run(conversation: Callable[[], Conversation], engines: Engines, config: ServerConfig) -> int:
@@ -429,3 +526,245 @@ async def _serve_until_signalled(
                 f"{PROG} listening on {_http_url(host, port)} (webhook POST /, stream /stream)",
                 flush=True,
             )
+
+
+# --------------------------------------------------------------------------------------------
+# phoneactors simulate
+
+
+def _simulate_options() -> tuple[_Option, ...]:
+    return tuple(option for option in OPTIONS if option.flag not in SERVER_ONLY)
+
+
+def build_simulate_parser() -> argparse.ArgumentParser:
+    """The parser of ``phoneactors simulate``: its own options, then every ``serve`` option
+    that is not about serving (the conversation, the engines, turn-taking, logging)."""
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} simulate",
+        description=(
+            "Talk to your bot in the terminal: one whole call runs in this process, through "
+            "the real call runtime and speech engines, against a fake Twilio, in real time. "
+            "No phone line or Twilio account is needed. Each line (typed, --say, or from "
+            "--script) is synthesized as the caller's speech and sent as 20 ms μ-law frames; "
+            "a line starting with ! is spoken over the bot (barge-in), other lines wait for "
+            "the bot to finish. Both sides' transcript is printed as it happens, with the "
+            "latency of each turn."
+        ),
+        epilog=(
+            "Without --say or --script, lines come from standard input until end of file "
+            "(Ctrl-D); then the caller hangs up. Options also read the environment variable "
+            "shown with them, as for serve."
+        ),
+    )
+    parser.add_argument(
+        "--say",
+        action="append",
+        metavar="TEXT",
+        help="a line for the caller to say; repeat it for more (said before --script's lines)",
+    )
+    parser.add_argument(
+        "--script",
+        metavar="FILE",
+        help="a file of lines for the caller, one a line ('#' starts a comment, '!' barges in)",
+    )
+    parser.add_argument(
+        "--record",
+        metavar="WAV",
+        help="write the call's audio to this stereo 8 kHz WAV file: caller left, bot right",
+    )
+    _add_options(parser, _simulate_options(), SIMULATE_DEFAULTS)
+    return parser
+
+
+def parse_simulate_args(
+    argv: Sequence[str], environ: Mapping[str, str] | None = None
+) -> argparse.Namespace:
+    """Parse ``phoneactors simulate``'s arguments (after the word ``simulate``), filling options
+    left out from their variables as :func:`parse_args` does."""
+    parser = build_simulate_parser()
+    args = parser.parse_args(argv)
+    environ = os.environ if environ is None else environ
+    _apply_environment(parser, args, _simulate_options(), environ, SIMULATE_DEFAULTS)
+    return args
+
+
+def _scripted_lines(args: argparse.Namespace) -> list[str] | None:
+    """The lines from --say and --script, or ``None`` when neither is given (read stdin)."""
+    if args.say is None and args.script is None:
+        return None
+    lines = list(args.say or [])
+    if args.script is not None:
+        try:
+            with open(args.script, encoding="utf-8") as script:
+                lines.extend(script.read().splitlines())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"--script {args.script!r}: cannot read it: {exc}") from None
+    return lines
+
+
+async def _stdin_lines() -> AsyncIterator[str]:
+    """Lines typed on standard input, until end of file."""
+    while True:
+        line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+        if not line:
+            return
+        yield line
+
+
+def _simulate_command(argv: Sequence[str]) -> int:
+    """``phoneactors simulate``: exit 0 once the call is over, 2 for a bad command line or
+    configuration, 1 when the engines or the call fail, 130 on Ctrl-C."""
+    args = parse_simulate_args(argv)
+    _configure_logging(args.log_level)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        conversation = load_conversation(args.conversation)
+        settings = _call_settings(args)
+        lines = _scripted_lines(args)
+        if args.record is not None and not os.path.isdir(os.path.dirname(args.record) or "."):
+            raise ConfigurationError(f"--record {args.record!r}: its folder does not exist")
+        engines = _build_engines(args)
+    except ConfigurationError as exc:
+        _error(str(exc))
+        if exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
+        return EXIT_USAGE
+
+    from .simulate import simulate
+
+    async def run() -> None:
+        names = f"vad={engines.vad.name}, stt={engines.stt.name}, tts={engines.tts.name}"
+        print(f"{PROG} simulate: {conversation.__name__} ({names})", flush=True)
+        started = trio.current_time()
+        await engines.load()
+        how = (
+            "type what the caller says and press Enter ('!' first: talk over the bot); "
+            "Ctrl-D hangs up"
+            if lines is None
+            else "calling"
+        )
+        print(f"speech engines ready in {trio.current_time() - started:.1f} s; {how}", flush=True)
+        await simulate(
+            conversation,
+            engines,
+            _stdin_lines() if lines is None else lines,
+            out=sys.stdout,
+            record=args.record,
+            settings=settings,
+        )
+
+    from .server import single_error
+
+    try:
+        trio.run(run)
+    except BaseException as exc:
+        error = single_error(exc)
+        if isinstance(error, KeyboardInterrupt):
+            return EXIT_INTERRUPTED
+        if isinstance(error, ConfigurationError):
+            _error(str(error))
+            return EXIT_USAGE
+        if isinstance(error, OSError):  # a model file or the recording could not be used
+            _error(str(error))
+            return EXIT_FAILURE
+        if isinstance(error, Exception):
+            logger.critical("the simulation failed", exc_info=error)
+            return EXIT_FAILURE
+        raise
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# phoneactors call
+
+ACCOUNT_SID_ENV: Final = "TWILIO_ACCOUNT_SID"
+FROM_ENV: Final = ENV_PREFIX + "FROM"
+PUBLIC_URL_ENV: Final = ENV_PREFIX + "PUBLIC_URL"
+
+
+def build_call_parser() -> argparse.ArgumentParser:
+    """The parser of ``phoneactors call``."""
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} call",
+        description=(
+            "Place an outbound call through Twilio's REST API: Twilio calls TO from FROM and, "
+            "once answered, connects it to the media stream of the phoneactors server at "
+            "--public-url (which must be running: the person you call talks to its "
+            "conversation). Prints the new call's sid."
+        ),
+        epilog=(
+            f"Credentials come from {ACCOUNT_SID_ENV} and {AUTH_TOKEN_ENV} (Twilio console → "
+            "Account → API keys & tokens). Exit status: 0 when Twilio accepted the call, 1 when "
+            "it refused it or could not be reached, 2 for a bad command line or missing "
+            "credentials."
+        ),
+    )
+    parser.add_argument("to", metavar="TO", help="the number to call, as +15551234567")
+    parser.add_argument(
+        "--from",
+        dest="from_",
+        metavar="FROM",
+        help=f"your Twilio number (or a verified caller id) to call from [env {FROM_ENV}]",
+    )
+    parser.add_argument(
+        "--public-url",
+        metavar="URL",
+        help=(
+            "the https:// URL the server is reachable at (as for serve); the call streams to "
+            f"its /stream [env {PUBLIC_URL_ENV}]"
+        ),
+    )
+    return parser
+
+
+def _call_command(argv: Sequence[str]) -> int:
+    """``phoneactors call``: see :func:`build_call_parser`."""
+    parser = build_call_parser()
+    args = parser.parse_args(argv)
+    from_ = args.from_ or os.environ.get(FROM_ENV, "").strip() or None
+    public_url = args.public_url or os.environ.get(PUBLIC_URL_ENV, "").strip() or None
+    if from_ is None:
+        parser.error(f"--from is required (or set {FROM_ENV}): the Twilio number to call from")
+    if public_url is None:
+        parser.error(
+            f"--public-url is required (or set {PUBLIC_URL_ENV}): the https:// address Twilio "
+            "reaches your phoneactors server at"
+        )
+    account_sid = os.environ.get(ACCOUNT_SID_ENV, "").strip()
+    auth_token = os.environ.get(AUTH_TOKEN_ENV, "").strip()
+    missing = [
+        name
+        for name, value in ((ACCOUNT_SID_ENV, account_sid), (AUTH_TOKEN_ENV, auth_token))
+        if not value
+    ]
+    if missing:
+        _error(
+            f"{' and '.join(missing)} must be set to place calls (Twilio console → Account → "
+            "API keys & tokens)"
+        )
+        return EXIT_USAGE
+    logging.getLogger("twilio").setLevel(logging.WARNING)  # it logs every request at INFO
+
+    from . import outbound
+
+    try:
+        placed = outbound.place_call(
+            args.to,
+            from_,
+            public_url=public_url,
+            account_sid=account_sid,
+            auth_token=auth_token,
+        )
+    except ConfigurationError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except outbound.TwilioApiError as exc:
+        _error(str(exc))
+        return EXIT_FAILURE
+    print(
+        f"placed call {placed.sid} to {placed.to} from {placed.from_} "
+        f"(status: {placed.status or 'unknown'}); once answered it streams to {placed.stream_url}",
+        flush=True,
+    )
+    return EXIT_OK

@@ -8,6 +8,7 @@
     │   └── ModelNotFoundError  a named model is not on this machine (says how to get it)
     ├── EngineError             a speech engine failed while a call was running
     ├── ReplyError              the user's ``Conversation`` failed (raised, timed out, bad type)
+    ├── TwilioApiError          Twilio's REST API refused a request or could not be reached
     └── SocketClosed            the call's websocket is gone (not a failure: how calls end)
 
 ``ProtocolError`` is always the other side's fault; every other class is ours or our user's.
@@ -43,3 +44,7 @@ class ReplyError(PhoneActorsError):
 
 class SocketClosed(PhoneActorsError):
     """The call's websocket closed: raised by a ``CallSocket``'s ``receive`` and ``send``."""
+
+
+class TwilioApiError(PhoneActorsError):
+    """Twilio's REST API refused the request, or could not be reached."""

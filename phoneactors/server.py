@@ -7,6 +7,9 @@
     WS   /stream   one Twilio Media Stream = one call, served by :func:`~phoneactors.call.run_call`
     GET  /healthz  200 {"status": "ok", "active_calls": N} once the speech engines are loaded;
                    503 {"status": "loading" | "draining", ...} before that and while shutting down
+    GET  /phone    the browser softphone (:mod:`phoneactors.softphone`), and its scripts under
+                   ``/phone/``; 404 when :attr:`ServerConfig.auth_token` is set, unless
+                   :attr:`ServerConfig.softphone`
 
 :func:`serve` runs the app on hypercorn, loads the engines in the background and drains calls on
 shutdown; :func:`create_app` builds the app alone, for another ASGI server (which must then
@@ -19,6 +22,10 @@ carry Twilio's ``X-Twilio-Signature`` over the URL Twilio requested (and, for th
 form fields); anything else gets 403. The URL is rebuilt from :attr:`ServerConfig.public_url`
 when given, else from the request's ``Host`` and ``X-Forwarded-Proto`` headers. Without a token
 nothing is checked and a warning says so at start-up. The token is never logged.
+
+The softphone page carries a token of its own; a stream opened with it (``/stream?softphone=…``)
+needs no Twilio signature and also receives transcript messages. With an auth token set the page
+is only served when :attr:`ServerConfig.softphone` says so; see :mod:`phoneactors.softphone`.
 
 Capacity and shutdown
 ---------------------
@@ -52,11 +59,12 @@ from quart import Response, Websocket, request, websocket
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIWebsocketConnection
 
-from . import twilio
+from . import softphone, twilio
 from .call import CallSettings, run_call
 from .conversation import Conversation
 from .engines import Engines
 from .errors import ConfigurationError, ProtocolError, SocketClosed
+from .transport import CallSocket
 
 __all__ = ["ServerConfig", "create_app", "serve"]
 
@@ -64,6 +72,8 @@ logger = logging.getLogger("phoneactors.server")
 
 STREAM_PATH: Final = "/stream"
 """Where Twilio opens the media stream websocket."""
+PHONE_PATH: Final = "/phone"
+"""Where the browser softphone is served."""
 MAX_WEBHOOK_BYTES: Final = 64 * 1024
 """Largest webhook request body accepted; Twilio's form posts are a few kilobytes."""
 TRANSPORT_LIMIT_FACTOR: Final = 4
@@ -105,6 +115,9 @@ class ServerConfig:
     busy_message: str = "Sorry, all our lines are busy. Please call again later."
     """What callers hear when no line is free (or the server is starting or stopping)."""
     call_settings: CallSettings = field(default_factory=CallSettings)
+    softphone: bool = False
+    """Serve the browser softphone (``/phone``) even with :attr:`auth_token` set. Without an
+    auth token it is always served."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host.strip():
@@ -140,6 +153,8 @@ class ServerConfig:
             twilio.say_and_hang_up_twiml(self.busy_message)
         except ValueError as exc:
             raise ConfigurationError(f"busy_message: {exc}") from None
+        if not isinstance(self.softphone, bool):
+            raise ConfigurationError(f"softphone must be True or False, got {self.softphone!r}")
         if not isinstance(self.call_settings, CallSettings):
             raise ConfigurationError(
                 f"call_settings must be a CallSettings, got {type(self.call_settings).__name__}"
@@ -366,6 +381,13 @@ def _signed(token: str, urls: list[str], params: dict[str, str], signature: str 
     return any(twilio.request_is_signed(token, url, params, signature) for url in urls)
 
 
+_PHONE_POLICY: Final = (
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+"""The softphone page loads its own scripts and opens its own websocket, nothing else."""
+
+
 def _text(body: str, status: int) -> Response:
     return Response(body, status=status, mimetype="text/plain")
 
@@ -397,6 +419,7 @@ def _build(
     app.asgi_websocket_class = _StreamConnection
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
     board = _Switchboard(engines, config.max_calls)
+    phone = softphone.SoftphoneTokens() if config.auth_token is None or config.softphone else None
 
     async def warn_if_unauthenticated() -> None:
         if config.auth_token is None:
@@ -407,6 +430,12 @@ def _build(
             )
         else:
             logger.info("Twilio request signatures are enforced")
+        if phone is None:
+            logger.info(
+                "the browser softphone (%s) is off because TWILIO_AUTH_TOKEN is set; "
+                "--softphone turns it on",
+                PHONE_PATH,
+            )
 
     async def voice_webhook() -> Response:
         form = await request.form
@@ -447,7 +476,16 @@ def _build(
 
     async def stream() -> Response | None:
         ws: Websocket = websocket._get_current_object()  # type: ignore[attr-defined]
-        if config.auth_token is not None:
+        token = ws.args.get(softphone.TOKEN_PARAMETER)
+        is_softphone = token is not None
+        if token is not None and (phone is None or not phone.check(token)):
+            logger.warning(
+                "softphone stream from %s refused: %s",
+                ws.remote_addr,
+                "the softphone is off" if phone is None else "invalid or expired token",
+            )
+            return _text("invalid or expired softphone token: reload the page", 403)
+        if config.auth_token is not None and not is_softphone:
             base = _external_base(config, ws.headers, ws.scheme)
             urls = [] if base is None else _stream_urls(base, ws.query_string)
             if not _signed(config.auth_token, urls, {}, ws.headers.get("X-Twilio-Signature")):
@@ -462,8 +500,14 @@ def _build(
             return _text(refusal, 503)
         with board.line() as scope:
             await ws.accept()
-            socket = _QuartCallSocket(ws, config.max_message_bytes)
-            result = await run_call(socket, make_conversation, engines, config.call_settings)
+            socket: CallSocket = _QuartCallSocket(ws, config.max_message_bytes)
+            call_engines = engines
+            if is_softphone:
+                logger.info("softphone call from %s", ws.remote_addr)
+                transcripts = softphone.TranscriptSocket(socket)
+                socket = transcripts
+                call_engines = softphone.with_transcripts(engines, transcripts.send_transcript)
+            result = await run_call(socket, make_conversation, call_engines, config.call_settings)
             logger.debug("stream for call %s ended: %s", result.call_sid, result.reason)
         if scope.cancelled_caught:
             logger.warning("a call was ended by the shutdown")
@@ -479,7 +523,30 @@ def _build(
         body = json.dumps({"status": status, "active_calls": board.active})
         return Response(body, status=code, mimetype="application/json")
 
+    async def phone_page() -> Response:
+        if phone is None:
+            logger.warning(
+                "GET %s from %s: 404, the softphone is off because TWILIO_AUTH_TOKEN is set "
+                "(--softphone turns it on)",
+                PHONE_PATH,
+                request.remote_addr,
+            )
+            return _text("not found", 404)
+        response = Response(softphone.page_html(phone.mint()), mimetype="text/html")
+        response.headers["Cache-Control"] = "no-store"  # the page carries a token
+        response.headers["Content-Security-Policy"] = _PHONE_POLICY
+        return response
+
+    async def phone_asset(name: str) -> Response:
+        if phone is None or name not in softphone.STATIC_FILES:
+            return _text("not found", 404)
+        response = Response(softphone.static_file(name), mimetype=softphone.STATIC_FILES[name])
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
     app.before_serving(warn_if_unauthenticated)
+    app.add_url_rule(PHONE_PATH, "phone", phone_page, methods=["GET"])
+    app.add_url_rule(PHONE_PATH + "/<name>", "phone_asset", phone_asset, methods=["GET"])
     app.add_url_rule("/", "voice_webhook", voice_webhook, methods=["POST"])
     app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
     app.add_websocket(STREAM_PATH, "stream", stream)
@@ -596,7 +663,11 @@ async def serve(
 
             binds = await nursery.start(run_hypercorn)
             nursery.start_soon(load, nursery.cancel_scope)
-            task_status.started(_parse_bind(binds[0]))
+            host, port = _parse_bind(binds[0])
+            if config.auth_token is None or config.softphone:
+                address = f"[{host}]" if ":" in host else host
+                logger.info("browser softphone: http://%s:%d%s", address, port, PHONE_PATH)
+            task_status.started((host, port))
     except BaseExceptionGroup as group:
         error = single_error(group)
         if error is group:

