@@ -445,12 +445,24 @@ class _Call:
 
     async def run_reply(self, active: _ActiveReply, make_reply: Callable[[], Reply]) -> None:
         with active.scope:
-            failure = await self.speak(make_reply, active.ledger, active.timing)
+            completed = False
+            try:
+                failure = await self.speak(make_reply, active.ledger, active.timing)
+                completed = True
+            finally:
+                if not completed and self.reply is active:
+                    # Cut short, and not by a barge-in (interrupt() clears self.reply first):
+                    # the call is ending. Record what the caller heard of it.
+                    cut = active.ledger.close()
+                    self.observe(Interrupted(cut.heard, cut.unheard))
+                # Once per turn: here, or in interrupt() (which clears active.timing first).
+                # Shielded, so a turn cut short by the end of the call is reported too.
+                if (timing := active.timing) is not None:
+                    active.timing = None
+                    with trio.CancelScope(shield=True):
+                        await self.report_turn(timing)
             if failure is None and active.ledger.sentences:
                 self.observe(BotSaid(" ".join(active.ledger.sentences)))
-            if (timing := active.timing) is not None:
-                active.timing = None
-                await self.report_turn(timing)
             if failure is not None:
                 self.stats.engine_errors += 1
                 self.log.failed("tts", f"{failure}; trying to apologise")

@@ -1,10 +1,11 @@
 """The command line: ``python -m phoneactors [options]`` (or ``phoneactors``) serves calls.
 
-Three commands; ``serve`` is the default, so ``phoneactors --port 9000`` serves::
+Four commands; ``serve`` is the default, so ``phoneactors --port 9000`` serves::
 
     phoneactors [serve] [options]                  serve Twilio calls (and the softphone, /phone)
     phoneactors simulate [--say TEXT] [options]    one call in the terminal, no phone line
     phoneactors call TO --from FROM [options]      place an outbound call through Twilio's API
+    phoneactors calls [CALL_SID]                   list recorded calls, or print one transcript
 
 Every option can also be set through an environment variable, ``PHONEACTORS_`` followed by the
 option's name in capitals with ``-`` as ``_`` (``--max-calls`` → ``PHONEACTORS_MAX_CALLS``); a
@@ -32,10 +33,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -107,6 +110,8 @@ class _Option:
     def env(self) -> str:
         return ENV_PREFIX + self.dest.upper()
 
+
+DEFAULT_RECORDS: Final = "phoneactors-calls.db"
 
 OPTIONS: Final = (
     _Option("--host", "address to listen on", "127.0.0.1", metavar="HOST"),
@@ -196,6 +201,12 @@ OPTIONS: Final = (
         float,
         "SECONDS",
     ),
+    _Option(
+        "--records",
+        "SQLite file that every call's transcript is written to as it happens ('off': none)",
+        DEFAULT_RECORDS,
+        metavar="PATH",
+    ),
     _Option("--log-level", "logging level", "INFO", _log_level, choices=LOG_LEVELS),
 )
 """Every option of the ``serve`` command, in ``--help`` order."""
@@ -216,6 +227,7 @@ SERVER_ONLY: Final = frozenset(
         "--max-message-bytes",
         "--drain-timeout",
         "--softphone",
+        "--records",
     }
 )
 """Options of ``serve`` that ``simulate`` has no use for; it takes every other one."""
@@ -231,14 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
         usage=(
             f"{PROG} [serve] [options]\n"
             f"       {PROG} simulate [--say TEXT] [--script FILE] [--record WAV] [options]\n"
-            f"       {PROG} call TO --from FROM [--public-url URL]"
+            f"       {PROG} call TO --from FROM [--public-url URL]\n"
+            f"       {PROG} calls [CALL_SID] [--records PATH]"
         ),
         description=(
             "Answer Twilio phone calls with a Conversation: serves Twilio's voice webhook "
-            "(POST /), its media streams (websocket /stream), a browser softphone (GET /phone) "
-            "and a health check (GET /healthz). Other commands: 'simulate' talks to your bot "
-            "in the terminal, 'call' places an outbound call; see "
-            f"'{PROG} simulate --help' and '{PROG} call --help'."
+            "(POST /), its media streams (websocket /stream), a browser softphone (GET /phone), "
+            "Prometheus metrics (GET /metrics) and a health check (GET /healthz). Other "
+            "commands: 'simulate' talks to your bot in the terminal, 'call' places an outbound "
+            "call, 'calls' shows the recorded calls; see "
+            f"'{PROG} simulate --help', '{PROG} call --help' and '{PROG} calls --help'."
         ),
         epilog=(
             f"Every option also reads the environment variable shown with it; the flag wins. "
@@ -420,6 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _simulate_command(argv[1:])
         case ["call"]:
             return _call_command(argv[1:])
+        case ["calls"]:
+            return _calls_command(argv[1:])
         case ["serve"]:
             argv = argv[1:]
     args = parse_args(argv)
@@ -445,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_message_bytes=args.max_message_bytes,
             drain_timeout=args.drain_timeout,
             softphone=args.softphone,
+            records=None if args.records in ("", "off") else args.records,
             call_settings=_call_settings(args),
         )
         engines = _build_engines(args)
@@ -768,3 +785,76 @@ def _call_command(argv: Sequence[str]) -> int:
         flush=True,
     )
     return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# phoneactors calls
+
+
+def build_calls_parser() -> argparse.ArgumentParser:
+    """The parser of ``phoneactors calls``: list recent calls, or print one call's transcript."""
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} calls",
+        description="List the recorded calls, newest first, or print one call's transcript.",
+    )
+    parser.add_argument("call_sid", nargs="?", help="print this call's transcript")
+    parser.add_argument(
+        "--records",
+        default=os.environ.get(ENV_PREFIX + "RECORDS", DEFAULT_RECORDS),
+        metavar="PATH",
+        help=f"the call records file [env {ENV_PREFIX}RECORDS; default: {DEFAULT_RECORDS}]",
+    )
+    parser.add_argument("--limit", type=int, default=50, help="calls to list (default: 50)")
+    return parser
+
+
+def _calls_command(argv: Sequence[str]) -> int:
+    from . import records
+
+    args = build_calls_parser().parse_args(argv)
+    try:
+        if args.call_sid is None:
+            calls = records.list_calls(args.records, args.limit)
+            if not calls:
+                print(f"no calls recorded in {args.records}")
+            for call in calls:
+                started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(call["started_at"]))
+                length = (
+                    f"{call['ended_at'] - call['started_at']:6.1f} s"
+                    if call["ended_at"] is not None
+                    else "   (live)"
+                )
+                print(
+                    f"{started}  {call['call_sid']}  {call['caller'] or '-':>16}  {length}  "
+                    f"{call['turns']:3d} turns  {call['end_reason'] or ''}"
+                )
+            return 0
+        call, events = records.read_transcript(args.records, args.call_sid)
+    except ConfigurationError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    print(f"call {call['call_sid']} from {call['caller'] or 'unknown'}")
+    for event in events:
+        offset = event["at"] - call["started_at"]
+        print(f"{offset:8.2f}  {_describe_event(event)}")
+    if call["end_reason"] is not None:
+        print(f"{call['ended_at'] - call['started_at']:8.2f}  (ended: {call['end_reason']})")
+    return 0
+
+
+def _describe_event(event: Mapping[str, Any]) -> str:
+    data = json.loads(event["data"]) if event["data"] else {}
+    match event["kind"]:
+        case "caller":
+            return f"caller: {event['text']}"
+        case "bot":
+            return f"bot: {event['text']}"
+        case "interrupted":
+            return f"bot (interrupted): {event['text']}  [not heard: {data.get('unheard', '')}]"
+        case "dtmf":
+            return f"caller pressed {event['text']}"
+        case "timing":
+            return "(turn: " + ", ".join(f"{k} {v:.0f} ms" for k, v in data.items() if v) + ")"
+        case "failure":
+            return f"({data.get('kind', 'error')} failed: {event['text']})"
+    return f"({event['kind']}: {event['text']})"

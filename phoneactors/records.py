@@ -195,6 +195,7 @@ class CallStore:
         )
         self.dropped = 0
         self.written = 0
+        self._progress = trio.Event()
 
     def observe(self, call_sid: str, event: CallEvent) -> None:
         try:
@@ -208,26 +209,33 @@ class CallStore:
         """Write events until cancelled; on cancellation, write what is queued first."""
         connection = await trio.to_thread.run_sync(self._open)
         task_status.started()
+        pending: list[tuple[str, float, CallEvent]] = []
         try:
             async for first in self._receive:
-                batch = [first]
-                while True:
-                    try:
-                        batch.append(self._receive.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                await trio.to_thread.run_sync(self._write, connection, batch)
+                pending = [first, *self._queued()]
+                await trio.to_thread.run_sync(self._write, connection, pending)
+                pending = []
+                self._progress.set()
+                self._progress = trio.Event()
         finally:
             with trio.CancelScope(shield=True):
-                rest = []
-                while True:
-                    try:
-                        rest.append(self._receive.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                if rest:
-                    await trio.to_thread.run_sync(self._write, connection, rest)
+                pending += self._queued()
+                if pending:
+                    await trio.to_thread.run_sync(self._write, connection, pending)
                 connection.close()
+
+    async def wait_written(self, count: int) -> None:
+        """Wait until ``count`` events in all have been written (for tests and tools)."""
+        while self.written < count:
+            await self._progress.wait()
+
+    def _queued(self) -> list[tuple[str, float, CallEvent]]:
+        events = []
+        while True:
+            try:
+                events.append(self._receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return events
 
     def _open(self) -> sqlite3.Connection:
         try:

@@ -7,9 +7,14 @@
     WS   /stream   one Twilio Media Stream = one call, served by :func:`~phoneactors.call.run_call`
     GET  /healthz  200 {"status": "ok", "active_calls": N} once the speech engines are loaded;
                    503 {"status": "loading" | "draining", ...} before that and while shutting down
+    GET  /metrics  Prometheus text: active calls, turns, barge-ins, errors by kind, and
+                   histograms of voice-to-voice latency and of each stage of a turn
     GET  /phone    the browser softphone (:mod:`phoneactors.softphone`), and its scripts under
                    ``/phone/``; 404 when :attr:`ServerConfig.auth_token` is set, unless
                    :attr:`ServerConfig.softphone`
+
+Call records: with :attr:`ServerConfig.records` set, :func:`serve` writes every call's story to
+that SQLite file as it happens (:class:`~phoneactors.records.CallStore`).
 
 :func:`serve` runs the app on hypercorn, loads the engines in the background and drains calls on
 shutdown; :func:`create_app` builds the app alone, for another ASGI server (which must then
@@ -64,6 +69,9 @@ from .call import CallSettings, run_call
 from .conversation import Conversation
 from .engines import Engines
 from .errors import ConfigurationError, ProtocolError, SocketClosed
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import Metrics
+from .records import CallObserver, CallStore
 from .transport import CallSocket
 
 __all__ = ["ServerConfig", "create_app", "serve"]
@@ -115,6 +123,8 @@ class ServerConfig:
     busy_message: str = "Sorry, all our lines are busy. Please call again later."
     """What callers hear when no line is free (or the server is starting or stopping)."""
     call_settings: CallSettings = field(default_factory=CallSettings)
+    records: str | None = None
+    """SQLite file that :func:`serve` writes every call's record to (``None``: no records)."""
     softphone: bool = False
     """Serve the browser softphone (``/phone``) even with :attr:`auth_token` set. Without an
     auth token it is always served."""
@@ -413,9 +423,14 @@ def create_app(
 
 
 def _build(
-    make_conversation: Callable[[], Conversation], engines: Engines, config: ServerConfig
+    make_conversation: Callable[[], Conversation],
+    engines: Engines,
+    config: ServerConfig,
+    store: CallStore | None = None,
 ) -> tuple[QuartTrio, _Switchboard]:
     app = QuartTrio("phoneactors.app")
+    metrics = Metrics()
+    observers: list[CallObserver] = [metrics] if store is None else [metrics, store]
     app.asgi_websocket_class = _StreamConnection
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
     board = _Switchboard(engines, config.max_calls)
@@ -507,7 +522,13 @@ def _build(
                 transcripts = softphone.TranscriptSocket(socket)
                 socket = transcripts
                 call_engines = softphone.with_transcripts(engines, transcripts.send_transcript)
-            result = await run_call(socket, make_conversation, call_engines, config.call_settings)
+            result = await run_call(
+                socket,
+                make_conversation,
+                call_engines,
+                config.call_settings,
+                observers=observers,
+            )
             logger.debug("stream for call %s ended: %s", result.call_sid, result.reason)
         if scope.cancelled_caught:
             logger.warning("a call was ended by the shutdown")
@@ -544,7 +565,11 @@ def _build(
         response.headers["Cache-Control"] = "no-cache"
         return response
 
+    async def metrics_page() -> Response:
+        return Response(metrics.render(), content_type=METRICS_CONTENT_TYPE)
+
     app.before_serving(warn_if_unauthenticated)
+    app.add_url_rule("/metrics", "metrics", metrics_page, methods=["GET"])
     app.add_url_rule(PHONE_PATH, "phone", phone_page, methods=["GET"])
     app.add_url_rule(PHONE_PATH + "/<name>", "phone_asset", phone_asset, methods=["GET"])
     app.add_url_rule("/", "voice_webhook", voice_webhook, methods=["POST"])
@@ -628,7 +653,8 @@ async def serve(
     seconds to end, the rest are cancelled, then the listening socket closes and this returns.
     Cancelling ``serve`` itself stops everything at once.
     """
-    app, board = _build(make_conversation, engines, config)
+    store = CallStore(config.records) if config.records else None
+    app, board = _build(make_conversation, engines, config, store)
     hypercorn_config = _hypercorn_config(
         config, _listening_socket(config.host, config.port).detach()
     )
@@ -661,6 +687,9 @@ async def serve(
                 )
                 nursery.cancel_scope.cancel()  # the engines may still be loading
 
+            if store is not None:
+                await nursery.start(store.run)  # stops (after a final flush) with the nursery
+                logger.info("call records: %s", store.path)
             binds = await nursery.start(run_hypercorn)
             nursery.start_soon(load, nursery.cancel_scope)
             host, port = _parse_bind(binds[0])

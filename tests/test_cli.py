@@ -460,3 +460,38 @@ def test_python_m_phoneactors() -> None:
     assert bad.returncode == 2
     assert "no module named 'no_such_module_here'" in bad.stderr
     assert cli.PROG == "phoneactors"
+
+
+@pytest.fixture(autouse=True)
+def _records_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serving writes call records; keep them out of the working directory."""
+    monkeypatch.setenv("PHONEACTORS_RECORDS", str(tmp_path / "calls.db"))
+
+
+async def test_calls_lists_and_prints_recorded_calls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from phoneactors.records import CallEnded, CallerSaid, CallStarted, CallStore, Interrupted
+
+    db = tmp_path / "records.db"
+    store = CallStore(db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        store.observe("CA1", CallStarted("MZ1", "AC1", "+15550001", {}))
+        store.observe("CA1", CallerSaid("what time is it"))
+        store.observe("CA1", Interrupted("It is ten", "past four."))
+        store.observe("CA1", CallEnded("caller hung up"))
+        nursery.cancel_scope.cancel()
+    assert main(["calls", "--records", str(db)]) == 0
+    listing = capsys.readouterr().out
+    assert "CA1" in listing
+    assert "+15550001" in listing
+    assert "1 turns  caller hung up" in listing
+    assert main(["calls", "CA1", "--records", str(db)]) == 0
+    transcript = capsys.readouterr().out
+    assert "caller: what time is it" in transcript
+    assert "bot (interrupted): It is ten  [not heard: past four.]" in transcript
+    assert "(ended: caller hung up)" in transcript
+    assert main(["calls", "CA2", "--records", str(db)]) == 2
+    assert "no call 'CA2'" in capsys.readouterr().err
+    assert main(["calls", "--records", str(tmp_path / "none.db")]) == 2

@@ -31,12 +31,6 @@ class Desk(Conversation):
         pass
 
 
-async def wait_written(store: CallStore, count: int) -> None:
-    with trio.fail_after(30):  # of call time; the writer's thread takes real milliseconds
-        while store.written < count:  # noqa: ASYNC110 (progress happens in a thread)
-            await trio.sleep(0.01)
-
-
 async def test_a_call_is_recorded_as_it_happens(
     autojump_clock: MockClock, speech: FakeSpeech, tmp_path: Path
 ) -> None:
@@ -52,7 +46,7 @@ async def test_a_call_is_recorded_as_it_happens(
             await fake.play(tone(0.5), wait=False)  # talks over the reply
             await fake.wait_for(lambda: bool(fake.clears))
             # Durable before the call is over: a crash now would keep all of this.
-            await wait_written(store, 5)
+            await store.wait_written(5)
             _, so_far = read_transcript(db, fake.call_sid)
             assert [e["kind"] for e in so_far] == ["bot", "caller", "interrupted", "timing"]
             fake.press("5")

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,6 +31,7 @@ from phoneactors.call import CallSettings
 from phoneactors.conversation import Conversation
 from phoneactors.engines import Engines
 from phoneactors.errors import ConfigurationError
+from phoneactors.records import list_calls, read_transcript
 from phoneactors.segmenter import SegmenterSettings
 from phoneactors.server import ServerConfig, create_app, serve
 from phoneactors.testing import FakeSpeech, FakeSpeechToText, FakeTextToSpeech
@@ -665,3 +667,29 @@ async def test_shutdown_ends_calls_still_going_after_the_drain_timeout(
             await server.stopped.wait()
             assert len(server.conversations[0].ended) == 1
     assert any("drain timeout" in r.getMessage() for r in caplog.records)
+
+
+async def test_metrics_and_call_records(speech: FakeSpeech, tmp_path: Path) -> None:
+    db = tmp_path / "calls.db"
+    with trio.fail_after(CAP):
+        async with running(speech.engines(), records=str(db)) as server:
+            async with open_stream(server.ws_url) as stream:
+                await greeted(stream)
+                greeting = stream.media
+                await stream.say(speech, "hello")
+                await stream.wait_for(lambda: stream.media >= greeting + 2)
+                await stream.stop()
+                await stream.wait_closed()
+            async with server.client() as client:
+                response = await client.get("/metrics")
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/plain")
+            assert 'phoneactors_calls_total{end="caller_hung_up"} 1.0' in response.text
+            assert "phoneactors_turns_total 1.0" in response.text
+            assert "phoneactors_voice_to_voice_seconds_count 1.0" in response.text
+        await server.stopped.wait()  # the records writer flushes as the server stops
+    [call] = list_calls(db)
+    assert call["end_reason"] == "caller hung up"
+    _, events = read_transcript(db, call["call_sid"])
+    kinds = [e["kind"] for e in events if e["kind"] != "timing"]
+    assert kinds == ["bot", "caller", "interrupted"]  # the caller hung up during the reply
