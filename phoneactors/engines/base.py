@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import trio
 
 from ..audio import PCM
+from ..errors import ConfigurationError, EngineError
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 
 @runtime_checkable
@@ -80,6 +82,60 @@ async def run_inference(fn: Callable[..., T], *args: object, limiter: trio.Capac
     limiter token until then, so a cancelled call never lets more inferences run than allowed.
     """
     return await trio.to_thread.run_sync(fn, *args, limiter=limiter, abandon_on_cancel=True)
+
+
+class LoadOnce(Generic[M]):
+    """A model that a thread-backed engine loads once, warms up, and then runs for every call.
+
+    ``load`` (blocking) makes the model and ``warm_up`` (blocking, optional) runs it once, both in
+    a worker thread behind ``limiter``. A failed warm-up raises
+    :class:`~phoneactors.errors.ConfigurationError` with ``warm_up_failure`` and the original
+    error; a failure in :meth:`run` raises :class:`~phoneactors.errors.EngineError` naming the
+    engine ``name``. Cancelling :meth:`load` discards the worker's model; the next call starts over.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        load: Callable[[], M],
+        *,
+        limiter: trio.CapacityLimiter,
+        warm_up: Callable[[M], object] | None = None,
+        warm_up_failure: str = "",
+    ) -> None:
+        self.name = name
+        self.limiter = limiter
+        self.model: M | None = None
+        """The loaded, warmed-up model; ``None`` until :meth:`load` has finished."""
+        self._load = load
+        self._warm_up = warm_up
+        self._warm_up_failure = warm_up_failure
+        self._lock = trio.Lock()
+
+    async def load(self) -> M:
+        """Load and warm up the model unless done already; safe from many tasks at once."""
+        async with self._lock:
+            if self.model is not None:
+                return self.model
+            model = await run_inference(self._load, limiter=self.limiter)
+            if self._warm_up is not None:
+                try:
+                    await run_inference(self._warm_up, model, limiter=self.limiter)
+                except Exception as exc:
+                    raise ConfigurationError(f"{self._warm_up_failure}: {exc!r}") from exc
+            self.model = model
+            return model
+
+    async def run(self, fn: Callable[..., T], *args: object, failure: str) -> T:
+        """``fn(model, *args)`` in a worker thread, loading the model first if needed.
+
+        Errors of ``fn`` raise ``EngineError("{name} failed to {failure}: {error!r}")``.
+        """
+        model = await self.load()
+        try:
+            return await run_inference(fn, model, *args, limiter=self.limiter)
+        except Exception as exc:
+            raise EngineError(f"{self.name} failed to {failure}: {exc!r}") from exc
 
 
 @dataclass

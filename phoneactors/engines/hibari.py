@@ -21,8 +21,8 @@ import numpy as np
 import trio
 
 from ..audio import PCM, SAMPLE_RATE, float_to_pcm, resample
-from ..errors import ConfigurationError, EngineError, ModelNotFoundError
-from .base import run_inference
+from ..errors import ConfigurationError, ModelNotFoundError
+from .base import LoadOnce
 
 __all__ = ["HibariTTS"]
 
@@ -93,8 +93,15 @@ class HibariTTS:
         self.speed = speed
         self._allow_download = allow_download
         self.limiter = limiter
-        self._load_lock = trio.Lock()
-        self._hibari: Any = None
+        self._hibari: LoadOnce[Any] = LoadOnce(
+            self.name,
+            self._load_sync,
+            limiter=limiter,
+            warm_up=lambda hibari: self._synthesize_sync(hibari, _WARM_UP_TEXT),
+            warm_up_failure=(
+                f"{self.name}: the voice {self.voice!r} loaded but failed its warm-up synthesis"
+            ),
+        )
 
     def __repr__(self) -> str:
         return f"HibariTTS({self.voice!r}, speed={self.speed})"
@@ -108,20 +115,7 @@ class HibariTTS:
         cancelled, returns at once; the worker finishes in the background, its result is
         discarded, and the next ``load()`` starts over.
         """
-        async with self._load_lock:
-            if self._hibari is not None:
-                return
-            hibari = await run_inference(self._load_sync, limiter=self.limiter)
-            try:
-                await run_inference(
-                    self._synthesize_sync, hibari, _WARM_UP_TEXT, limiter=self.limiter
-                )
-            except Exception as exc:
-                raise ConfigurationError(
-                    f"{self.name}: the voice {self.voice!r} loaded but failed its warm-up "
-                    f"synthesis: {exc!r}"
-                ) from exc
-            self._hibari = hibari
+        await self._hibari.load()
 
     async def synthesize(self, text: str) -> PCM:
         """Speak ``text`` (one sentence, or a few); returns 8 kHz int16 audio.
@@ -135,13 +129,9 @@ class HibariTTS:
         """
         if not text.strip():
             return np.zeros(0, dtype=np.int16)
-        await self.load()
-        try:
-            return await run_inference(
-                self._synthesize_sync, self._hibari, text, limiter=self.limiter
-            )
-        except Exception as exc:
-            raise EngineError(f"{self.name} failed to synthesize {text[:60]!r}: {exc!r}") from exc
+        return await self._hibari.run(
+            self._synthesize_sync, text, failure=f"synthesize {text[:60]!r}"
+        )
 
     # -- worker-thread side ---------------------------------------------------------------
 

@@ -21,8 +21,8 @@ import numpy as np
 import trio
 
 from ..audio import PCM, SAMPLE_RATE, float_to_pcm, resample
-from ..errors import ConfigurationError, EngineError, ModelNotFoundError
-from .base import run_inference
+from ..errors import ConfigurationError, ModelNotFoundError
+from .base import LoadOnce
 
 __all__ = ["HOW_TO_GET_A_VOICE", "PiperTTS", "resolve_voice"]
 
@@ -123,9 +123,16 @@ class PiperTTS:
         self.length_scale = length_scale
         self.speaker_id = speaker_id
         self.limiter = limiter
-        self._load_lock = trio.Lock()
-        self._voice: Any = None
-        self._syn_config: Any = None
+        self._voice: LoadOnce[tuple[Any, Any]] = LoadOnce(
+            self.name,
+            self._load_sync,
+            limiter=limiter,
+            warm_up=lambda voice: self._synthesize_sync(voice, _WARM_UP_TEXT),
+            warm_up_failure=(
+                f"{self.name}: the voice {self.model_path!r} loaded but failed its warm-up "
+                f"synthesis"
+            ),
+        )
 
     def __repr__(self) -> str:
         return (
@@ -142,20 +149,7 @@ class PiperTTS:
         worker finishes in the background, its result is discarded, and the next ``load()``
         starts over.
         """
-        async with self._load_lock:
-            if self._voice is not None:
-                return
-            voice, syn_config = await run_inference(self._load_sync, limiter=self.limiter)
-            try:
-                await run_inference(
-                    self._synthesize_sync, voice, syn_config, _WARM_UP_TEXT, limiter=self.limiter
-                )
-            except Exception as exc:
-                raise ConfigurationError(
-                    f"{self.name}: the voice {self.model_path!r} loaded but failed its warm-up "
-                    f"synthesis: {exc!r}"
-                ) from exc
-            self._voice, self._syn_config = voice, syn_config
+        await self._voice.load()
 
     async def synthesize(self, text: str) -> PCM:
         """Speak ``text`` (one sentence, or a few); returns 8 kHz int16 audio.
@@ -169,13 +163,9 @@ class PiperTTS:
         """
         if not text.strip():
             return np.zeros(0, dtype=np.int16)
-        await self.load()
-        try:
-            return await run_inference(
-                self._synthesize_sync, self._voice, self._syn_config, text, limiter=self.limiter
-            )
-        except Exception as exc:
-            raise EngineError(f"{self.name} failed to synthesize {text[:60]!r}: {exc!r}") from exc
+        return await self._voice.run(
+            self._synthesize_sync, text, failure=f"synthesize {text[:60]!r}"
+        )
 
     # -- worker-thread side ---------------------------------------------------------------
 
@@ -198,7 +188,8 @@ class PiperTTS:
         syn_config = SynthesisConfig(speaker_id=self.speaker_id, length_scale=self.length_scale)
         return voice, syn_config
 
-    def _synthesize_sync(self, voice: Any, syn_config: Any, text: str) -> PCM:
+    def _synthesize_sync(self, loaded: tuple[Any, Any], text: str) -> PCM:
+        voice, syn_config = loaded
         # Piper yields one chunk per sentence it finds in ``text``; the caller sends sentences.
         chunks = [chunk.audio_float_array for chunk in voice.synthesize(text, syn_config)]
         if not chunks:

@@ -32,7 +32,7 @@ import trio
 
 from ..audio import FRAME_SAMPLES, PCM, SAMPLE_RATE
 from ..errors import ConfigurationError, EngineError
-from .base import run_inference
+from .base import LoadOnce
 
 __all__ = ["SileroDetector", "SileroVad", "bundled_model_path"]
 
@@ -208,8 +208,7 @@ class SileroVad:
         self.model_path = str(path)
         self.threshold = threshold
         self.limiter = limiter
-        self._load_lock = trio.Lock()
-        self._session: Any = None
+        self._session: LoadOnce[Any] = LoadOnce(self.name, self._load_sync, limiter=limiter)
 
     def __repr__(self) -> str:
         return f"SileroVad(threshold={self.threshold}, model_path={self.model_path!r})"
@@ -223,19 +222,17 @@ class SileroVad:
         worker finishes in the background, its session is discarded, and the next ``load()``
         starts over.
         """
-        async with self._load_lock:
-            if self._session is not None:
-                return
-            self._session = await run_inference(self._load_sync, limiter=self.limiter)
+        await self._session.load()
 
     def new_detector(self) -> SileroDetector:
         """A fresh detector for one call, with its own state, sharing the loaded model.
 
         Raises :class:`~phoneactors.errors.EngineError` if :meth:`load` has not finished.
         """
-        if self._session is None:
+        session = self._session.model
+        if session is None:
             raise EngineError("the silero VAD is not loaded yet: await its load() first")
-        return SileroDetector(self._session, self.threshold)
+        return SileroDetector(session, self.threshold)
 
     # -- worker-thread side ---------------------------------------------------------------
 

@@ -21,8 +21,8 @@ import numpy as np
 import trio
 
 from ..audio import PCM, SAMPLE_RATE, float_to_pcm, resample
-from ..errors import ConfigurationError, EngineError, ModelNotFoundError
-from .base import default_thread_count, run_inference
+from ..errors import ConfigurationError, ModelNotFoundError
+from .base import LoadOnce, default_thread_count
 
 __all__ = ["WhisperCppSTT", "audio_ctx_for"]
 
@@ -137,9 +137,19 @@ class WhisperCppSTT:
         self.audio_ctx = audio_ctx
         self.language = language
         self.limiter = limiter
-        self._load_lock = trio.Lock()
         self._context_lock = threading.Lock()
-        self._whisper: Any = None
+        self._whisper: LoadOnce[Any] = LoadOnce(
+            self.name,
+            self._load_sync,
+            limiter=limiter,
+            warm_up=lambda whisper: self._transcribe_sync(
+                whisper, _warm_up_audio(), threading.Event()
+            ),
+            warm_up_failure=(
+                f"{self.name}: the model {self.model_path!r} loaded but failed its warm-up "
+                f"transcription"
+            ),
+        )
 
     def __repr__(self) -> str:
         return (
@@ -156,24 +166,7 @@ class WhisperCppSTT:
         model whisper.cpp can load or run. If cancelled, returns at once; the worker finishes in
         the background, its model is discarded, and the next ``load()`` starts over.
         """
-        async with self._load_lock:
-            if self._whisper is not None:
-                return
-            whisper = await run_inference(self._load_sync, limiter=self.limiter)
-            try:
-                await run_inference(
-                    self._transcribe_sync,
-                    whisper,
-                    _warm_up_audio(),
-                    threading.Event(),
-                    limiter=self.limiter,
-                )
-            except Exception as exc:
-                raise ConfigurationError(
-                    f"{self.name}: the model {self.model_path!r} loaded but failed its warm-up "
-                    f"transcription: {exc!r}"
-                ) from exc
-            self._whisper = whisper
+        await self._whisper.load()
 
     async def transcribe(self, audio: PCM) -> str:
         """Transcribe one utterance of 8 kHz int16 audio into stripped text.
@@ -190,17 +183,14 @@ class WhisperCppSTT:
         """
         if len(audio) == 0:
             return ""
-        await self.load()
         abort = threading.Event()
         try:
-            return await run_inference(
-                self._transcribe_sync, self._whisper, audio, abort, limiter=self.limiter
+            return await self._whisper.run(
+                self._transcribe_sync,
+                audio,
+                abort,
+                failure=f"transcribe {len(audio) / SAMPLE_RATE:.2f} s of audio",
             )
-        except Exception as exc:
-            raise EngineError(
-                f"{self.name} failed to transcribe {len(audio) / SAMPLE_RATE:.2f} s of audio: "
-                f"{exc!r}"
-            ) from exc
         finally:
             abort.set()  # harmless once finished; after a cancellation it stops the worker early
 
