@@ -8,6 +8,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -75,13 +76,15 @@ class Server:
 @contextmanager
 def running_server(*args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
     """Start ``python -m phoneactors --port 0 *args``, wait for its listening line, stop it."""
+    records = tempfile.mkdtemp(prefix="phoneactors-bench-")
     process = subprocess.Popen(
         [sys.executable, "-m", "phoneactors", "--port", "0", *args],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, **(env or {})},
+        # Call records are on, as by default, but kept out of the checkout.
+        env={**os.environ, "PHONEACTORS_RECORDS": f"{records}/calls.db", **(env or {})},
     )
     assert process.stdout is not None
     assert process.stderr is not None
