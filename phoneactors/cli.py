@@ -809,9 +809,17 @@ def build_calls_parser() -> argparse.ArgumentParser:
 
 
 def _calls_command(argv: Sequence[str]) -> int:
+    args = build_calls_parser().parse_args(argv)
+    try:
+        return _print_calls(args)
+    except BrokenPipeError:  # `phoneactors calls | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _print_calls(args: argparse.Namespace) -> int:
     from . import records
 
-    args = build_calls_parser().parse_args(argv)
     try:
         if args.call_sid is None:
             calls = records.list_calls(args.records, args.limit)
