@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 import trio
+import trio.testing
 
 from phoneactors.audio import FRAME_SAMPLES, PCM, SAMPLE_RATE, Framer, ulaw_decode, ulaw_encode
 from phoneactors.engines.base import (
@@ -182,7 +183,8 @@ class FakeModels:
 
     loads: int = 0
     calls: int = 0
-    load_seconds: float = 0.0
+    load_gate: threading.Event | None = None
+    """When set to an Event, model loading blocks until it is set."""
     fail_load: bool = False
     fail_calls: bool = False
     release: threading.Event | None = None
@@ -196,7 +198,8 @@ class FakeModels:
     """The segments the fake speech-to-text models return."""
 
     def construct(self) -> None:
-        time.sleep(self.load_seconds)
+        if self.load_gate is not None:
+            self.load_gate.wait(10)
         if self.fail_load:
             raise RuntimeError("corrupt model file")
         self.loads += 1
@@ -522,12 +525,14 @@ def test_webrtc_aggressiveness_is_validated(aggressiveness: int) -> None:
 async def test_load_runs_once_even_when_called_concurrently(
     kind: str, fakes: FakeModels, model_dir: Path, ggml_file: Path
 ) -> None:
-    fakes.load_seconds = 0.05  # long enough for every caller to arrive while the first loads
+    fakes.load_gate = threading.Event()  # the first load waits until every caller has arrived
     engine = make_engine(kind, trio.CapacityLimiter(4), model_dir, ggml_file)
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             for _ in range(5):
                 nursery.start_soon(engine.load)
+            await trio.testing.wait_all_tasks_blocked()
+            fakes.load_gate.set()
         await engine.load()
     assert fakes.loads == 1
     assert fakes.calls == 1  # the warm-up
