@@ -128,7 +128,9 @@ async def receive_twilio(
                 return "socket closed"
             try:
                 event = twilio.parse_event(message, max_payload_bytes=max_payload_bytes)
-                if not isinstance(event, twilio.Connected) and event.stream_sid != stream_sid:
+                if isinstance(event, twilio.Start | twilio.Connected):
+                    raise ProtocolError(f"unexpected {type(event).__name__.lower()} after start")
+                if event.stream_sid != stream_sid:
                     raise ProtocolError(
                         f"streamSid: expected {stream_sid!r}, got {event.stream_sid!r}"
                     )
@@ -164,9 +166,6 @@ async def receive_twilio(
                         log.warning("dropped DTMF %r: responder behind", digit)
                 case twilio.Stop():
                     return "caller hung up"
-                case twilio.Start() | twilio.Connected():
-                    stats.bad_messages += 1
-                    log.warning("ignored unexpected %s after start", type(event).__name__)
 
 
 async def detect_speech(
