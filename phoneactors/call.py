@@ -28,6 +28,7 @@ from . import twilio
 from .actors import (
     CallLog,
     CallStats,
+    _should_log,
     detect_speech,
     generate_sentences,
     receive_twilio,
@@ -194,7 +195,8 @@ async def _wait_for_start(
             stats.bad_messages += 1
             if stats.bad_messages > settings.max_bad_messages:
                 raise
-            log.warning("skipped malformed message before start: %s", exc)
+            if _should_log(stats.bad_messages):
+                log.warning("skipped malformed message before start: %s", exc)
             continue
         match event:
             case twilio.Start():
@@ -207,7 +209,8 @@ async def _wait_for_start(
                 stats.bad_messages += 1
                 if stats.bad_messages > settings.max_bad_messages:
                     raise ProtocolError(f"{type(event).__name__.lower()} before start")
-                log.warning("skipped %s before start", type(event).__name__.lower())
+                if _should_log(stats.bad_messages):
+                    log.warning("skipped %s before start", type(event).__name__.lower())
 
 
 async def _close(socket: CallSocket) -> None:
