@@ -221,28 +221,26 @@ async def transcribe_utterances(
     transcription overlaps the end-of-speech wait. An engine failure or timeout costs that
     utterance only: it becomes :class:`TranscriptionFailed`.
     """
-    early: tuple[str, float] | None = None  # transcript of the last pause, and when it was ready
+    # The outcome of transcribing the last pause: (text, when ready), or why it failed.
+    early: tuple[str, float] | str | None = None
     async with utterances_in, turns_out:
         async for utterance in utterances_in:
-            if utterance.final and utterance.continues_pause and early is not None:
-                text, transcribed_at = early
-            else:
-                early = None
+            if not (utterance.final and utterance.continues_pause and early is not None):
                 try:
                     with trio.fail_after(time_limit):
-                        text = await stt.transcribe(utterance.audio)
+                        early = (await stt.transcribe(utterance.audio), trio.current_time())
                 except (EngineError, trio.TooSlowError) as exc:
-                    if not utterance.final:
-                        continue  # the final utterance gets its own try
-                    stats.engine_errors += 1
-                    reason = str(exc) or f"{stt.name} took longer than {time_limit:g} s"
-                    log.failed("stt", reason)
-                    await turns_out.send(TranscriptionFailed(reason))
-                    continue
-                transcribed_at = trio.current_time()
+                    early = str(exc) or f"{stt.name} took longer than {time_limit:g} s"
                 if not utterance.final:
-                    early = (text, transcribed_at)
-                    continue
+                    continue  # kept, in case the caller stays quiet
+            if isinstance(early, str):  # the same audio failed: don't wait for it twice
+                stats.engine_errors += 1
+                log.failed("stt", early)
+                await turns_out.send(TranscriptionFailed(early))
+                early = None
+                continue
+            assert early is not None
+            text, transcribed_at = early
             early = None
             stats.utterances += 1
             log.info("caller said %r", text)

@@ -20,6 +20,7 @@ would take to say. Pass real engines instead (and real time) to hear real speech
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import itertools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -397,6 +398,11 @@ class FakeTwilio:
             )
         await self.socket.close()
 
+    async def drop(self) -> None:
+        """The connection just goes away: no ``stop``, the socket closes."""
+        self._stopped = True
+        await self.socket.close()
+
     # -- waiting ------------------------------------------------------------------------------
 
     async def wait_for(self, condition: Callable[[], bool], *, give_up_after: float = 60.0) -> None:
@@ -508,6 +514,10 @@ class FakeTwilio:
         await self.socket.send(twilio.encode_inbound(_with_sequence(event, next(self._sequence))))
 
     async def _send_caller_audio(self) -> None:
+        with contextlib.suppress(SocketClosed):  # the bot hung up, or the line dropped
+            await self._pump_caller_audio()
+
+    async def _pump_caller_audio(self) -> None:
         start = trio.current_time()
         for chunk in itertools.count():
             await trio.sleep_until(start + chunk * FRAME_MS / 1000)

@@ -342,7 +342,7 @@ async def test_socket_dropped_mid_reply_ends_the_call_cleanly(
     async with open_call(make, speech.engines(), speech=speech) as fake:
         await fake.say("talk to me")
         await fake.wait_for(lambda: bool(fake.played))
-        await fake.socket.close()  # no stop: the network just went away
+        await fake.drop()  # no stop: the network just went away
     assert fake.result is not None
     assert fake.result.reason == "socket closed"
     assert made[0].ended == ["socket closed"]  # type: ignore[attr-defined]
@@ -442,3 +442,106 @@ async def test_early_transcript_is_dropped_when_the_caller_goes_on(
     # One utterance, transcribed as a whole: the early transcript of the first half was not used.
     assert len(conversation.heard) == 1
     assert speech.stt.calls == 2  # early (first half), early (whole) reused for the final
+
+
+def all_tasks() -> set[trio.lowlevel.Task]:
+    """Every task in this trio run."""
+    found: set[trio.lowlevel.Task] = set()
+    pending = [trio.lowlevel.current_root_task()]
+    while pending:
+        task = pending.pop()
+        if task is None or task in found:
+            continue
+        found.add(task)
+        for nursery in task.child_nurseries:
+            pending.extend(nursery.child_tasks)
+    return found
+
+
+FAULTS = [
+    "reply raises",
+    "reply hangs",
+    "reply wrong type",
+    "stt raises",
+    "stt hangs",
+    "tts raises",
+    "tts hangs",
+    "socket drops mid-utterance",
+    "socket drops mid-reply",
+    "stop mid-reply",
+]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_fault_matrix(autojump_clock: MockClock, speech: FakeSpeech, fault: str) -> None:
+    """Each fault costs at most its call; the call's tasks all end with it; on_end runs once."""
+
+    class Faulty(Recorder):
+        text = "A reply long enough to still be playing when things go wrong."
+
+        async def reply(self, text: str) -> str:  # type: ignore[override]
+            self.heard.append(text)
+            if fault == "reply raises":
+                raise RuntimeError("boom")
+            if fault == "reply hangs":
+                await trio.sleep_forever()
+            if fault == "reply wrong type":
+                return 42  # type: ignore[return-value]
+            return self.text
+
+    if fault == "stt raises":
+        speech.stt.fail = True
+    if fault == "stt hangs":
+        speech.stt.delay = 10_000
+    settings = CallSettings(reply_timeout=3, stt_timeout=3, tts_timeout=3)
+    before = all_tasks()
+    made, make = single(Faulty)
+    async with open_call(make, speech.engines(), speech=speech, settings=settings) as fake:
+        if fault == "tts raises":
+            speech.tts.fail = True
+        if fault == "tts hangs":
+            speech.tts.delay = 10_000
+        if fault == "socket drops mid-utterance":
+            await fake.play(tone(2.0), wait=False)
+            await trio.sleep(1.0)
+            await fake.drop()
+        else:
+            await fake.say("hello")
+            if fault in ("socket drops mid-reply", "stop mid-reply"):
+                await fake.wait_for(lambda: bool(fake.played))
+                await trio.sleep(0.5)
+                if fault == "stop mid-reply":
+                    await fake.hang_up()
+                else:
+                    await fake.drop()
+            else:
+                await fake.silence(8)  # apology (or nothing), then the call goes on
+                assert not fake.closed.is_set()
+    assert all_tasks() == before  # nothing of the call outlives it
+    conversation = made[0]
+    assert isinstance(conversation, Recorder)
+    assert len(conversation.ended) == 1
+    assert fake.result is not None
+    expected = {
+        "socket drops mid-utterance": "socket closed",
+        "socket drops mid-reply": "socket closed",
+    }.get(fault, "caller hung up")
+    assert fake.result.reason == expected
+    if fault.startswith(("reply", "stt")):
+        assert " ".join(speech.spoken).endswith(conversation.apology)
+
+
+async def test_the_process_keeps_serving_after_every_fault(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    """A healthy call after a failing one is unaffected (shared engines, fresh conversation)."""
+    speech.stt.fail = True
+    async with open_call(Parrot, speech.engines(), speech=speech) as fake:
+        await fake.say("lost")
+        await fake.wait_for_bot_to_finish()
+    speech.stt.fail = False
+    async with open_call(Parrot, speech.engines(), speech=speech) as fake:
+        await fake.wait_for_bot_to_finish()
+        await fake.say("found")
+        await fake.wait_for_bot_to_finish()
+    assert speech.spoken[-1] == 'You said: "found"'
