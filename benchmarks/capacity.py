@@ -40,6 +40,7 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 from harness import REPO_ROOT, machine, percentile
@@ -148,6 +149,28 @@ def stop(process: subprocess.Popen[str]) -> None:
 # -- the client subprocess ----------------------------------------------------------------------
 
 
+VOICE_ENV = "PHONEACTORS_CAPACITY_VOICE"
+"""Tells the client processes whether the server has real engines (then callers speak)."""
+
+
+async def _real_speech() -> list[Any]:
+    """PHRASES spoken by hibari, 8 kHz, trailing silence trimmed to the last voiced frame."""
+    import numpy as np
+    import trio
+
+    from phoneactors.engines.hibari import HibariTTS
+
+    voice = HibariTTS(limiter=trio.CapacityLimiter(1), speed=0.95)
+    await voice.load()
+    clips = []
+    for text in PHRASES:
+        pcm = await voice.synthesize(text)
+        frames = pcm[: len(pcm) // 160 * 160].reshape(-1, 160).astype(np.float64)
+        loud = np.nonzero(np.sqrt((frames**2).mean(axis=1)) > 300)[0]
+        clips.append(pcm[loud[0] * 160 : (loud[-1] + 1) * 160])
+    return clips
+
+
 def client_main(url: str, calls: int, start: float, end: float, seed: int, idle: bool) -> None:
     """Run ``calls`` callers until wall time ``end``; print one JSON line of results."""
     import random
@@ -157,8 +180,11 @@ def client_main(url: str, calls: int, start: float, end: float, seed: int, idle:
     from phoneactors.testing import FakeSpeech, open_twilio_stream
     from phoneactors.twilio import SendMedia
 
-    speech = FakeSpeech()
-    audio = [speech.caller_audio(text) for text in PHRASES]  # slots 0..7, as the launcher's
+    if os.environ.get(VOICE_ENV) == "real":
+        audio = trio.run(_real_speech)  # real engines need real speech
+    else:
+        speech = FakeSpeech()
+        audio = [speech.caller_audio(text) for text in PHRASES]  # slots 0..7, as the launcher's
     rng = random.Random(seed)
     result: dict[str, object] = {"latencies": [], "ready": 0, "failed": 0, "frames": 0}
     latencies: list[float] = result["latencies"]  # type: ignore[assignment]
@@ -272,6 +298,7 @@ def run_level(server: Server, calls: int, seconds: float, clients: int, idle: bo
 
 
 def ramp(args: argparse.Namespace) -> None:
+    os.environ[VOICE_ENV] = args.engines  # inherited by the client processes
     cores = len(os.sched_getaffinity(0))
     cpu_limit = args.cpu_limit * (1 if args.engines == "fake" else cores)
     server = start_server(args.engines, args.max + 10)
