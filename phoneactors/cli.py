@@ -40,8 +40,9 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -484,10 +485,17 @@ def _call_settings(args: argparse.Namespace) -> CallSettings:
 
 def _run(conversation: Callable[[], Conversation], engines: Engines, config: ServerConfig) -> int:
     """Serve until a signal; map what went wrong to an exit status."""
+    return _run_trio(
+        partial(_serve_until_signalled, conversation, engines, config), "the server failed"
+    )
+
+
+def _run_trio(main: Callable[[], Awaitable[object]], failure: str) -> int:
+    """``trio.run(main)``, with what went wrong mapped to an exit status (and said once)."""
     from .server import single_error
 
     try:
-        trio.run(_serve_until_signalled, conversation, engines, config)
+        trio.run(main)
     except BaseException as exc:
         error = single_error(exc)
         if isinstance(error, KeyboardInterrupt):  # before the signal handlers were in place
@@ -495,11 +503,11 @@ def _run(conversation: Callable[[], Conversation], engines: Engines, config: Ser
         if isinstance(error, ConfigurationError):
             _error(str(error))
             return EXIT_USAGE
-        if isinstance(error, OSError):  # the port is taken, a model file is unreadable, …
+        if isinstance(error, OSError):  # the port is taken, a file could not be used, …
             _error(str(error))
             return EXIT_FAILURE
         if isinstance(error, Exception):
-            logger.critical("the server failed", exc_info=error)
+            logger.critical(failure, exc_info=error)
             return EXIT_FAILURE
         raise
     return EXIT_OK
@@ -671,25 +679,7 @@ def _simulate_command(argv: Sequence[str]) -> int:
             settings=settings,
         )
 
-    from .server import single_error
-
-    try:
-        trio.run(run)
-    except BaseException as exc:
-        error = single_error(exc)
-        if isinstance(error, KeyboardInterrupt):
-            return EXIT_INTERRUPTED
-        if isinstance(error, ConfigurationError):
-            _error(str(error))
-            return EXIT_USAGE
-        if isinstance(error, OSError):  # a model file or the recording could not be used
-            _error(str(error))
-            return EXIT_FAILURE
-        if isinstance(error, Exception):
-            logger.critical("the simulation failed", exc_info=error)
-            return EXIT_FAILURE
-        raise
-    return EXIT_OK
+    return _run_trio(run, "the simulation failed")
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -278,29 +275,3 @@ def test_resample_same_rate_is_identity() -> None:
 def test_resampler_rejects_bad_rates(from_rate: int, to_rate: int) -> None:
     with pytest.raises(ValueError, match="sample rates must be positive"):
         Resampler(from_rate, to_rate)
-
-
-# --------------------------------------------------------------------------------------------
-# Purity
-
-
-def test_import_has_no_event_loop() -> None:
-    """The module itself pulls in no event loop or web framework.
-
-    The package ``__init__`` re-exports the call runtime (which needs trio), so a fresh
-    interpreter is given a bare ``phoneactors`` package first: this checks the module, not the
-    package's re-exports.
-    """
-    root = Path(__file__).resolve().parents[1]
-    code = (
-        "import sys, types\n"
-        "package = types.ModuleType('phoneactors')\n"
-        f"package.__path__ = [{str(root / 'phoneactors')!r}]\n"
-        "sys.modules['phoneactors'] = package\n"
-        "import phoneactors.audio\n"
-        "loaded = sorted(m for m in sys.modules\n"
-        "                if m.split('.')[0] in {'trio', 'quart', 'quart_trio', 'hypercorn'})\n"
-        "assert not loaded, loaded\n"
-        "assert 'phoneactors.call' not in sys.modules\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=root)

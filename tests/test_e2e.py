@@ -6,11 +6,10 @@ real synthesized speech; the bot's audio that "played" is transcribed back with 
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 import trio
+from test_engines import word_error_rate
 
 from phoneactors import CallSettings, Engines, Parrot
 from phoneactors.engines.faster_whisper import FasterWhisperSTT
@@ -20,23 +19,6 @@ from phoneactors.server import ServerConfig, serve
 from phoneactors.testing import FakeTwilio, open_twilio_stream
 
 pytestmark = pytest.mark.e2e
-
-
-def words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    ref, hyp = words(reference), words(hypothesis)
-    distance = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        previous, distance[0] = distance[0], i
-        for j, h in enumerate(hyp, 1):
-            previous, distance[j] = (
-                distance[j],
-                min(distance[j] + 1, distance[j - 1] + 1, previous + (r != h)),
-            )
-    return distance[-1] / max(1, len(ref))
 
 
 def played_since(fake: FakeTwilio, index: int) -> np.ndarray:

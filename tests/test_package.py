@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import phoneactors
 from phoneactors import errors
@@ -37,3 +40,24 @@ def test_every_error_derives_from_the_root() -> None:
     for cls in classes:
         assert issubclass(cls, errors.PhoneActorsError)
         assert cls.__name__ in (errors.__doc__ or "")
+
+
+@pytest.mark.parametrize("module", ["twilio", "audio", "sentences", "segmenter", "timing"])
+def test_sans_io_modules_import_no_event_loop(module: str) -> None:
+    """The protocol, codec and other pure modules pull in no event loop or web framework.
+
+    The package ``__init__`` re-exports the call runtime (which needs trio), so the fresh
+    interpreter gets a bare ``phoneactors`` package first: this checks the module itself.
+    """
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys, types\n"
+        "package = types.ModuleType('phoneactors')\n"
+        f"package.__path__ = [{str(root / 'phoneactors')!r}]\n"
+        "sys.modules['phoneactors'] = package\n"
+        f"import phoneactors.{module}\n"
+        "loaded = sorted(m for m in sys.modules\n"
+        "                if m.split('.')[0] in {'trio', 'quart', 'quart_trio', 'hypercorn'})\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=root)

@@ -5,12 +5,9 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import subprocess
-import sys
 import types
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -775,32 +772,6 @@ def test_mutated_events_are_never_misread(message: str, data: st.DataObject) -> 
     except ProtocolError:
         return
     assert parse_event(encode_inbound(event)) == event
-
-
-# --------------------------------------------------------------------------------------------
-# Purity
-
-
-def test_import_has_no_event_loop() -> None:
-    """The module itself pulls in no event loop or web framework.
-
-    The package ``__init__`` re-exports the call runtime (which needs trio), so a fresh
-    interpreter is given a bare ``phoneactors`` package first: this checks the module, not the
-    package's re-exports.
-    """
-    root = Path(__file__).resolve().parents[1]
-    code = (
-        "import sys, types\n"
-        "package = types.ModuleType('phoneactors')\n"
-        f"package.__path__ = [{str(root / 'phoneactors')!r}]\n"
-        "sys.modules['phoneactors'] = package\n"
-        "import phoneactors.twilio\n"
-        "loaded = sorted(m for m in sys.modules\n"
-        "                if m.split('.')[0] in {'trio', 'quart', 'quart_trio', 'hypercorn'})\n"
-        "assert not loaded, loaded\n"
-        "assert 'phoneactors.call' not in sys.modules\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=root)
 
 
 def test_public_api() -> None:
