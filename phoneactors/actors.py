@@ -97,7 +97,7 @@ class CallStats:
     engine_errors: int = 0
 
 
-def _should_log(count: int) -> bool:
+def worth_logging(count: int) -> bool:
     return count <= _LOG_FIRST or count % 100 == 0
 
 
@@ -140,7 +140,7 @@ async def receive_twilio(
                     raise ProtocolError(
                         f"too many malformed messages ({stats.bad_messages}); last: {exc}"
                     ) from exc
-                if _should_log(stats.bad_messages):
+                if worth_logging(stats.bad_messages):
                     log.warning("skipped malformed message #%d: %s", stats.bad_messages, exc)
                 continue
             match event:
@@ -151,7 +151,7 @@ async def receive_twilio(
                             frames_out.send_nowait(frame)
                         except trio.WouldBlock:
                             stats.frames_dropped += 1
-                            if _should_log(stats.frames_dropped):
+                            if worth_logging(stats.frames_dropped):
                                 log.warning(
                                     "dropped inbound frame (VAD behind), %d so far",
                                     stats.frames_dropped,

@@ -28,13 +28,13 @@ from . import twilio
 from .actors import (
     CallLog,
     CallStats,
-    _should_log,
     detect_speech,
     generate_sentences,
     receive_twilio,
     speak_sentences,
     transcribe_utterances,
     transmit,
+    worth_logging,
 )
 from .conversation import CallInfo, Conversation, Reply, ReplyText
 from .engines import Engines
@@ -195,7 +195,7 @@ async def _wait_for_start(
             stats.bad_messages += 1
             if stats.bad_messages > settings.max_bad_messages:
                 raise
-            if _should_log(stats.bad_messages):
+            if worth_logging(stats.bad_messages):
                 log.warning("skipped malformed message before start: %s", exc)
             continue
         match event:
@@ -209,7 +209,7 @@ async def _wait_for_start(
                 stats.bad_messages += 1
                 if stats.bad_messages > settings.max_bad_messages:
                     raise ProtocolError(f"{type(event).__name__.lower()} before start")
-                if _should_log(stats.bad_messages):
+                if worth_logging(stats.bad_messages):
                     log.warning("skipped %s before start", type(event).__name__.lower())
 
 
