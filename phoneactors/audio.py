@@ -46,6 +46,7 @@ FRAME_BYTES: Final = FRAME_SAMPLES
 
 _BIAS: Final = 0x84
 _CLIP14: Final = 8159
+_UINT8: Final = np.dtype(np.uint8)
 _SEGMENT_ENDS: Final = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
 
 
@@ -82,7 +83,8 @@ def _encode_table() -> npt.NDArray[np.uint8]:
 
 def ulaw_decode(data: bytes) -> PCM:
     """Decode μ-law bytes to int16 PCM (one sample per byte)."""
-    return _decode_table()[np.frombuffer(data, dtype=np.uint8)]
+    # It runs for every inbound frame: ``take`` with a ready dtype is the quickest numpy way.
+    return _decode_table().take(np.frombuffer(data, _UINT8))
 
 
 def ulaw_encode(pcm: PCM) -> bytes:

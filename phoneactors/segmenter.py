@@ -91,10 +91,12 @@ class SpeechSegmenter:
     def __init__(self, settings: SegmenterSettings | None = None) -> None:
         self.settings = settings = settings or SegmenterSettings()
         self._needed = -(-settings.min_speech_ms // FRAME_MS)
-        self._window: collections.deque[bool] = collections.deque(
-            maxlen=self._needed + self._needed // 2
-        )
-        pre_roll_frames = settings.pre_roll_ms // FRAME_MS + self._window.maxlen  # type: ignore[operator]
+        window = self._needed + self._needed // 2
+        # The verdicts of the last ``window`` frames as bits, the newest lowest: one shift and a
+        # bit count per frame instead of summing a deque.
+        self._recent = 0
+        self._window_mask = (1 << window) - 1
+        pre_roll_frames = settings.pre_roll_ms // FRAME_MS + window
         self._history: collections.deque[PCM] = collections.deque(maxlen=pre_roll_frames)
         self._end_frames = -(-settings.end_silence_ms // FRAME_MS)
         self._pause_frames = -(-settings.pause_ms // FRAME_MS)
@@ -114,14 +116,15 @@ class SpeechSegmenter:
     def feed(self, frame: PCM, voiced: bool) -> SpeechBegan | SpeechPaused | SpeechEnded | None:
         if not self._speaking:
             self._history.append(frame)
-            self._window.append(voiced)
-            count = sum(self._window)
+            recent = (self._recent << 1 | 1 if voiced else self._recent << 1) & self._window_mask
+            self._recent = recent
+            count = recent.bit_count()
             if count < self._needed:
                 return None
             self._speaking = True
             self._frames = list(self._history)
             self._history.clear()
-            self._window.clear()
+            self._recent = 0
             self._silent_run = 0
             self._paused = False
             return SpeechBegan(frames_voiced=count)

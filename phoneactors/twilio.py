@@ -38,7 +38,7 @@ import json
 import re
 import types
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Final, Never, NoReturn, TypeAlias
 from xml.sax.saxutils import escape, quoteattr
 
@@ -345,9 +345,19 @@ def parse_event(
     JSON, not an object, an unknown ``event``, a required field missing or of the wrong type,
     a payload that is not strict base64 or decodes to more than ``max_payload_bytes``.
     """
+    # Media is 50 messages a second per call, everything else is rare: Twilio's own compact
+    # media messages take a shortcut, and anything it is not sure of takes the general path.
+    if type(message) is str:
+        media = _parse_media_fast(message, max_payload_bytes)
+        if media is not None:
+            return media
+    return _parse_event(message, max_payload_bytes)
+
+
+def _parse_event(message: str | bytes, max_payload_bytes: int) -> InboundEvent:
+    """:func:`parse_event` without the shortcut: every message, valid or not, can take it."""
     obj = _load(message)
     event = obj.get("event", _MISSING)
-    # Media first: it is 50 messages a second per call, everything else is rare.
     if event == "media":
         media = _obj(obj, "media", "media")
         return Media(
@@ -364,6 +374,94 @@ def parse_event(
     if parser is None:
         raise ProtocolError(f"unknown event {_describe(event)}")
     return parser(obj)
+
+
+_PLAIN_STRING: Final = r'"([^"\\\x00-\x1f]*)"'
+"""A JSON string without escapes (nor the control characters JSON forbids): its text is itself."""
+_SHORT_NUMBER: Final = r'"([0-9]{1,18})"'
+"""A decimal string of at most 18 digits, so never above :data:`_MAX_INT`."""
+_MEDIA_MESSAGE: Final = re.compile(
+    rf"""
+    \{{"event":"media","sequenceNumber":{_SHORT_NUMBER},
+    (?:"streamSid":{_PLAIN_STRING},)?
+    "media":\{{"track":{_PLAIN_STRING},"chunk":{_SHORT_NUMBER},"timestamp":{_SHORT_NUMBER},
+    "payload":"([^"]*)"\}}
+    (?:,"streamSid":{_PLAIN_STRING})?
+    \}}
+    """,
+    re.VERBOSE,
+)
+"""A compact media message as Twilio sends it (``streamSid`` last) or as :func:`encode_inbound`
+writes it (``streamSid`` second). The payload's characters are left to the base64 decoder."""
+
+
+def _parse_media_fast(message: str, max_payload_bytes: int) -> Media | None:
+    """The :class:`Media` event of a compact media message, or ``None`` to take the general path.
+
+    It returns an event only where the general path would return the same one: the message must
+    match :data:`_MEDIA_MESSAGE` exactly, carry ``streamSid`` once, and its payload must pass the
+    same checks as in :func:`_payload`. Anything else, valid or not, is left to the general path,
+    which alone raises errors.
+    """
+    match = _MEDIA_MESSAGE.fullmatch(message)
+    if match is None:
+        return None
+    sequence_number, stream_sid, track, chunk, timestamp, text, last_stream_sid = match.groups()
+    if last_stream_sid is not None:
+        if stream_sid is not None:
+            return None  # a duplicate key: JSON keeps the last one, let the general path do it
+        stream_sid = last_stream_sid
+    elif stream_sid is None:
+        return None
+    if (
+        len(text) & 3
+        or text.endswith("===")
+        or (max_payload_bytes is not None and len(text) > (max_payload_bytes + 2) // 3 * 4)
+    ):
+        return None
+    try:
+        payload = binascii.a2b_base64(text, strict_mode=True)
+    except ValueError:  # binascii.Error, non-ASCII text, or a JSON escape
+        return None
+    if max_payload_bytes is not None and len(payload) > max_payload_bytes:
+        return None
+    return _new_media(int(sequence_number), stream_sid, track, int(chunk), int(timestamp), payload)
+
+
+def _media_constructor() -> Callable[[int, str, str, int, int, bytes], Media]:
+    """A quicker ``Media(...)``, same arguments, same event: it fills the slots directly.
+
+    A frozen dataclass's ``__init__`` goes through ``object.__setattr__`` once per field, about
+    a microsecond in all, a quarter of parsing a media message; the slots' own setters take half
+    that. The setters come in the order of ``Media``'s arguments, and unpacking them into six
+    names fails at import if :class:`Media` gains or loses a field.
+    """
+    new = object.__new__
+    set_sequence_number, set_stream_sid, set_track, set_chunk, set_timestamp, set_payload = (
+        getattr(Media, item.name).__set__ for item in fields(Media)
+    )
+
+    def new_media(
+        sequence_number: int,
+        stream_sid: str,
+        track: str,
+        chunk: int,
+        timestamp: int,
+        payload: bytes,
+    ) -> Media:
+        media: Media = new(Media)
+        set_sequence_number(media, sequence_number)
+        set_stream_sid(media, stream_sid)
+        set_track(media, track)
+        set_chunk(media, chunk)
+        set_timestamp(media, timestamp)
+        set_payload(media, payload)
+        return media
+
+    return new_media
+
+
+_new_media: Final = _media_constructor()
 
 
 def _parse_connected(obj: dict[str, Any]) -> Connected:

@@ -86,6 +86,18 @@ def test_shapes_and_types() -> None:
     assert len(ulaw_encode(frame)) == FRAME_BYTES
 
 
+def test_decode_gives_a_fresh_array_for_any_bytes() -> None:
+    data = bytearray(ALL_BYTES)
+    for source in (ALL_BYTES, data, memoryview(data)):
+        decoded = ulaw_decode(source)  # type: ignore[arg-type]
+        assert decoded.dtype == np.int16
+        assert decoded.flags.writeable
+        assert decoded.flags.c_contiguous
+        np.testing.assert_array_equal(decoded, ulaw_decode(ALL_BYTES))
+    decoded[0] = 1  # the table is not behind it
+    assert ulaw_decode(ALL_BYTES)[0] == -32124
+
+
 def test_decode_encode_error_bounds() -> None:
     x = ALL_INT16.astype(np.int32)
     y = ulaw_decode(ulaw_encode(ALL_INT16)).astype(np.int32)

@@ -773,6 +773,61 @@ def test_webrtc_rejects_frames_of_the_wrong_length() -> None:
         detector.is_speech(np.zeros(100, dtype=np.int16))
 
 
+def varied_line_audio(seconds: int, seed: int) -> PCM:
+    """Phone-line audio that keeps changing: noise, tones, chirps and bursts at many levels."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    pieces = []
+    for _ in range(seconds):
+        level = 10 ** rng.uniform(1, 4)
+        match rng.integers(4):
+            case 0:
+                second = rng.normal(0, level, SAMPLE_RATE)
+            case 1:
+                second = level * np.sin(2 * np.pi * rng.uniform(100, 3000) * t)
+            case 2:
+                second = level * np.sin(2 * np.pi * (200 + 1500 * t) * t)
+            case _:
+                second = level * rng.normal(0, 1, SAMPLE_RATE) * (np.sin(2 * np.pi * 4 * t) > 0)
+        pieces.append(second)
+    pcm = np.clip(np.concatenate(pieces), -32768, 32767).astype(np.int16)
+    return ulaw_decode(ulaw_encode(pcm))
+
+
+@pytest.mark.parametrize("aggressiveness", [0, 3])
+def test_webrtc_direct_call_agrees_with_the_wrapper(aggressiveness: int) -> None:
+    """The detector calls webrtcvad's C function directly; the public wrapper gives the same."""
+    vad = WebRtcVad(aggressiveness)
+    direct, wrapped = vad.new_detector(), vad.new_detector()
+    assert direct._process is not None  # the shortcut is there to be tested
+    wrapped._process = None
+    frames = frames_of(varied_line_audio(60, seed=aggressiveness))
+    direct_verdicts = [direct.is_speech(frame) for frame in frames]
+    assert direct_verdicts == [wrapped.is_speech(frame) for frame in frames]
+    assert 0 < sum(direct_verdicts) < len(frames)  # both answers were exercised
+
+
+def test_webrtc_takes_frames_the_shortcut_does_not() -> None:
+    """Strided views, other dtypes and 10 or 30 ms frames go the long way, to the same answer."""
+    vad = WebRtcVad(1)
+    audio = varied_line_audio(10, seed=5)
+    odd, plain = vad.new_detector(), vad.new_detector()
+    plain._process = None
+    doubled = np.repeat(audio, 2)
+    for start in range(0, len(audio) - 240, 160):
+        for frame in (
+            doubled[2 * start : 2 * (start + 160) : 2],  # not contiguous
+            audio[start : start + 160].astype(">i2"),
+            audio[start : start + 160].astype(np.int32),
+            audio[start : start + 80],
+            audio[start : start + 240],
+        ):
+            expected = plain.is_speech(np.ascontiguousarray(frame, dtype=np.int16))
+            assert odd.is_speech(frame) is expected
+    with pytest.raises(ValueError, match="160"):
+        odd.is_speech(np.zeros((2, 160), dtype=np.int16))
+
+
 # -- real models (e2e) -----------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
+import phoneactors.twilio as twilio_module
 from phoneactors.errors import ProtocolError
 from phoneactors.twilio import (
     DTMF_DIGITS,
@@ -780,3 +781,209 @@ def test_public_api() -> None:
     for name in module.__all__:
         assert getattr(module, name) is not None
     assert isinstance(Start(1, "MZ", "CA", "AC").custom_parameters, Mapping)
+
+
+# --------------------------------------------------------------------------------------------
+# The shortcut for media messages
+
+TWILIO_MEDIA = (
+    '{"event":"media","sequenceNumber":"3","media":{"track":"inbound","chunk":"1",'
+    f'"timestamp":"5","payload":"{FRAME_B64}"}},"streamSid":"MZ123"}}'
+)
+"""The same media message in the order Twilio writes its keys: ``streamSid`` last."""
+
+
+def parse_general(message: str | bytes, max_payload_bytes: int = 16000) -> InboundEvent | str:
+    """The general path's event, or its error message."""
+    try:
+        return twilio_module._parse_event(message, max_payload_bytes)
+    except ProtocolError as exc:
+        return f"ProtocolError: {exc}"
+
+
+def parse_public(message: str | bytes, max_payload_bytes: int = 16000) -> InboundEvent | str:
+    try:
+        return parse_event(message, max_payload_bytes=max_payload_bytes)
+    except ProtocolError as exc:
+        return f"ProtocolError: {exc}"
+
+
+def assert_paths_agree(message: str, max_payload_bytes: int = 16000) -> Media | None:
+    """The shortcut returns nothing or what the general path returns; ``parse_event`` agrees."""
+    fast = twilio_module._parse_media_fast(message, max_payload_bytes)
+    general = parse_general(message, max_payload_bytes)
+    if fast is not None:
+        assert type(fast) is Media
+        assert general == fast
+        assert repr(general) == repr(fast)
+    assert parse_public(message, max_payload_bytes) == general
+    return fast
+
+
+@pytest.mark.parametrize("message", [MEDIA, TWILIO_MEDIA])
+def test_compact_media_messages_take_the_shortcut(message: str) -> None:
+    assert assert_paths_agree(message) == EXPECTED[MEDIA]
+
+
+@given(st.builds(Media, ints, sids, sids, ints, ints, st.binary(max_size=400)))
+def test_encoded_media_takes_the_shortcut_when_it_can(event: Media) -> None:
+    message = encode_inbound(event)
+    fast = assert_paths_agree(message)
+    text = event.stream_sid + event.track
+    plain = all(c.isascii() and c.isprintable() and c not in '"\\' for c in text)
+    if plain and max(event.sequence_number, event.chunk, event.timestamp) < 10**18:
+        assert fast == event  # json.dumps escapes the rest, which the general path reads
+
+
+def compact_media(
+    fields: dict[str, str], *, sid_first: bool = True, extra: str = "", media_extra: str = ""
+) -> str:
+    """A media message from raw JSON texts (quotes and escapes included) of its fields."""
+    media = ",".join(
+        f'"{key}":{fields[key]}'
+        for key in ("track", "chunk", "timestamp", "payload")
+        if key in fields
+    )
+    sid = f'"streamSid":{fields["streamSid"]}' if "streamSid" in fields else ""
+    head = f'{{"event":"media","sequenceNumber":{fields.get("sequenceNumber", chr(34) * 2)}'
+    body = f'"media":{{{media}{media_extra}}}'
+    parts = [head, sid, body] if sid_first else [head, body, sid]
+    return ",".join(part for part in parts if part) + extra + "}"
+
+
+def quoted(text: str) -> str:
+    return f'"{text}"'
+
+
+plain_texts = st.text(
+    st.characters(codec="utf-8", exclude_characters='"\\').filter(lambda c: c >= " "),
+    max_size=12,
+)
+FIELDS: dict[str, tuple[st.SearchStrategy[str], st.SearchStrategy[str]]] = {
+    # field: (texts the shortcut may take, texts it must leave to the general path or get right)
+    "sequenceNumber": (
+        st.integers(0, 10**18 - 1).map(str) | st.from_regex(r"0{1,3}[0-9]{0,15}", fullmatch=True),
+        st.sampled_from(["", "-1", "1.5", "1e3", " 1", "\u0661", "9" * 19, "1" * 19, "9" * 30])
+        | st.integers(10**18, 10**20).map(str),
+    ),
+    "streamSid": (
+        plain_texts,
+        st.text(alphabet='MZ0"\\/\x00\x1f\x7f \u2028é\ud800', max_size=8)
+        | st.sampled_from(["\\u004dZ", 'a\\"b', "\\\\", "\\n"]),
+    ),
+    "payload": (
+        st.binary(max_size=200).map(lambda data: base64.b64encode(data).decode()),
+        st.text(alphabet="AQgw+/=", max_size=12)
+        | st.text(alphabet='ABCabc019+/=\\"\n é-_', max_size=12)
+        | st.sampled_from(["AAAA====", "AAAA=", "AA==", "A===", "AB\\/C", "AAA\\u0041", "\\"]),
+    ),
+}
+FIELDS["track"] = FIELDS["streamSid"]
+FIELDS["chunk"] = FIELDS["timestamp"] = FIELDS["sequenceNumber"]
+FIELD_KINDS = st.sampled_from(["plain"] * 24 + ["missing", "not a string", "odd", "odd"])
+NOT_A_STRING = st.sampled_from(["5", "null", "true", "[]", "{}", '"\\u0031"'])
+
+
+@FUZZ
+@given(
+    data=st.data(),
+    sid_first=st.booleans(),
+    extra=st.sampled_from([""] * 8 + [',"streamSid":"MZ9"', ',"x":1', " ", ',"streamSid":1']),
+    media_extra=st.sampled_from([""] * 8 + [',"payload":"AAAA"', ',"track":"x"', ',"y":null']),
+    max_payload_bytes=st.sampled_from([16000] * 4 + [0, 1, 3, 160]),
+)
+def test_shortcut_agrees_with_the_general_path(
+    data: st.DataObject, sid_first: bool, extra: str, media_extra: str, max_payload_bytes: int
+) -> None:
+    """Messages close to Twilio's: each field usually plain, now and then odd or missing."""
+    fields: dict[str, str] = {}
+    for name, (plain, odd) in FIELDS.items():
+        match data.draw(FIELD_KINDS, label=f"{name} kind"):
+            case "missing":
+                continue
+            case "not a string":
+                fields[name] = data.draw(NOT_A_STRING, label=name)
+            case "odd":
+                fields[name] = quoted(data.draw(odd, label=name))
+            case _:
+                fields[name] = quoted(data.draw(plain, label=name))
+    message = compact_media(fields, sid_first=sid_first, extra=extra, media_extra=media_extra)
+    assert_paths_agree(message, max_payload_bytes)
+
+
+@FUZZ
+@given(st.sampled_from([MEDIA, TWILIO_MEDIA]), st.data())
+def test_shortcut_agrees_on_mutated_media_text(message: str, data: st.DataObject) -> None:
+    """Any character of a compact media message replaced, deleted or doubled."""
+    text = message
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(0, len(text) - 1))
+        how = data.draw(st.sampled_from(["replace", "delete", "double"]))
+        if how == "replace":
+            text = text[:i] + data.draw(st.characters(codec="utf-8")) + text[i + 1 :]
+        elif how == "delete":
+            text = text[:i] + text[i + 1 :]
+        else:
+            text = text[:i] + text[i] + text[i:]
+    assert_paths_agree(text)
+    assert_paths_agree(text, 160)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        MEDIA.replace('"streamSid":"MZ123",', '"streamSid":"MZ1","streamSid":"MZ123",'),
+        TWILIO_MEDIA.replace("}}", '},"streamSid":"MZ0"}').replace('"3",', '"3","streamSid":"MZ",'),
+        MEDIA.replace('"MZ123"', '"MZ\\u0031"'),
+        MEDIA.replace('"inbound"', '"in\\tbound"'),
+        MEDIA.replace(FRAME_B64[:4], FRAME_B64[:2] + "\\/" + FRAME_B64[3]),
+        MEDIA.replace(FRAME_B64, "AAAA===="),
+        MEDIA.replace(FRAME_B64, "AAAA="),
+        MEDIA.replace(FRAME_B64, "AA\nAA=="),
+        MEDIA.replace('"3"', '"' + "9" * 19 + '"'),
+        MEDIA.replace('"3"', '"' + "1" * 19 + '"'),
+        MEDIA.replace('"3"', '"' + "9" * 20 + '"'),
+        MEDIA.replace('"3"', '"00000000000000000003"'),
+        MEDIA.replace('"MZ123"', '"MZ\x01"'),
+        MEDIA.replace('"MZ123"', '"MZ\x7f\u2028\ud800é"'),
+        MEDIA.replace('"track":"inbound",', ""),
+        MEDIA.replace("}}", "} }"),
+        MEDIA + "\n",
+    ],
+)
+def test_shortcut_corner_cases(message: str) -> None:
+    assert_paths_agree(message)
+    assert_paths_agree(message, 160)
+    assert_paths_agree(message, 159)
+
+
+def test_shortcut_keeps_the_payload_limit() -> None:
+    for size in range(14):
+        message = MEDIA.replace(FRAME_B64, base64.b64encode(bytes(size)).decode())
+        for limit in range(14):
+            assert (assert_paths_agree(message, limit) is not None) == (size <= limit)
+
+
+def test_shortcut_takes_only_what_it_can_read_alone() -> None:
+    fast = twilio_module._parse_media_fast
+    assert fast(MEDIA.replace('"MZ123"', '"MZ\\u0031"'), 16000) is None  # an escape
+    assert fast(MEDIA.replace('"3"', '"' + "1" * 19 + '"'), 16000) is None  # 19 digits
+    assert fast(MEDIA.replace('"track":"inbound",', ""), 16000) is None  # default track
+    assert fast(MEDIA, 159) is None  # over the limit: the general path says why
+    assert parse_event(MEDIA.replace('"MZ123"', '"MZ\\u0031"')) == Media(
+        3, "MZ1", "inbound", 1, 5, FRAME
+    )
+
+
+@given(ints, sids, sids, ints, ints, st.binary(max_size=40))
+def test_quick_media_constructor_makes_the_same_event(
+    sequence_number: int, stream_sid: str, track: str, chunk: int, timestamp: int, payload: bytes
+) -> None:
+    args = (sequence_number, stream_sid, track, chunk, timestamp, payload)
+    quick = twilio_module._new_media(*args)
+    assert type(quick) is Media
+    assert quick == Media(*args)
+    assert hash(quick) == hash(Media(*args))
+    assert repr(quick) == repr(Media(*args))
+    with pytest.raises(AttributeError):
+        quick.track = "x"  # type: ignore[misc]
