@@ -8,9 +8,11 @@ calls it over a real websocket with Twilio's JSON, as Twilio would: one 20 ms μ
 playback model that echoes marks when their audio has played and honours ``clear``
 (:class:`phoneactors.testing.FakeTwilio`).
 
-* **voice-to-voice**: the caller's last voiced frame sent → the bot's first audio frame
-  received. Includes the end-of-speech wait. The server's own per-turn breakdown (its log
-  line ``turn: total=… end_of_speech=… stt=… reply=… tts=… send=…``) is summarised too.
+* **voice-to-voice**: the caller's last voiced frame sent → the bot's first *voiced* audio
+  frame received (what the caller hears; a frame of the TTS engine's leading silence does not
+  count), and → the bot's first audio frame of any kind. Includes the end-of-speech wait.
+  The server's own per-turn breakdown (its log line
+  ``turn: total=… end_of_speech=… stt=… reply=… tts=… send=…``) is summarised too.
 * **barge-in**: the first frame of an interruption sent → ``clear`` received; and the audio of
   the interrupted reply that arrived after the ``clear`` (must be 0).
 """
@@ -24,7 +26,7 @@ import numpy as np
 import trio
 from harness import machine, running_server, summary_row
 
-from phoneactors.audio import FRAME_SAMPLES, PCM
+from phoneactors.audio import FRAME_SAMPLES, PCM, ulaw_decode
 from phoneactors.engines.hibari import HibariTTS
 from phoneactors.testing import FakeTwilio, open_twilio_stream
 from phoneactors.twilio import SendMedia
@@ -46,7 +48,7 @@ LONG = (
 INTERRUPTIONS = ["Stop, stop.", "Wait a second.", "No, that is not what I meant."]
 
 
-def trim(audio: PCM, threshold: float = 300.0) -> PCM:
+def trim(audio: PCM, threshold: float = 300.0) -> PCM:  # VOICED_RMS
     """Cut leading and trailing quiet frames, so the last frame sent is a voiced one."""
     frames = len(audio) // FRAME_SAMPLES
     rms = [
@@ -57,15 +59,38 @@ def trim(audio: PCM, threshold: float = 300.0) -> PCM:
     return audio[voiced[0] * FRAME_SAMPLES : (voiced[-1] + 1) * FRAME_SAMPLES]
 
 
-async def one_turn(fake: FakeTwilio, audio: PCM) -> float:
-    """Say ``audio``; seconds from its last frame sent to the bot's first audio received."""
+VOICED_RMS = 300.0
+"""A 20 ms frame louder than this (int16 RMS, about -40 dBFS) is voiced, for caller and bot."""
+
+
+def voiced_at(audio: PCM) -> float | None:
+    """Seconds into ``audio`` where its first voiced 20 ms frame starts, if any."""
+    for i in range(len(audio) // FRAME_SAMPLES):
+        frame = audio[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES].astype(float)
+        if np.sqrt(np.mean(frame**2)) > VOICED_RMS:
+            return i * FRAME_SAMPLES / 8000
+    return None
+
+
+async def one_turn(fake: FakeTwilio, audio: PCM) -> tuple[float, float]:
+    """Say ``audio``; seconds from its last frame sent to the bot's first voiced audio
+    received, and to its first audio of any kind."""
     await fake.play(audio)
     last_voiced = trio.current_time()
     sent = len(fake.outbound)
     await fake.wait_for(lambda: any(isinstance(e, SendMedia) for _, e in fake.outbound[sent:]))
     first = next(t for t, e in fake.outbound[sent:] if isinstance(e, SendMedia))
     await fake.wait_for_bot_to_finish()
-    return first - last_voiced
+    voiced = None
+    for t, event in fake.outbound[sent:]:
+        if (
+            isinstance(event, SendMedia)
+            and (offset := voiced_at(ulaw_decode(event.payload))) is not None
+        ):
+            voiced = t + offset
+            break
+    assert voiced is not None, "the reply had no voiced audio"
+    return voiced - last_voiced, first - last_voiced
 
 
 async def one_barge_in(fake: FakeTwilio, long: PCM, interruption: PCM) -> tuple[float, float]:
@@ -84,27 +109,30 @@ async def one_barge_in(fake: FakeTwilio, long: PCM, interruption: PCM) -> tuple[
 
 async def measure(
     url: str, turns: int, barge_ins: int
-) -> tuple[list[float], list[float], list[float]]:
+) -> tuple[list[float], list[float], list[float], list[float]]:
     voice = HibariTTS(limiter=trio.CapacityLimiter(1), speed=0.95)
     await voice.load()
     questions = [trim(await voice.synthesize(q)) for q in QUESTIONS]
     long = trim(await voice.synthesize(LONG))
     interruptions = [trim(await voice.synthesize(t)) for t in INTERRUPTIONS]
     latencies: list[float] = []
+    any_audio: list[float] = []
     reactions: list[float] = []
     stale: list[float] = []
     async with open_twilio_stream(url) as fake:
         await fake.wait_for_bot_to_finish()  # the greeting
         await fake.silence(0.5)
         for i in range(turns):
-            latencies.append(await one_turn(fake, questions[i % len(questions)]) * 1000)
+            voiced, first = await one_turn(fake, questions[i % len(questions)])
+            latencies.append(voiced * 1000)
+            any_audio.append(first * 1000)
             await fake.silence(0.3)
         for i in range(barge_ins):
             reaction, late = await one_barge_in(fake, long, interruptions[i % len(interruptions)])
             reactions.append(reaction * 1000)
             stale.append(late * 1000)
             await fake.silence(0.3)
-    return latencies, reactions, stale
+    return latencies, any_audio, reactions, stale
 
 
 def main() -> None:
@@ -114,14 +142,17 @@ def main() -> None:
     parser.add_argument("server_args", nargs="*", help="options for python -m phoneactors")
     args = parser.parse_args()
     with running_server("--log-level", "INFO", *args.server_args) as server:
-        latencies, reactions, stale = trio.run(measure, server.ws_url, args.turns, args.barge_ins)
+        latencies, any_audio, reactions, stale = trio.run(
+            measure, server.ws_url, args.turns, args.barge_ins
+        )
         turns = [t for t in server.turn_lines() if "total" in t]
     print(f"machine: {machine()}")
     print(f"server: python -m phoneactors {' '.join(args.server_args)}".rstrip())
     print()
     print("| measure | median | p95 | min | max | n |")
     print("|---|---|---|---|---|---|")
-    print(summary_row("voice-to-voice (last voiced frame → first bot audio)", latencies))
+    print(summary_row("voice-to-voice (last voiced frame → first voiced bot audio)", latencies))
+    print(summary_row("  … → first bot audio frame, voiced or not", any_audio))
     for stage in ("end_of_speech", "stt", "reply", "tts", "send", "total"):
         values = [t[stage] for t in turns[: args.turns] if stage in t]
         print(summary_row(f"  server: {stage}", values))

@@ -30,7 +30,7 @@ from .messages import (
     TurnEvent,
     Utterance,
 )
-from .playback import Pacer, ReplyLedger
+from .playback import Pacer, ReplyLedger, trim_silence
 from .segmenter import (
     SegmenterSettings,
     SpeechBegan,
@@ -120,6 +120,7 @@ async def receive_twilio(
     warning; more than ``max_bad_messages`` of them end the call with :class:`ProtocolError`.
     """
     framer = Framer()
+    before_start = (twilio.Start, twilio.Connected)  # a tuple: no union built per message
     async with frames_out, turns_out:
         while True:
             try:
@@ -128,7 +129,7 @@ async def receive_twilio(
                 return "socket closed"
             try:
                 event = twilio.parse_event(message, max_payload_bytes=max_payload_bytes)
-                if isinstance(event, twilio.Start | twilio.Connected):
+                if isinstance(event, before_start):
                     raise ProtocolError(f"unexpected {type(event).__name__.lower()} after start")
                 if event.stream_sid != stream_sid:
                     raise ProtocolError(
@@ -328,10 +329,14 @@ async def speak_sentences(
     chunk_ms: int,
     time_limit: float,
     timing: TurnTiming | None = None,
+    leading_silence_ms: int | None = None,
+    trailing_silence_ms: int | None = None,
 ) -> None:
     """Synthesize each sentence and send it as paced μ-law chunks, a mark after each.
 
-    Raises :class:`EngineError` when the TTS engine fails or takes longer than ``time_limit``.
+    The engine's silence around each sentence is cut to ``leading_silence_ms`` before and
+    ``trailing_silence_ms`` after (``None``: kept). Raises :class:`EngineError` when the TTS
+    engine fails or takes longer than ``time_limit``.
     """
     chunk_bytes = SAMPLE_RATE * chunk_ms // 1000
     async with sentences_in, outbound:
@@ -343,6 +348,9 @@ async def speak_sentences(
                 raise EngineError(f"{tts.name} took longer than {time_limit:g} s") from None
             if timing is not None and timing.first_audio is None:
                 timing.first_audio = trio.current_time()
+            audio = trim_silence(
+                audio, leading_ms=leading_silence_ms, trailing_ms=trailing_silence_ms
+            )
             data = ulaw_encode(audio)
             count = max(1, -(-len(data) // chunk_bytes)) if data else 0
             for i in range(count):

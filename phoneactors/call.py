@@ -95,6 +95,11 @@ class CallSettings:
     """Most audio (seconds) sent ahead of real time, so a barge-in throws little away."""
     chunk_ms: int = 100
     """Audio per media message; a mark follows each, so *heard* is accurate to this."""
+    tts_leading_silence_ms: int | None = 20
+    """Most silence kept before each synthesized sentence (``None``: all the engine made).
+    Engines pad sentences with silence (hibari: ~300 ms) that callers hear as latency."""
+    tts_trailing_silence_ms: int | None = 200
+    """Most silence kept after each sentence: the pause between sentences (``None``: all)."""
     start_timeout: float = 10.0
     """Seconds to wait for Twilio's ``start`` message after the socket opens."""
     max_bad_messages: int = 50
@@ -110,6 +115,10 @@ class CallSettings:
             value = getattr(self, name)
             if not value > 0:
                 raise ConfigurationError(f"{name} must be positive, got {value}")
+        for name in ("tts_leading_silence_ms", "tts_trailing_silence_ms"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigurationError(f"{name} must be at least 0 (or None), got {value}")
         if not 20 <= self.chunk_ms <= 1000 or self.chunk_ms % 20:
             raise ConfigurationError(
                 f"chunk_ms must be a multiple of 20 between 20 and 1000, got {self.chunk_ms}"
@@ -529,6 +538,8 @@ class _Call:
                     chunk_ms=self.settings.chunk_ms,
                     time_limit=self.settings.tts_timeout,
                     timing=timing,
+                    leading_silence_ms=self.settings.tts_leading_silence_ms,
+                    trailing_silence_ms=self.settings.tts_trailing_silence_ms,
                 )
             )
 

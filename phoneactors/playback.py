@@ -7,17 +7,44 @@ and of the sentence it falls in, the same fraction of words as of audio.
 
 :class:`Pacer` keeps the audio queued at Twilio within a lead over real time: Twilio buffers
 minutes of audio, and whatever it holds when the caller barges in is audio we send ``clear`` for.
+
+:func:`trim_silence` cuts the digital silence that TTS engines put around a sentence (hibari:
+about 300 ms before and 400 ms after), which the caller would otherwise hear as latency and as
+long gaps between sentences.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
+import numpy as np
 import trio
 
+from .audio import PCM, SAMPLE_RATE
 from .conversation import Interruption
 
-__all__ = ["Pacer", "ReplyLedger"]
+__all__ = ["SILENCE_FLOOR", "Pacer", "ReplyLedger", "trim_silence"]
+
+SILENCE_FLOOR: Final = 16
+"""Samples at or below this magnitude (about -66 dBFS) count as silence when trimming: far below
+any breath or soft consonant, so only the engine's padding is cut."""
+
+
+def trim_silence(audio: PCM, *, leading_ms: int | None, trailing_ms: int | None) -> PCM:
+    """Keep at most ``leading_ms`` of silence before the first sound and ``trailing_ms`` after
+    the last (``None``: keep all of it). Audio that is silent throughout becomes empty."""
+    if leading_ms is None and trailing_ms is None:
+        return audio
+    loud = np.flatnonzero(np.abs(audio.astype(np.int32)) > SILENCE_FLOOR)
+    if len(loud) == 0:
+        return audio[:0]
+    start, end = 0, len(audio)
+    if leading_ms is not None:
+        start = max(0, int(loud[0]) - leading_ms * SAMPLE_RATE // 1000)
+    if trailing_ms is not None:
+        end = min(len(audio), int(loud[-1]) + 1 + trailing_ms * SAMPLE_RATE // 1000)
+    return audio[start:end]
 
 
 @dataclass(slots=True)

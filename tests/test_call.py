@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+import numpy as np
 import pytest
 import trio
 from trio.testing import MockClock
 
 from phoneactors import twilio
+from phoneactors.audio import PCM
 from phoneactors.call import CallSettings
 from phoneactors.conversation import Conversation, Interruption, Parrot, ReplyText
+from phoneactors.errors import ConfigurationError
 from phoneactors.segmenter import SegmenterSettings
-from phoneactors.testing import FakeSpeech, open_call, tone
+from phoneactors.sentences import split_sentences
+from phoneactors.testing import FakeSpeech, FakeTextToSpeech, open_call, tone
 from phoneactors.timing import TurnTiming
 
 # Every test here takes ``autojump_clock``: trio's MockClock(autojump_threshold=0), so no real
@@ -545,3 +549,37 @@ async def test_the_process_keeps_serving_after_every_fault(
         await fake.say("found")
         await fake.wait_for_bot_to_finish()
     assert speech.spoken[-1] == 'You said: "found"'
+
+
+class PaddedTts(FakeTextToSpeech):
+    """A TTS engine that pads every sentence with silence, as hibari does."""
+
+    async def synthesize(self, text: str) -> PCM:
+        audio = await super().synthesize(text)
+        return np.concatenate([np.zeros(2400, np.int16), audio, np.zeros(3200, np.int16)])
+
+
+@pytest.mark.parametrize(("leading", "trailing"), [(20, 200), (None, None), (0, 100)])
+async def test_silence_around_synthesized_sentences_is_trimmed(
+    autojump_clock: MockClock, leading: int | None, trailing: int | None
+) -> None:
+    speech = FakeSpeech()
+    speech.tts = PaddedTts()
+    settings = CallSettings(tts_leading_silence_ms=leading, tts_trailing_silence_ms=trailing)
+    _made, make = single(Recorder)
+    async with open_call(make, speech.engines(), speech=speech, settings=settings) as fake:
+        await fake.say("go")
+        await fake.wait_for_bot_to_finish()
+    played = np.concatenate([chunk.audio for chunk in fake.played])
+    sentences = split_sentences(LONG)
+    sound = sum(round(speech.tts.duration(s) * 8000) for s in sentences)
+    kept = (2400 if leading is None else leading * 8) + (3200 if trailing is None else trailing * 8)
+    # μ-law makes the tone's own zero crossings land a sample or two either way.
+    assert abs(len(played) - (sound + kept * len(sentences))) <= 8 * len(sentences)
+    loud = np.flatnonzero(np.abs(played.astype(np.int32)) > 16)
+    assert loud[0] <= (2400 if leading is None else leading * 8) + 2
+
+
+def test_call_settings_reject_negative_silence() -> None:
+    with pytest.raises(ConfigurationError, match="tts_leading_silence_ms must be at least 0"):
+        CallSettings(tts_leading_silence_ms=-1)

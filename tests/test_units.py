@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from phoneactors.audio import PCM, SAMPLE_RATE
 from phoneactors.errors import ConfigurationError
-from phoneactors.playback import ReplyLedger
+from phoneactors.playback import SILENCE_FLOOR, ReplyLedger, trim_silence
 from phoneactors.segmenter import (
     SegmenterSettings,
     SpeechBegan,
@@ -163,3 +164,48 @@ def test_all_played_is_set_by_the_final_echo() -> None:
     assert not ledger.all_played.is_set()
     ledger.mark_echoed(names[1])
     assert ledger.all_played.is_set()
+
+
+# -- trimming the silence around synthesized sentences ---------------------------------------
+
+
+def padded(before_ms: int, sound_ms: int, after_ms: int, level: int = 1000) -> PCM:
+    ms = SAMPLE_RATE // 1000
+    return np.concatenate(
+        [
+            np.zeros(before_ms * ms, dtype=np.int16),
+            np.full(sound_ms * ms, level, dtype=np.int16),
+            np.zeros(after_ms * ms, dtype=np.int16),
+        ]
+    )
+
+
+def test_trim_silence_keeps_at_most_the_given_silence_around_the_sound() -> None:
+    trimmed = trim_silence(padded(300, 500, 400), leading_ms=20, trailing_ms=200)
+    assert len(trimmed) == (20 + 500 + 200) * SAMPLE_RATE // 1000
+    assert np.all(trimmed[: 20 * SAMPLE_RATE // 1000] == 0)
+    assert trimmed[20 * SAMPLE_RATE // 1000] == 1000
+
+
+def test_trim_silence_never_adds_or_cuts_into_the_sound() -> None:
+    short = padded(10, 500, 50)
+    assert len(trim_silence(short, leading_ms=20, trailing_ms=200)) == len(short)
+    assert len(trim_silence(padded(0, 500, 0), leading_ms=0, trailing_ms=0)) == 500 * 8
+
+
+def test_trim_silence_keeps_quiet_sound_above_the_floor() -> None:
+    # A breath at -60 dBFS is sound, not padding.
+    quiet = padded(300, 200, 300, level=SILENCE_FLOOR + 1)
+    assert len(trim_silence(quiet, leading_ms=0, trailing_ms=0)) == 200 * 8
+
+
+def test_trim_silence_none_keeps_that_side() -> None:
+    audio = padded(300, 500, 400)
+    assert len(trim_silence(audio, leading_ms=None, trailing_ms=0)) == (300 + 500) * 8
+    assert len(trim_silence(audio, leading_ms=0, trailing_ms=None)) == (500 + 400) * 8
+    assert trim_silence(audio, leading_ms=None, trailing_ms=None) is audio
+
+
+def test_trim_silence_of_silence_is_empty() -> None:
+    assert len(trim_silence(np.zeros(8000, dtype=np.int16), leading_ms=20, trailing_ms=200)) == 0
+    assert len(trim_silence(np.zeros(0, dtype=np.int16), leading_ms=20, trailing_ms=200)) == 0
