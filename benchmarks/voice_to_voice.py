@@ -48,7 +48,11 @@ LONG = (
 INTERRUPTIONS = ["Stop, stop.", "Wait a second.", "No, that is not what I meant."]
 
 
-def trim(audio: PCM, threshold: float = 300.0) -> PCM:  # VOICED_RMS
+VOICED_RMS = 300.0
+"""A 20 ms frame louder than this (int16 RMS, about -40 dBFS) is voiced, for caller and bot."""
+
+
+def trim(audio: PCM, threshold: float = VOICED_RMS) -> PCM:
     """Cut leading and trailing quiet frames, so the last frame sent is a voiced one."""
     frames = len(audio) // FRAME_SAMPLES
     rms = [
@@ -57,10 +61,6 @@ def trim(audio: PCM, threshold: float = 300.0) -> PCM:  # VOICED_RMS
     ]
     voiced = [i for i, r in enumerate(rms) if r > threshold]
     return audio[voiced[0] * FRAME_SAMPLES : (voiced[-1] + 1) * FRAME_SAMPLES]
-
-
-VOICED_RMS = 300.0
-"""A 20 ms frame louder than this (int16 RMS, about -40 dBFS) is voiced, for caller and bot."""
 
 
 def voiced_at(audio: PCM) -> float | None:
@@ -81,14 +81,18 @@ async def one_turn(fake: FakeTwilio, audio: PCM) -> tuple[float, float]:
     await fake.wait_for(lambda: any(isinstance(e, SendMedia) for _, e in fake.outbound[sent:]))
     first = next(t for t, e in fake.outbound[sent:] if isinstance(e, SendMedia))
     await fake.wait_for_bot_to_finish()
-    voiced = None
-    for t, event in fake.outbound[sent:]:
-        if (
-            isinstance(event, SendMedia)
-            and (offset := voiced_at(ulaw_decode(event.payload))) is not None
-        ):
-            voiced = t + offset
+    # The reply plays from its first frame on, without gaps; chunks after the first arrive
+    # ahead of their time (the pacer keeps a lead), so count audio, not arrival times.
+    voiced, played = None, 0.0
+    for _, event in fake.outbound[sent:]:
+        if not isinstance(event, SendMedia):
+            continue
+        audio = ulaw_decode(event.payload)
+        offset = voiced_at(audio)
+        if offset is not None:
+            voiced = first + played + offset
             break
+        played += len(audio) / 8000
     assert voiced is not None, "the reply had no voiced audio"
     return voiced - last_voiced, first - last_voiced
 

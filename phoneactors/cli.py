@@ -153,6 +153,14 @@ OPTIONS: Final = (
         switch=True,
     ),
     _Option("--vad", "voice activity detector", "webrtc", engine_role="vad"),
+    _Option(
+        "--vad-min-rms",
+        "WebRTC VAD energy gate: frames with a lower RMS (int16) are never speech "
+        "(default 50, about -56 dBFS; 0: off)",
+        None,
+        float,
+        "RMS",
+    ),
     _Option("--stt", "speech-to-text engine", "faster-whisper", engine_role="stt"),
     _Option("--tts", "text-to-speech engine", "hibari", engine_role="tts"),
     _Option("--stt-model", "speech-to-text model name or path (engine default)", metavar="MODEL"),
@@ -418,8 +426,8 @@ def _build_engines(args: argparse.Namespace) -> Engines:
     # Looked up at call time (not imported at the top) so that tests can swap it for fakes.
     from .engines.registry import build_engines
 
-    # The remote engines' options and the STT window are passed only when given.
-    remote = ("stt_url", "tts_url", "tts_model", "remote_api_key_env", "stt_window")
+    # The remote engines' options, the STT window and the VAD gate are passed only when given.
+    remote = ("stt_url", "tts_url", "tts_model", "remote_api_key_env", "stt_window", "vad_min_rms")
     return build_engines(
         vad=args.vad,
         stt=args.stt,

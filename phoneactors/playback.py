@@ -33,7 +33,11 @@ any breath or soft consonant, so only the engine's padding is cut."""
 
 def trim_silence(audio: PCM, *, leading_ms: int | None, trailing_ms: int | None) -> PCM:
     """Keep at most ``leading_ms`` of silence before the first sound and ``trailing_ms`` after
-    the last (``None``: keep all of it). Audio that is silent throughout becomes empty."""
+    the last (``None``: keep all of it). Audio that is silent throughout becomes empty (a
+    sentence spoken as silence is then not sent at all). Raises ``ValueError`` for a negative
+    duration."""
+    if (leading_ms is not None and leading_ms < 0) or (trailing_ms is not None and trailing_ms < 0):
+        raise ValueError(f"silence to keep must be at least 0 ms, got {leading_ms}, {trailing_ms}")
     if leading_ms is None and trailing_ms is None:
         return audio
     loud = np.flatnonzero(np.abs(audio.astype(np.int32)) > SILENCE_FLOOR)

@@ -144,6 +144,8 @@ class EnergyVad:
     name = "energy"
 
     def __init__(self, threshold: float = 500.0) -> None:
+        if not threshold >= 0:
+            raise ValueError(f"threshold must be at least 0, got {threshold!r}")
         self.threshold = threshold
 
     async def load(self) -> None:

@@ -434,7 +434,8 @@ def _media_constructor() -> Callable[[int, str, str, int, int, bytes], Media]:
     A frozen dataclass's ``__init__`` goes through ``object.__setattr__`` once per field, about
     a microsecond in all, a quarter of parsing a media message; the slots' own setters take half
     that. The setters come in the order of ``Media``'s arguments, and unpacking them into six
-    names fails at import if :class:`Media` gains or loses a field.
+    names fails at import if :class:`Media` gains or loses a field. It runs no
+    ``__post_init__``: give :class:`Media` one, and this must go.
     """
     new = object.__new__
     set_sequence_number, set_stream_sid, set_track, set_chunk, set_timestamp, set_payload = (

@@ -53,6 +53,7 @@ def number_words(n: int) -> str:
 
 
 def ordinal_words(n: int) -> str:
+    """English ordinal words for a non-negative integer (12 -> "twelfth", 21 -> "twenty first")."""
     *head, last = number_words(n).split()
     if last in _IRREGULAR_ORDINALS:
         last = _IRREGULAR_ORDINALS[last]

@@ -184,9 +184,11 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> FakeModels:
             if text is None:
                 text = "".join(state.transcript)
             ids = whisper_tokenizer().encode(text, add_special_tokens=False).ids
+            # CTranslate2's Whisper generates at most this many tokens (models/whisper.cc).
+            most = min(options["max_length"] // 2, options["max_length"] - (len(prompts[0]) - 1))
             return [
                 SimpleNamespace(
-                    sequences_ids=[ids[: options["max_length"] - len(prompts[0])]],
+                    sequences_ids=[ids[:most]],
                     scores=[state.window_score],
                     no_speech_prob=state.no_speech_prob,
                 )
@@ -332,6 +334,15 @@ def test_build_engines_stt_window(ggml_file: Path) -> None:
         build_engines(stt_window=45)
     with pytest.raises(ConfigurationError, match="stt_window is only used by the 'faster-whisper'"):
         build_engines(stt="whisper.cpp", stt_model=str(ggml_file), stt_window=8)
+
+
+def test_build_engines_vad_min_rms() -> None:
+    assert isinstance(vad := build_engines().vad, WebRtcVad)
+    assert vad.min_rms == DEFAULT_MIN_RMS
+    assert isinstance(vad := build_engines(vad_min_rms=0).vad, WebRtcVad)
+    assert vad.min_rms == 0
+    with pytest.raises(ConfigurationError, match="vad_min_rms is only used by the 'webrtc'"):
+        build_engines(vad="silero", vad_min_rms=10)
 
 
 def test_build_engines_rejects_zero_threads() -> None:
@@ -667,6 +678,27 @@ async def test_faster_whisper_decodes_a_looping_window_again_in_the_full_window(
     assert text == "Hello there."  # what the full-window transcription said
     assert "without_timestamps" in fakes.options[-1]
     assert stt.window_fallbacks == fallbacks + 1
+
+
+async def test_faster_whisper_keeps_a_long_transcript_within_the_token_cap(
+    fakes: FakeModels, model_dir: Path
+) -> None:
+    """Four seconds of fast speech: 41 tokens, under the cap of 10 + 10 a second, so it is kept
+    (CTranslate2 generates only half of ``max_length``: the cap must allow for that)."""
+    stt = FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1))
+    answer = (
+        " I was charged twice for the same order last week, and I would like a refund for the"
+        " second charge as soon as possible, because my rent is due on Friday and I really"
+        " cannot wait much longer."
+    )
+    assert len(whisper_tokenizer().encode(answer, add_special_tokens=False).ids) == 41
+    with trio.fail_after(5):
+        await stt.load()
+        fakes.window_transcript = answer
+        text = await stt.transcribe(np.zeros(4 * SAMPLE_RATE, dtype=np.int16))
+    assert text == answer.strip()
+    assert stt.window_fallbacks == 0
+    assert fakes.options[-1]["max_length"] == 2 * (10 + 40)
 
 
 async def test_faster_whisper_window_decode_of_no_speech_is_empty(

@@ -194,7 +194,7 @@ def test_trim_silence_never_adds_or_cuts_into_the_sound() -> None:
 
 
 def test_trim_silence_keeps_quiet_sound_above_the_floor() -> None:
-    # A breath at -60 dBFS is sound, not padding.
+    # Sound just above the floor (about -66 dBFS) is sound, not padding.
     quiet = padded(300, 200, 300, level=SILENCE_FLOOR + 1)
     assert len(trim_silence(quiet, leading_ms=0, trailing_ms=0)) == 200 * 8
 
@@ -209,3 +209,8 @@ def test_trim_silence_none_keeps_that_side() -> None:
 def test_trim_silence_of_silence_is_empty() -> None:
     assert len(trim_silence(np.zeros(8000, dtype=np.int16), leading_ms=20, trailing_ms=200)) == 0
     assert len(trim_silence(np.zeros(0, dtype=np.int16), leading_ms=20, trailing_ms=200)) == 0
+
+
+def test_trim_silence_rejects_negative_durations() -> None:
+    with pytest.raises(ValueError, match="at least 0 ms"):
+        trim_silence(padded(10, 10, 10), leading_ms=-1, trailing_ms=0)

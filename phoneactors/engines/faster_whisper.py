@@ -46,6 +46,9 @@ TOKENS_PER_SECOND_CAP: Final = 10.0
 """Decoding stops after this many tokens per second of audio (plus a margin): faster than any
 speaker. A transcript that reaches the cap is a loop, and is decoded again in the full window."""
 _TOKEN_MARGIN: Final = 10
+"""Tokens allowed on top of the per-second cap, for very short utterances."""
+_MAX_TOKENS: Final = 224
+"""Whisper's decoder holds 448 positions; faster-whisper, too, generates at most half of them."""
 LOOP_COMPRESSION_RATIO: Final = 2.4
 """Whisper's own repetition test: text that zlib compresses more than this is a loop."""
 _NO_SPEECH_PROB: Final = 0.6
@@ -239,7 +242,7 @@ class FasterWhisperSTT:
 
     # -- worker-thread side ---------------------------------------------------------------
 
-    def _load_sync(self) -> Any:
+    def _load_sync(self) -> _Loaded:
         import faster_whisper
 
         path = self.model
@@ -323,26 +326,28 @@ class FasterWhisperSTT:
         window = np.zeros((1, features.shape[0], frames), dtype=np.float32)
         window[0, :, : features.shape[-1]] = features
         encoded = whisper.model.encode(ctranslate2.StorageView.from_array(window), to_cpu=False)
-        max_length = len(prompt.tokens) + _TOKEN_MARGIN + math.ceil(seconds * TOKENS_PER_SECOND_CAP)
+        cap = min(_MAX_TOKENS, _TOKEN_MARGIN + math.ceil(seconds * TOKENS_PER_SECOND_CAP))
         (result,) = whisper.model.generate(
             encoded,
             [list(prompt.tokens)],
             beam_size=self.beam_size,
-            max_length=max_length,
+            # CTranslate2 generates at most max_length // 2 tokens for Whisper (its decoder's
+            # 448 positions hold the prompt and the text): ask for twice the cap.
+            max_length=2 * cap,
             suppress_blank=True,
             suppress_tokens=list(prompt.suppress),
             return_scores=True,
             return_no_speech_prob=True,
         )
-        tokens = [token for token in result.sequences_ids[0] if token < prompt.first_timestamp]
-        if len(prompt.tokens) + len(result.sequences_ids[0]) >= max_length:
-            return None  # no end-of-text within a plausible length: a loop
+        generated = result.sequences_ids[0]
+        tokens = [token for token in generated if token < prompt.first_timestamp]
         text = str(prompt.decode(tokens)).strip()
-        if _compression_ratio(text) > LOOP_COMPRESSION_RATIO:
-            return None
-        average_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        # Silence first, as faster-whisper does: a made-up loop over silence is still silence.
+        average_logprob = result.scores[0] * len(generated) / (len(generated) + 1)
         if result.no_speech_prob > _NO_SPEECH_PROB and average_logprob < _NO_SPEECH_LOGPROB:
             return ""
+        if len(generated) >= cap or _compression_ratio(text) > LOOP_COMPRESSION_RATIO:
+            return None  # no end of text within a plausible length, or a repeating one: a loop
         return text if any(char.isalnum() for char in text) else ""
 
     def _transcribe_full(self, whisper: Any, samples: npt.NDArray[np.float32]) -> str:

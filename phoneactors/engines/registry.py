@@ -70,6 +70,7 @@ def build_engines(
     tts_model: str | None = None,
     remote_api_key_env: str | None = None,
     stt_window: float | None = None,
+    vad_min_rms: float | None = None,
 ) -> Engines:
     """Construct (but do not load) the three engines, sharing one inference limiter.
 
@@ -84,6 +85,8 @@ def build_engines(
     it is off by default and nothing is ever fetched without it. ``stt_window`` is the
     ``faster-whisper`` encoder window in seconds (``None``: its default, 15; 30: Whisper's full
     window, slower and slightly more accurate; see :class:`~.faster_whisper.FasterWhisperSTT`).
+    ``vad_min_rms`` is the ``webrtc`` VAD's energy gate (``None``: its default; 0: off; see
+    :class:`~.webrtc.WebRtcVad`).
 
     The ``openai`` engines send audio to an OpenAI-compatible speech server: ``stt_url`` and
     ``tts_url`` are its root (or ``/v1``) URL, required by them and refused by the others;
@@ -105,15 +108,16 @@ def build_engines(
     _check_unused("tts_url", tts_url, "tts", tts, "openai")
     _check_unused("tts_model", tts_model, "tts", tts, "openai")
     _check_unused("stt_window", stt_window, "stt", stt, "faster-whisper")
+    _check_unused("vad_min_rms", vad_min_rms, "vad", vad, "webrtc")
     limiter = trio.CapacityLimiter(threads if threads is not None else default_thread_count())
     remote = "openai" in (stt, tts)
     api_key = _api_key(remote_api_key_env) if remote else None
 
     vad_engine: VoiceActivityEngine
     if vad == "webrtc":
-        from .webrtc import WebRtcVad
+        from .webrtc import DEFAULT_MIN_RMS, WebRtcVad
 
-        vad_engine = WebRtcVad()
+        vad_engine = WebRtcVad(min_rms=DEFAULT_MIN_RMS if vad_min_rms is None else vad_min_rms)
     else:
         from .silero import SileroVad
 
