@@ -536,37 +536,41 @@ async def _serve_until_signalled(
 
     shutdown = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
+        try:
+            async with trio.open_nursery() as nursery:
 
-            async def run_server(task_status: trio.TaskStatus[tuple[str, int]]) -> None:
-                await serve(
-                    conversation,
-                    engines,
-                    config,
-                    task_status=task_status,
-                    shutdown_trigger=shutdown.wait,
+                async def run_server(task_status: trio.TaskStatus[tuple[str, int]]) -> None:
+                    await serve(
+                        conversation,
+                        engines,
+                        config,
+                        task_status=task_status,
+                        shutdown_trigger=shutdown.wait,
+                    )
+                    nursery.cancel_scope.cancel()
+
+                async def watch_signals() -> None:
+                    async for signum in signals:
+                        name = signal.Signals(signum).name
+                        if not shutdown.is_set():
+                            logger.info(
+                                "%s: shutting down (send it again to end calls in progress now)",
+                                name,
+                            )
+                            shutdown.set()
+                        else:
+                            logger.warning("%s again: ending calls in progress now", name)
+                            nursery.cancel_scope.cancel()
+
+                nursery.start_soon(watch_signals)
+                host, port = await nursery.start(run_server)
+                await engines.ready.wait()
+                print(
+                    f"{PROG} listening on {_http_url(host, port)} (webhook POST /, stream /stream)",
+                    flush=True,
                 )
-                nursery.cancel_scope.cancel()
-
-            async def watch_signals() -> None:
-                async for signum in signals:
-                    name = signal.Signals(signum).name
-                    if not shutdown.is_set():
-                        logger.info(
-                            "%s: shutting down (send it again to end calls in progress now)", name
-                        )
-                        shutdown.set()
-                    else:
-                        logger.warning("%s again: ending calls in progress now", name)
-                        nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch_signals)
-            host, port = await nursery.start(run_server)
-            await engines.ready.wait()
-            print(
-                f"{PROG} listening on {_http_url(host, port)} (webhook POST /, stream /stream)",
-                flush=True,
-            )
+        finally:
+            await engines.aclose()  # the remote engines' connection pools
 
 
 # --------------------------------------------------------------------------------------------
@@ -675,6 +679,12 @@ def _simulate_command(argv: Sequence[str]) -> int:
     from .simulate import simulate
 
     async def run() -> None:
+        try:
+            await simulate_with(engines)
+        finally:
+            await engines.aclose()
+
+    async def simulate_with(engines: Engines) -> None:
         names = f"vad={engines.vad.name}, stt={engines.stt.name}, tts={engines.tts.name}"
         print(f"{PROG} simulate: {conversation.__name__} ({names})", flush=True)
         started = trio.current_time()

@@ -256,11 +256,19 @@ class Builder:
         return self.engines
 
 
+class ClosingTts(FakeTextToSpeech):
+    """A TTS engine with something to release at shutdown, as the remote engines have."""
+
+    def __init__(self) -> None:
+        super().__init__(delay=0.0, seconds_per_char=0.005)
+        self.closed = 0
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
 def fake_engines() -> Engines:
-    return FakeSpeech(
-        stt=FakeSpeechToText(delay=0.01),
-        tts=FakeTextToSpeech(delay=0.0, seconds_per_char=0.005),
-    ).engines()
+    return FakeSpeech(stt=FakeSpeechToText(delay=0.01), tts=ClosingTts()).engines()
 
 
 @pytest.fixture
@@ -324,9 +332,13 @@ def test_main_serves_until_a_signal_then_exits_0(
     stdout: Callable[[Callable[[int], None]], Stdout],
 ) -> None:
     fake = builder(fake_engines())
+    assert isinstance(fake.engines, Engines)
+    tts = fake.engines.tts
+    assert isinstance(tts, ClosingTts)
     seen: dict[str, Any] = {}
 
     def operator(port: int) -> None:
+        assert tts.closed == 0
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
             seen["health"] = client.get("/healthz").json()
             seen["twiml"] = client.post("/", data={"From": "+15550001111"}).text
@@ -339,6 +351,7 @@ def test_main_serves_until_a_signal_then_exits_0(
     assert LISTENING.fullmatch(out.getvalue()), out.getvalue()
     assert seen["health"] == {"status": "ok", "active_calls": 0}
     assert "<Connect><Stream" in seen["twiml"]
+    assert tts.closed == 1  # the engines were closed on the way out
     assert fake.calls == [
         {
             "vad": "webrtc",

@@ -25,10 +25,12 @@ from typing import Any
 import numpy as np
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from phoneactors.audio import FRAME_SAMPLES, PCM, SAMPLE_RATE, Framer, ulaw_decode, ulaw_encode
 from phoneactors.engines.base import (
+    Engines,
     SpeechToText,
     TextToSpeech,
     VoiceActivityDetector,
@@ -1001,3 +1003,22 @@ async def test_webrtc_gate_ends_speech_with_the_sound(real_engines: RealEngines)
 
     assert hangover(WebRtcVad(min_rms=0).new_detector()) >= 2  # why the gate exists
     assert hangover(WebRtcVad().new_detector()) <= 0
+
+
+async def test_engines_aclose_closes_each_engine_once_even_when_cancelled() -> None:
+    closed: list[str] = []
+
+    class Closing:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def aclose(self) -> None:
+            await trio.lowlevel.checkpoint()  # must survive the cancellation below
+            closed.append(self.name)
+
+    both = Closing("stt+tts")
+    engines = Engines(vad=WebRtcVad(), stt=both, tts=both)  # type: ignore[arg-type]
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await engines.aclose()
+    assert closed == ["stt+tts"]  # the same object once; the VAD has nothing to close

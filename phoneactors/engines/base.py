@@ -153,3 +153,16 @@ class Engines:
         await self.stt.load()
         await self.tts.load()
         self.ready.set()
+
+    async def aclose(self) -> None:
+        """Release what the engines hold beyond memory (the remote engines' connection pools),
+        once each: every engine with an ``aclose`` coroutine method gets it awaited. Shielded
+        from cancellation, so it also runs when shutdown is a cancellation; idempotent."""
+        closed: list[object] = []
+        with trio.CancelScope(shield=True):
+            for engine in (self.vad, self.stt, self.tts):
+                close = getattr(engine, "aclose", None)
+                if close is None or any(engine is done for done in closed):
+                    continue
+                closed.append(engine)
+                await close()
