@@ -5,17 +5,19 @@ is given) against :class:`~phoneactors.testing.FakeTwilio` over an in-memory soc
 text is spoken by the caller: synthesized with a voice (by default the engines' own text-to-speech)
 and sent as 20 ms μ-law frames in (trio) real time. It prints the call as it happens::
 
-      0.09  bot: Hi! Say something and I will repeat it.
-      3.02  (caller speaking: hello there)
-      4.35  caller: Hello there.
-      4.37  bot: You said: "Hello there."
-      4.47  (latency 0.79 s: caller's last frame -> bot's first audio)
-      7.40  (call ended: caller hung up)
+      0.02  bot: Hi!
+      0.42  bot: Say something and I will repeat it.
+      3.54  (caller speaking: hello there)
+      4.93  caller: Hello there.
+      5.06  bot: You said: "Hello there."
+      5.16  (latency 0.48 s: caller's last frame -> bot's first audio)
+      7.27  (call ended: caller hung up)
 
 Times are seconds since the call connected. ``caller:`` is what the speech-to-text engine heard,
 ``bot:`` each sentence as it is synthesized (just before it plays). The latency of a turn runs
-from the caller's last frame of speech to the first bot audio played after it, from the fake
-Twilio's records; it includes the end-of-speech silence the VAD waits for.
+from the caller's last frame of speech (the voice's own trailing silence is not sent) to the
+first bot audio played after it, from the fake Twilio's records; it includes the end-of-speech
+silence the VAD waits for.
 
 Lines
 -----

@@ -37,6 +37,7 @@ from .call import CallResult, CallSettings, run_call
 from .conversation import Conversation
 from .engines import Engines, TextToSpeech
 from .errors import EngineError, SocketClosed
+from .playback import trim_silence
 from .records import CallObserver
 from .transport import CallSocket
 from .wer import word_error_rate
@@ -361,10 +362,12 @@ class FakeTwilio:
 
     async def say(self, text: str, *, wait: bool = True) -> None:
         """Speak ``text`` as the caller (through :attr:`voice`); with ``wait``, return once the
-        last frame of it has been sent."""
+        last frame of it has been sent. The silence a TTS voice puts after the words is cut:
+        the caller has stopped talking when the voice stops, and silence frames follow anyway."""
         if self.voice is None:
             raise RuntimeError("FakeTwilio needs a voice (a TextToSpeech) to say text")
-        await self.play(await self.voice.synthesize(text), wait=wait)
+        audio = await self.voice.synthesize(text)
+        await self.play(trim_silence(audio, leading_ms=None, trailing_ms=0), wait=wait)
 
     async def play(self, audio: PCM, *, wait: bool = True) -> None:
         """Send raw 8 kHz int16 audio as the caller, after whatever is queued."""
