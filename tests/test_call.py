@@ -583,3 +583,27 @@ async def test_silence_around_synthesized_sentences_is_trimmed(
 def test_call_settings_reject_negative_silence() -> None:
     with pytest.raises(ConfigurationError, match="tts_leading_silence_ms must be at least 0"):
         CallSettings(tts_leading_silence_ms=-1)
+
+
+async def test_heard_text_follows_the_marks_when_silence_is_trimmed(
+    autojump_clock: MockClock,
+) -> None:
+    """Marks and heard text count the audio actually sent: the trimmed sentences."""
+    speech = FakeSpeech()
+    speech.tts = PaddedTts()
+    made, make = single(Recorder)
+    async with open_call(make, speech.engines(), speech=speech) as fake:
+        await fake.say("talk")
+        await fake.wait_for(lambda: bool(fake.played))
+        start = fake.played[0].start
+        first_sentence = "This is the first sentence of a long answer."
+        # 20 ms of lead-in, the sentence, 200 ms of pause, then a little of sentence two
+        await trio.sleep_until(start + 0.02 + speech.tts.duration(first_sentence) + 0.2 + 0.3)
+        await fake.play(tone(0.5), wait=False)
+        await fake.wait_for(lambda: bool(fake.clears))
+    conversation = made[0]
+    assert isinstance(conversation, Recorder)
+    [interruption] = conversation.interruptions
+    assert interruption.heard.startswith(first_sentence)
+    assert interruption.heard != first_sentence  # some words of sentence two
+    assert interruption.unheard.endswith("And finally a third one.")
