@@ -52,24 +52,22 @@ VOICED_RMS = 300.0
 """A 20 ms frame louder than this (int16 RMS, about -40 dBFS) is voiced, for caller and bot."""
 
 
-def trim(audio: PCM, threshold: float = VOICED_RMS) -> PCM:
+def frame_rms(audio: PCM) -> list[float]:
+    """The RMS of each whole 20 ms frame of ``audio``."""
+    frames = audio[: len(audio) // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+    return [float(r) for r in np.sqrt(np.mean(frames.astype(float) ** 2, axis=1))]
+
+
+def trim(audio: PCM) -> PCM:
     """Cut leading and trailing quiet frames, so the last frame sent is a voiced one."""
-    frames = len(audio) // FRAME_SAMPLES
-    rms = [
-        np.sqrt(np.mean(audio[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES].astype(float) ** 2))
-        for i in range(frames)
-    ]
-    voiced = [i for i, r in enumerate(rms) if r > threshold]
+    voiced = [i for i, r in enumerate(frame_rms(audio)) if r > VOICED_RMS]
     return audio[voiced[0] * FRAME_SAMPLES : (voiced[-1] + 1) * FRAME_SAMPLES]
 
 
 def voiced_at(audio: PCM) -> float | None:
     """Seconds into ``audio`` where its first voiced 20 ms frame starts, if any."""
-    for i in range(len(audio) // FRAME_SAMPLES):
-        frame = audio[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES].astype(float)
-        if np.sqrt(np.mean(frame**2)) > VOICED_RMS:
-            return i * FRAME_SAMPLES / 8000
-    return None
+    voiced = [i for i, r in enumerate(frame_rms(audio)) if r > VOICED_RMS]
+    return voiced[0] * FRAME_SAMPLES / 8000 if voiced else None
 
 
 async def one_turn(fake: FakeTwilio, audio: PCM) -> tuple[float, float]:

@@ -171,14 +171,26 @@ async def test_pacing_keeps_the_lead_within_bounds(
     assert max(gaps[1:]) < 0.03
 
 
-async def test_heard_text_follows_the_marks(autojump_clock: MockClock, speech: FakeSpeech) -> None:
+@pytest.mark.parametrize(
+    ("padded", "after_first_sentence"),
+    # With padded TTS audio, trimmed: 20 ms of lead-in and 200 ms of pause are sent as well.
+    [(False, 0.25), (True, 0.02 + 0.2 + 0.3)],
+    ids=["plain", "silence-trimmed"],
+)
+async def test_heard_text_follows_the_marks(
+    autojump_clock: MockClock, padded: bool, after_first_sentence: float
+) -> None:
+    """Marks and heard text count the audio actually sent (after trimming, when trimmed)."""
+    speech = FakeSpeech()
+    if padded:
+        speech.tts = PaddedTts()
     made, make = single(Recorder)
     async with open_call(make, speech.engines(), speech=speech) as fake:
         await fake.say("talk")
         await fake.wait_for(lambda: bool(fake.played))
         start = fake.played[0].start
         first_sentence = "This is the first sentence of a long answer."
-        await trio.sleep_until(start + speech.tts.duration(first_sentence) + 0.25)
+        await trio.sleep_until(start + speech.tts.duration(first_sentence) + after_first_sentence)
         await fake.play(tone(0.5), wait=False)
         await fake.wait_for(lambda: bool(fake.clears))
     conversation = made[0]
@@ -583,27 +595,3 @@ async def test_silence_around_synthesized_sentences_is_trimmed(
 def test_call_settings_reject_negative_silence() -> None:
     with pytest.raises(ConfigurationError, match="tts_leading_silence_ms must be at least 0"):
         CallSettings(tts_leading_silence_ms=-1)
-
-
-async def test_heard_text_follows_the_marks_when_silence_is_trimmed(
-    autojump_clock: MockClock,
-) -> None:
-    """Marks and heard text count the audio actually sent: the trimmed sentences."""
-    speech = FakeSpeech()
-    speech.tts = PaddedTts()
-    made, make = single(Recorder)
-    async with open_call(make, speech.engines(), speech=speech) as fake:
-        await fake.say("talk")
-        await fake.wait_for(lambda: bool(fake.played))
-        start = fake.played[0].start
-        first_sentence = "This is the first sentence of a long answer."
-        # 20 ms of lead-in, the sentence, 200 ms of pause, then a little of sentence two
-        await trio.sleep_until(start + 0.02 + speech.tts.duration(first_sentence) + 0.2 + 0.3)
-        await fake.play(tone(0.5), wait=False)
-        await fake.wait_for(lambda: bool(fake.clears))
-    conversation = made[0]
-    assert isinstance(conversation, Recorder)
-    [interruption] = conversation.interruptions
-    assert interruption.heard.startswith(first_sentence)
-    assert interruption.heard != first_sentence  # some words of sentence two
-    assert interruption.unheard.endswith("And finally a third one.")
