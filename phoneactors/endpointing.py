@@ -1,0 +1,760 @@
+"""Turn-taking from words: has the caller finished, and is this a backchannel or a barge-in?
+
+Pure and synchronous, no clocks and no event loop: text in, a decision out. The runtime
+transcribes the caller's audio early, at a short pause (about 200 ms of silence), and asks
+:func:`judge_turn` whether the words read like a finished turn: if they do, it answers after a
+short silence; if they trail off, it waits longer (1.5 to 2 s) for the caller to go on. While
+the bot is speaking, :func:`is_backchannel` tells a listener's "uh-huh" or "okay" (keep talking)
+from a real interruption ("no, wait"). These are the English defaults; a
+:class:`~phoneactors.Conversation` can replace either through its hooks.
+
+The input is what speech-to-text writes. Whisper punctuates and capitalises, writes numbers as
+digits ("555-1234", "7:30", "$20"), sometimes ends trailing-off speech with "...", and spells
+"uh-huh" many ways ("Uh-huh.", "Uh huh", "Mm-hmm.", "Mhm."); other engines write numbers as words
+("five five five") and may not punctuate at all. :func:`words` reduces both to the same lower-case
+words, and every rule below works on those words, using punctuation only as extra evidence.
+
+:func:`judge_turn` calls a turn **incomplete** when
+
+* it is only fillers ("Um.", "Hmm."): the caller is thinking;
+* the text ends in "...", "…", ",", ";", ":" or a dash: Whisper heard it trail off;
+* it ends in a number being read out and unfinished: two or more groups of digits with fewer
+  than ten digits in all ("555-12", "five five five"), or one group of three to nine digits
+  just after a word such as "number", "code", "account" or "is" ("My PIN is 1234"). A single
+  quantity ("a table for 2", "7:30", "$20", "two hundred"), a time or year in words ("seven
+  thirty", "nineteen eighty"), a local phone number ("555-1234") and ten or more digits read
+  complete;
+* its last word leaves something open: a conjunction ("and", "because", "if"), a preposition
+  ("for", "with", "to"), an article or possessive ("the", "my"), a filler ("um"), a contracted
+  auxiliary ("I'd", "it's"), an auxiliary after a noun ("My name is"), an inverted auxiliary
+  with no verb ("Can you"), or a verb still waiting for its object ("I'd like", "can I get");
+* each of those word rules knows the common ways the word ends a sentence after all and then
+  stays quiet: a particle ("hold on", "log in"), an ellipsis ("Yes, it is.", "I think you are.",
+  "I'd be happy to"), a stranded preposition in a question ("What is this for?", "Where are
+  you from", "That's what I was looking for"), "I think so", "not yet", "that one".
+
+Everything else **reads complete**. A final "." is no evidence either way (Whisper puts one on
+fragments too); a final "?" is taken as a question, which ends the turn unless its last word
+can never end one (an article, a filler, a number being read out, "I'd", "can I get"), or it is
+a yes/no question ending in a preposition it cannot strand ("Can I get a pizza with?": Whisper
+writes the caller's rising intonation as "?"), or it ends in a subordinating conjunction
+("Could you tell me if?").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
+
+__all__ = ["DEFAULT_BACKCHANNELS", "TurnJudgement", "is_backchannel", "judge_turn", "words"]
+
+
+# -- words -----------------------------------------------------------------------------------
+
+_APOSTROPHES: Final = str.maketrans(dict.fromkeys("\u2019\u2018\u02bc\u2032`", "'"))
+_TOKEN: Final = re.compile(
+    r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)"  # 1,250 (thousands, as Whisper writes amounts)
+    r"|\d+(?:[:.]\d+)+"  # 7:30, 2.5
+    r"|[^\W_]+(?:'[^\W_]+)*"  # words, digit groups, i'd, don't
+)
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text``, normalised: lower case, punctuation dropped.
+
+    Hyphens, slashes and every other mark split words ("uh-huh" -> ``["uh", "huh"]``,
+    "555-1234" -> ``["555", "1234"]``); apostrophes inside a word stay ("I'd" -> ``"i'd"``),
+    curly ones become straight, and ones at a word's edge go ("'cause" -> ``"cause"``).
+    Digits stay digits: a time or decimal is one word ("7:30", "2.5"), thousands separators go
+    ("1,250" -> ``"1250"``) and currency signs are dropped ("$20" -> ``"20"``). Empty or
+    punctuation-only text gives ``[]``.
+    """
+    tokens = _TOKEN.findall(text.translate(_APOSTROPHES).lower())
+    return [token.replace(",", "") if "," in token else token for token in tokens]
+
+
+# -- backchannels ----------------------------------------------------------------------------
+
+# fmt: off
+DEFAULT_BACKCHANNELS: Final[frozenset[str]] = frozenset({
+    # sounds of assent, in the spellings speech-to-text uses
+    "uh huh", "uh hum", "aha", "ah ha", "mm hmm", "mm hm", "mhm", "mhmm", "mmhmm", "um hmm",
+    "mm", "mmm", "hmm", "hm",
+    # yes and okay
+    "yeah", "yep", "yes", "yup", "ya", "yea", "yes sir", "yes ma'am", "uh yeah", "um yeah",
+    "okay", "ok", "kay", "okey dokey", "okie dokie", "uh okay", "um okay", "alright", "all right",
+    "right", "sure", "sure thing", "for sure", "fine",
+    # understanding and agreement
+    "i see", "got it", "gotcha", "i know", "i understand", "understood", "makes sense",
+    "make sense", "that makes sense", "fair enough", "of course", "exactly", "true", "indeed",
+    "absolutely", "definitely", "totally", "that's right", "that's true", "sounds good",
+    "perfect",
+    # reactions
+    "cool", "great", "nice", "good", "very good", "oh", "ah", "wow", "oh wow",
+})
+# fmt: on
+"""What a listener says to keep the speaker going, as :func:`words` normalises it, 1 to 3 words
+each. Repeats and runs of them are backchannels too ("Yeah, yeah.", "Oh, okay, I see."); "no",
+"wait", "stop", "what", "sorry", "uh-uh", "nope" and "hold on" are deliberately not here."""
+
+_DEFAULT_LONGEST: Final = max(len(phrase.split()) for phrase in DEFAULT_BACKCHANNELS)
+
+
+def is_backchannel(text: str, phrases: Collection[str] = DEFAULT_BACKCHANNELS) -> bool:
+    """True when every word of ``text`` belongs to a backchannel phrase from ``phrases``.
+
+    The words of ``text`` (see :func:`words`) must split, end to end, into phrases: "Uh-huh.",
+    "Yeah, yeah.", "Okay, I see." and "Mm-hmm. Yes." are backchannels; "No.", "Wait.",
+    "Uh-uh." (no) and "Yeah, but I already did that." are not, and neither is text without
+    words. ``phrases`` may be written any way ("Mm-hmm", "I SEE"): phrases other than
+    :data:`DEFAULT_BACKCHANNELS` are normalised with :func:`words` on each call, which costs a
+    couple of microseconds a phrase; phrases without words are ignored. A plain ``str`` for
+    ``phrases`` is a mistake (it would be read as single letters) and raises ``TypeError``.
+    """
+    if isinstance(phrases, str):
+        raise TypeError("phrases must be a collection of phrases, not one string")
+    tokens = words(text)
+    if not tokens:
+        return False
+    if phrases is DEFAULT_BACKCHANNELS:
+        known, longest = DEFAULT_BACKCHANNELS, _DEFAULT_LONGEST
+    else:
+        known = frozenset(normal for phrase in phrases if (normal := " ".join(words(phrase))))
+        longest = max((phrase.count(" ") + 1 for phrase in known), default=0)
+    # reachable[i]: the first i words split into phrases.
+    reachable = [True] + [False] * len(tokens)
+    for end in range(1, len(tokens) + 1):
+        reachable[end] = any(
+            reachable[end - size] and " ".join(tokens[end - size : end]) in known
+            for size in range(1, min(longest, end) + 1)
+        )
+    return reachable[-1]
+
+
+# -- the judgement ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TurnJudgement:
+    """Whether a transcript reads like a finished turn, and why (see :func:`judge_turn`)."""
+
+    complete: bool
+    """True: answer after a short silence. False: wait longer for the caller to go on."""
+    reason: str
+    """Short and human-readable, for logs: "reads complete", "ends in the preposition 'for'"."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    """A transcript and what the rules ask of it, worked out once."""
+
+    tokens: Sequence[str]
+    clause: Sequence[str]
+    """The words of the last clause (after the last ``. ? ! , ; :``), its opening discourse
+    words ("so", "okay", "hi", "um") dropped; all the words when there is no punctuation."""
+    asks: bool
+    """The text ends in "?"."""
+    answers: bool
+    """The turn opens with an answer word ("Yes", "No", "Sure", "Oh yeah")."""
+    amount: bool
+    """The text ends in a currency amount ("$20", "£4.50")."""
+    letter: bool
+    """The text ends in a capital "A" after other words: the letter ("Plan A."), not the
+    article, which Whisper writes in lower case there."""
+
+    @property
+    def last(self) -> str:
+        return self.tokens[-1]
+
+    @property
+    def previous(self) -> str:
+        """The word before the last ('' for a one-word turn)."""
+        return self.tokens[-2] if len(self.tokens) > 1 else ""
+
+
+# fmt: off
+_HESITATIONS: Final = frozenset({
+    "um", "umm", "uhm", "uh", "uhh", "er", "erm", "ah", "ahh", "eh", "hmm", "hmmm", "hm",
+})
+_ASSENT_PAIRS: Final = frozenset({("mm", "hmm"), ("mm", "hm"), ("um", "hmm"), ("um", "hm")})
+"""Two sounds that together mean yes: neither is a hesitation there ("Mm-hmm.", "Um-hmm.")."""
+_TRAILING_MARKS: Final = ("...", "\u2026", ",", ";", ":", "-", "\u2013", "\u2014")
+_CLAUSE_BREAK: Final = re.compile(r"[.?!,;:\u2026]+(?:\s+|$)")
+_AMOUNT_AT_END: Final = re.compile(r"[$£€¥]\s?\d[\d,]*(?:\.\d+)?\W*$")
+_LETTER_A_AT_END: Final = re.compile(r"\bA\W*$")
+
+_DISCOURSE: Final = frozenset({
+    "and", "but", "so", "or", "then", "okay", "ok", "alright", "right", "well", "oh", "hi",
+    "hello", "hey", "yes", "yeah", "yep", "no", "sorry", "actually", "also", "now", "please",
+    "anyway", "look", "listen", "wondering", *_HESITATIONS,
+})
+"""Words that open a clause without being part of it ("Okay, so, um, can you")."""
+_ANSWERS: Final = frozenset({
+    "yes", "yeah", "yep", "yup", "ya", "yea", "no", "nope", "nah", "sure", "maybe", "probably",
+    "perhaps", "definitely", "absolutely", "certainly",
+})
+_ANSWER_LEAD_INS: Final = frozenset({"oh", "well", *_HESITATIONS})
+
+_WH: Final = frozenset({
+    "what", "who", "whom", "which", "where", "when", "why", "how", "whose", "what's", "who's",
+    "where's", "how's", "when's", "why's",
+})
+_STRANDING_WH: Final = frozenset({
+    "what", "who", "whom", "which", "where", "whose", "whatever", "whoever", "what's", "who's",
+    "where's",
+})
+"""Wh-words that can be the object of a preposition at the end ("What is this for?")."""
+
+_AUXILIARIES: Final = frozenset({
+    "am", "is", "are", "was", "were", "be", "been", "being", "do", "does", "did", "have", "has",
+    "had", "can", "could", "will", "would", "shall", "should", "may", "might", "must",
+})
+_BE_FORMS: Final = frozenset({
+    "am", "is", "are", "was", "were", "isn't", "aren't", "wasn't", "weren't",
+})
+_NEGATIVE_AUXILIARIES: Final = frozenset({
+    "don't", "doesn't", "didn't", "can't", "couldn't", "won't", "wouldn't", "shouldn't",
+    "isn't", "aren't", "wasn't", "weren't", "haven't", "hasn't", "hadn't",
+})
+_CONTRACTED_AUXILIARIES: Final = frozenset({
+    "i'm", "i'd", "i'll", "i've", "you're", "you'd", "you'll", "you've", "he's", "he'd",
+    "he'll", "she's", "she'd", "she'll", "it's", "it'd", "it'll", "we're", "we'd", "we'll",
+    "we've", "they're", "they'd", "they'll", "they've", "that's", "that'd", "that'll",
+    "there's", "there'll", "here's", "what's", "where's", "who's", "how's", "let's", "gonna",
+    "wanna", "gotta",
+})
+"""A contracted auxiliary never ends an English sentence ("Yes, it's." is not English)."""
+_SUBJECTS: Final = frozenset({
+    "i", "you", "he", "she", "it", "we", "they", "there", "this", "that", "these", "those",
+})
+_SUBJECTS_WITHOUT_CONTRACTION: Final = frozenset({"this", "these", "those"})
+"""Subjects said with an uncontracted "is"/"are" mid-sentence ("Hi, this is"); after the others
+a full "is" or "are" is emphatic, so it ends the sentence ("It is.", "You are.")."""
+_SUBJECT_WORDS: Final = _SUBJECTS | _CONTRACTED_AUXILIARIES
+_NEGATIONS: Final = frozenset({"not", "never", *_NEGATIVE_AUXILIARIES})
+
+_CONJUNCTIONS: Final = frozenset({
+    "and", "or", "but", "so", "because", "cause", "cuz", "cos", "coz", "if", "when", "while",
+    "although", "unless", "since", "whereas", "whether", "than", "as", "which", "who", "whom",
+    "whose", "where", "plus", "nor", "that", "then", "also",
+})
+_SUBORDINATORS: Final = frozenset({
+    "because", "cause", "cuz", "cos", "coz", "if", "while", "although", "unless", "since",
+    "whereas", "whether", "than", "as",
+})
+"""Conjunctions that no question ends with either ("Could you tell me if?"); after the others a
+"?" makes a question ("And?", "Or?", "Where?")."""
+_PREPOSITIONS: Final = frozenset({
+    "for", "to", "of", "in", "on", "at", "with", "from", "by", "about", "into", "onto", "over",
+    "under", "after", "before", "between", "through", "during", "without", "around", "near",
+    "towards", "toward", "until", "till", "via", "per", "like", "across", "against", "along",
+    "among", "amongst", "behind", "beneath", "below", "beside", "besides", "beyond", "despite",
+    "except", "including", "inside", "outside", "regarding", "concerning", "upon", "within",
+    "throughout", "underneath", "versus", "unlike",
+})
+_DETERMINERS: Final = MappingProxyType({
+    **dict.fromkeys(("a", "an", "the"), "article"),
+    **dict.fromkeys(("my", "your", "our", "their", "its", "his"), "possessive"),
+    "every": "determiner",
+})
+"""Words that are never the last of a noun phrase. "this", "that", "some", "any" and "her"
+are not here: they are pronouns just as often ("I'll take that.", "I called her.")."""
+
+_PARTICLES: Final = frozenset({
+    "in", "on", "over", "around", "through", "by", "along", "across", "behind", "inside",
+    "outside", "after", "before", "near", "under", "without", "within", "below", "beyond",
+    "underneath", "besides",
+})
+"""Prepositions that also end sentences as adverbs ("hold on", "come in", "stop by")."""
+_STATE_PARTICLES: Final = frozenset({
+    "in", "on", "over", "around", "through", "inside", "outside", "behind",
+})
+"""Particles that also end a sentence after a copula ("I'm in.", "It's over.")."""
+_COPULAS: Final = frozenset({
+    "is", "are", "was", "were", "am", "be", "been", "being", "i'm", "it's", "we're", "you're",
+    "they're", "he's", "she's", "that's",
+})
+_PARTICLE_CLOSERS: Final = frozenset({
+    # objects: "put it in", "let me in", "put you through"
+    "it", "them", "me", "him", "us", "you",
+    # adverbs: "over here", "come back in", "all over"
+    "here", "there", "back", "already", "still", "all", "again",
+    # verbs that take a particle
+    "come", "comes", "came", "coming", "go", "goes", "went", "going", "gone", "get", "gets",
+    "got", "getting", "put", "turn", "turned", "bring", "brought", "send", "sent", "hand",
+    "handed", "hold", "holding", "hang", "log", "logged", "sign", "signed", "check", "checked",
+    "stop", "stopped", "drop", "dropped", "pass", "passed", "move", "moved", "moving", "keep",
+    "kept", "stay", "stayed", "look", "looked", "looking", "let", "fill", "filled", "plug",
+    "plugged", "carry", "switch", "switched", "walk", "walked", "call", "called", "pull",
+    "pulled", "fall", "fell", "left", "leave", "break", "broke", "run", "ran", "stand",
+    "standing", "wait", "waiting", "sit", "sitting", "pop", "swing", "shop", "shopping", "ask",
+    "asked", "think", "follow", "see", "seen", "done", "do",
+})
+_CLOSED_BY_PREVIOUS: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
+    # prepositions: "What for", "I've called before", "the day after", "from now on"
+    "for": frozenset({"what"}),
+    "before": frozenset({
+        "ever", "never", "tried", "heard", "said", "told", "mentioned", "day", "week", "month",
+        "year", "night", "time", "once", "twice", "long", "just", "used", "called", "been",
+    }),
+    "after": frozenset({
+        "day", "week", "month", "year", "night", "morning", "shortly", "soon", "long", "ever",
+    }),
+    "on": frozenset({"then", "now", "so", "later", "early"}),
+    "by": frozenset({"close", "nearby"}),
+    "without": frozenset({"manage", "live"}),
+    # "I'd like", "you like": the object rule decides; "if you like" then reads complete
+    "like": frozenset({
+        "i", "you", "we", "they", "he", "she", "would", "i'd", "you'd", "we'd", "they'd",
+        "he'd", "she'd", "do", "don't", "didn't", "really",
+    }),
+    # conjunctions and wh-words that also end sentences
+    "so": frozenset({
+        "think", "thought", "hope", "guess", "believe", "suppose", "imagine", "expect", "say",
+        "said", "told", "afraid", "if", "even", "not", "so", "is", "seems", "seemed", "why",
+        "just",
+    }),
+    "while": frozenset({"a", "the", "little", "long", "whole"}),
+    "since": frozenset({"ever", "long"}),
+    "if": frozenset({"as"}),
+    "cause": frozenset({
+        "a", "the", "good", "great", "root", "main", "lost", "just", "common", "worthy", "no",
+        "any", "this", "that", "same", "probable", "real",
+    }),
+    **dict.fromkeys(("which", "who", "whom", "whose", "where", "when", "whether"), frozenset({
+        "know", "knew", "sure", "matter", "tell", "remember", "wonder", "ask", "idea", "decide",
+        "decided", "care", "mind", "see", "say", "clue", "since",
+    })),
+})
+"""Words before which a final conjunction or preposition ends the sentence after all."""
+_OPENED_BY_PREVIOUS: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
+    "that": frozenset({
+        "think", "thought", "so", "such", "now", "sure", "is", "was", "hope", "hoping", "guess",
+        "realize", "realized", "assume", "suppose", "given", "except", "says", "saying", "mean",
+        "means", "fact", "problem", "reason",
+    }),
+    "then": frozenset({"and", "but", "or"}),
+    "also": frozenset({"and", "but"}),
+})
+"""Conjunctions that leave a sentence open only after these words: "I think that", but
+"I'll take that"; "and then", but "see you then"."""
+_IRREGULAR_PARTICIPLES: Final = frozenset({
+    "paid", "done", "taken", "made", "seen", "given", "known", "sent", "thought", "told",
+    "spoken", "heard", "brought", "bought", "set", "put", "cut", "dealt", "built", "sold",
+})
+"""Passive participles that strand a preposition in a yes/no question ("Was it paid for?")."""
+_TO_ELLIPSIS: Final = frozenset({"happy", "glad", "able", "willing"})
+"""Words after which a final "to" ends the sentence ("I'd be happy to.")."""
+_WANTING: Final = frozenset({
+    "want", "wanted", "like", "love", "need", "needed", "have", "going", "got", "try", "tried",
+    "mean", "meant", "supposed", "used", "plan", "hope", "ought",
+})
+"""Verbs whose "to" ends a sentence in an answer or a negation ("No, I don't want to.")."""
+
+_WANTS_OBJECT: Final = frozenset({
+    ("i'd", "like"), ("we'd", "like"), ("i", "would", "like"), ("we", "would", "like"),
+    ("i'd", "love"), ("we'd", "love"), ("i", "would", "love"), ("i'd", "prefer"),
+    ("i", "want"), ("we", "want"), ("i", "wanted"), ("i", "need"), ("we", "need"),
+    ("i", "needed"), ("i'll", "need"), ("i'll", "have"), ("we'll", "have"), ("i'll", "take"),
+    ("we'll", "take"), ("i'll", "get"), ("can", "i", "get"), ("could", "i", "get"),
+    ("can", "i", "have"), ("could", "i", "have"), ("may", "i", "have"), ("can", "we", "get"),
+    ("could", "we", "get"), ("can", "we", "have"), ("could", "we", "have"),
+    ("let", "me", "get"), ("let", "me", "have"), ("give", "me"), ("can", "you", "give", "me"),
+})
+_FRONTED_OBJECT: Final = frozenset({
+    "what", "whatever", "which", "whichever", "how", "all", "everything", "anything", "if", "as",
+    "when", "whenever", "where", "wherever", "that", "else", "much", "many",
+})
+"""A word before "I need" that is (or brings) its object: "That's all I need.", "if you want"."""
+
+_DIGIT_WORDS: Final = MappingProxyType({
+    "zero": 0, "oh": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
+    "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
+    "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18,
+    "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60,
+    "seventy": 70, "eighty": 80, "ninety": 90,
+})
+_MAGNITUDES: Final = frozenset({"hundred", "thousand", "million", "billion"})
+_REPEATS: Final = MappingProxyType({"double": 2, "triple": 3})
+_DIGIT_TOKEN: Final = re.compile(r"\d+(?:[:.]\d+)*")
+_NUMBER_CONTEXT: Final = frozenset({
+    "number", "numbers", "phone", "cell", "mobile", "code", "account", "card", "zip",
+    "postcode", "pin", "id", "reference", "confirmation", "order", "extension", "ext", "digits",
+    "ending", "tracking", "policy", "member", "routing", "call", "reach", "dial", "text",
+})
+_WEAK_NUMBER_CONTEXT: Final = frozenset({"is", "are", "was", "it's", "that's"})
+"""Read-out context too, but not before a year ("It was 1998.")."""
+_CONTEXT_WINDOW: Final = 4
+_FULL_NUMBER_DIGITS: Final = 10
+# fmt: on
+
+
+def judge_turn(text: str) -> TurnJudgement:
+    """Judge whether the transcript ``text`` reads like a finished turn (module docstring).
+
+    Text without words is complete ("no words": there is nothing to wait for). Never raises;
+    any text gets a judgement, in a few tens of microseconds.
+    """
+    tokens = words(text)
+    if not tokens:
+        return TurnJudgement(True, "no words")
+    if all(_is_hesitation(tokens, i) for i in range(len(tokens))):
+        return TurnJudgement(False, "only fillers")
+    mark = _trailing_mark(text)
+    if mark is not None:
+        return TurnJudgement(False, f"trails off ({mark!r})")
+    turn = _Turn(
+        tokens=tuple(tokens),
+        clause=tuple(_opening_dropped(_last_clause(text) or tokens)),
+        asks=text.rstrip().endswith("?"),
+        answers=_opens_with_answer(tokens),
+        amount=_AMOUNT_AT_END.search(text) is not None,
+        letter=len(tokens) > 1 and _LETTER_A_AT_END.search(text) is not None,
+    )
+    for rule in _RULES:
+        reason = rule(turn)
+        if reason is not None:
+            return TurnJudgement(False, reason)
+    return TurnJudgement(True, "reads complete")
+
+
+# -- what a turn is made of ------------------------------------------------------------------
+
+
+def _is_hesitation(tokens: Sequence[str], i: int) -> bool:
+    """Whether ``tokens[i]`` is a filler, and not half of an "mm-hmm"."""
+    if tokens[i] not in _HESITATIONS:
+        return False
+    before = (tokens[i - 1], tokens[i]) if i > 0 else None
+    after = (tokens[i], tokens[i + 1]) if i + 1 < len(tokens) else None
+    return before not in _ASSENT_PAIRS and after not in _ASSENT_PAIRS
+
+
+def _trailing_mark(text: str) -> str | None:
+    """The mark the text trails off with ("..." for an ellipsis in any spelling), or None."""
+    tail = text.rstrip()
+    for mark in _TRAILING_MARKS:
+        if tail.endswith(mark):
+            return "..." if mark == "\u2026" else mark
+    return None
+
+
+def _last_clause(text: str) -> list[str]:
+    """The words after the last punctuation that ends a clause ([] if none have words)."""
+    for part in reversed(_CLAUSE_BREAK.split(text)):
+        if found := words(part):
+            return found
+    return []
+
+
+def _opening_dropped(clause: Sequence[str]) -> Sequence[str]:
+    """``clause`` without its opening discourse words (all of it if that is all there is)."""
+    for i, word in enumerate(clause):
+        if word not in _DISCOURSE:
+            return clause[i:]
+    return clause
+
+
+def _opens_with_answer(tokens: Sequence[str]) -> bool:
+    for word in tokens:
+        if word not in _ANSWER_LEAD_INS:
+            return word in _ANSWERS
+    return False
+
+
+# -- the rules: each returns why the turn is incomplete, or None -----------------------------
+
+
+def _unfinished_number(turn: _Turn) -> str | None:
+    """Digits being read out and not finished: "555-12", "five five five", "My PIN is 12 34"."""
+    run = _number_run(turn.tokens)
+    if not run:
+        return None
+    groups = _number_groups(run)
+    reason = f"a number being read out ({' '.join(run)!r})"
+    if sum(group.digits for group in groups) >= _FULL_NUMBER_DIGITS:
+        return None
+    before = turn.tokens[-len(run) - _CONTEXT_WINDOW : -len(run)]
+    strong_context = not _NUMBER_CONTEXT.isdisjoint(before)
+    if len(groups) == 1:
+        (group,) = groups
+        if group.quantity or turn.amount or not 3 <= group.digits <= 9:
+            return None
+        if strong_context or (not group.year and not _WEAK_NUMBER_CONTEXT.isdisjoint(before)):
+            return reason
+        return None
+    if _time_or_year(groups) and not strong_context:
+        return None
+    if _local_phone_number(groups):
+        return None
+    return reason
+
+
+def _ends_in_filler(turn: _Turn) -> str | None:
+    if _is_hesitation(turn.tokens, len(turn.tokens) - 1):
+        return f"ends in the filler {turn.last!r}"
+    return None
+
+
+def _ends_in_conjunction(turn: _Turn) -> str | None:
+    """Ends in "and", "because", "if"...; not "I think so", "for a while", "I don't know who"."""
+    word, previous = turn.last, turn.previous
+    if word not in _CONJUNCTIONS or (turn.asks and word not in _SUBORDINATORS):
+        return None
+    if word in _OPENED_BY_PREVIOUS:
+        if previous not in _OPENED_BY_PREVIOUS[word] or turn.clause[0] in _WH:
+            return None
+    elif previous in _CLOSED_BY_PREVIOUS.get(word, ()) or _is_wh_question_word(turn):
+        return None
+    return f"ends in the conjunction {word!r}"
+
+
+def _ends_in_preposition(turn: _Turn) -> str | None:
+    """Ends in "for", "with", "to"...; not "hold on", "Where are you from", "Happy to"."""
+    word, previous = turn.last, turn.previous
+    if word not in _PREPOSITIONS or _is_particle(word, previous):
+        return None
+    if turn.asks and not _yes_no_question_without_stranding(turn):
+        return None
+    if previous in _CLOSED_BY_PREVIOUS.get(word, ()) or _strands_preposition(turn.clause):
+        return None
+    if word == "to" and _to_ends_sentence(turn):
+        return None
+    if word == "of" and list(turn.clause) == [previous, "of"] and previous in ("kind", "sort"):
+        return None  # "Kind of.", "Yeah, sort of."
+    return f"ends in the preposition {word!r}"
+
+
+def _ends_in_determiner(turn: _Turn) -> str | None:
+    kind = _DETERMINERS.get(turn.last)
+    if kind is None or (turn.last == "a" and turn.letter):
+        return None
+    return f"ends in the {kind} {turn.last!r}"
+
+
+def _ends_in_auxiliary(turn: _Turn) -> str | None:
+    """Ends in "I'd", "it's", "My name is", "I was"; not "Yes, it is.", "Here it is."."""
+    word, previous = turn.last, turn.previous
+    reason = f"ends in the auxiliary {word!r}"
+    if word in _CONTRACTED_AUXILIARIES:
+        return reason
+    if word not in _AUXILIARIES or turn.asks or turn.answers:
+        return None
+    if word in ("be", "been", "being") or (previous not in _SUBJECTS and previous != "please"):
+        return reason  # "That would be", "My name is", but "Please do."
+    opens_clause = list(turn.clause) == [previous, word]
+    if opens_clause and (word in ("was", "were") or previous in _SUBJECTS_WITHOUT_CONTRACTION):
+        return reason  # "I was", "Hi, this is"
+    return None
+
+
+def _ends_in_inverted_auxiliary(turn: _Turn) -> str | None:
+    """Ends in "Can you", "Is there", "What time do you"; not "How are you", "So do I"."""
+    word, previous = turn.last, turn.previous
+    if turn.asks or word not in _SUBJECTS or len(turn.clause) < 2:
+        return None
+    if previous not in _AUXILIARIES and previous not in _NEGATIVE_AUXILIARIES:
+        return None
+    if turn.clause[-2] != previous or turn.tokens[-3:-2] in (("so",), ("neither",), ("nor",)):
+        return None  # "So do I."
+    head = turn.clause[:-2]
+    reason = f"ends in {previous} {word!r} with no verb"
+    if not head or head[-1] in _DISCOURSE:
+        return reason  # "Can you", "I was wondering could you"
+    if not _WH.isdisjoint(head[-2:]) and previous not in _BE_FORMS:
+        return reason  # "What time do you", but not "How are you"
+    return None
+
+
+def _wants_object(turn: _Turn) -> str | None:
+    """Ends in "I'd like", "can I get", "I need"; not "That's all I need", "What can I get"."""
+    for size in (4, 3, 2):
+        tail = tuple(turn.tokens[-size:])
+        if len(tail) == size and tail in _WANTS_OBJECT:
+            before = turn.tokens[-size - 1] if len(turn.tokens) > size else ""
+            clause_head = turn.clause[0] if turn.clause else ""
+            if before in _FRONTED_OBJECT or clause_head in _WH:
+                return None
+            return f"{' '.join(tail)!r} still needs its object"
+    return None
+
+
+_RULES: Final[tuple[Callable[[_Turn], str | None], ...]] = (
+    _unfinished_number,
+    _ends_in_filler,
+    _ends_in_conjunction,
+    _ends_in_preposition,
+    _ends_in_determiner,
+    _wants_object,
+    _ends_in_auxiliary,
+    _ends_in_inverted_auxiliary,
+)
+
+
+# -- helpers of the rules --------------------------------------------------------------------
+
+
+def _is_wh_question_word(turn: _Turn) -> bool:
+    """Whether the turn is a wh-word alone, as a question ("Where.", "Okay, which one.")."""
+    rest = _opening_dropped(turn.tokens)
+    return rest[0] in _WH and (len(rest) == 1 or list(rest[1:]) == ["one"])
+
+
+def _is_particle(word: str, previous: str) -> bool:
+    """Whether the preposition ``word`` ends the sentence as an adverb after ``previous``."""
+    if word not in _PARTICLES:
+        return False
+    return previous in _PARTICLE_CLOSERS or (word in _STATE_PARTICLES and previous in _COPULAS)
+
+
+def _strands_preposition(clause: Sequence[str]) -> bool:
+    """Whether the clause's last word is a preposition whose object is a wh-word before it.
+
+    A wh-question ("What is this for", "Which one should I go with", "Where are you from"), or
+    a wh-clause with its subject right after the wh-word and nothing between that opens a new
+    phrase ("That's what I was looking for", "I don't know who to talk to"). Not "What I need
+    is a table for": the article shows the preposition has an object still to come.
+    """
+    if len(clause) >= 2 and clause[0] in _STRANDING_WH:
+        if clause[0].endswith("'s") or clause[1] in _AUXILIARIES:
+            return True
+        if len(clause) >= 3 and clause[2] in _AUXILIARIES:
+            return True  # "Which one should I go with"
+    for i, word in enumerate(clause[:-2]):
+        if word in _STRANDING_WH and (clause[i + 1] in _SUBJECT_WORDS or clause[i + 1] == "to"):
+            between = clause[i + 2 : -1]
+            if _DETERMINERS.keys().isdisjoint(between) and _CONJUNCTIONS.isdisjoint(between):
+                return True
+    return False
+
+
+def _yes_no_question_without_stranding(turn: _Turn) -> bool:
+    """Whether the clause is a yes/no question that cannot end in a preposition.
+
+    A question opened by an inverted auxiliary ("Can I get a large pizza with?") strands a
+    preposition only with a wh-word ("Is that what you asked for?") or in the passive ("Was it
+    paid for?"); without either, its "?" is intonation on a fragment. Echo questions ("You're
+    calling from?") and wh-questions are left alone.
+    """
+    clause, previous = turn.clause, turn.previous
+    inverted = len(clause) >= 3 and clause[0] in _AUXILIARIES | _NEGATIVE_AUXILIARIES
+    inverted = inverted and clause[1] in _SUBJECTS
+    participle = previous.endswith("ed") or previous in _IRREGULAR_PARTICIPLES
+    return inverted and _WH.isdisjoint(clause) and not participle
+
+
+def _to_ends_sentence(turn: _Turn) -> bool:
+    """True for "I'd be happy to.", "No, I don't want to.", "Yes, I'd love to."; not "I want to"."""
+    previous = turn.previous
+    if previous in _TO_ELLIPSIS:
+        return True
+    return previous in _WANTING and (turn.answers or not _NEGATIONS.isdisjoint(turn.tokens[-5:-1]))
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """One group of a number: "555", "twenty five", "double five", "two hundred", "7:30"."""
+
+    digits: int
+    value: int | None = None
+    """The group's value, when it is a plain whole number (not "7:30", not "two hundred")."""
+    quantity: bool = False
+    """A time, a decimal or a magnitude: read as an amount, not as digits."""
+    spoken: bool = True
+    """Said in words ("five") rather than written in digits ("5")."""
+
+    @property
+    def year(self) -> bool:
+        return self.value is not None and 1900 <= self.value <= 2099
+
+
+def _number_run(tokens: Sequence[str]) -> Sequence[str]:
+    """The numbers at the end of the turn ("my number is 555 12" -> ``["555", "12"]``).
+
+    An "oh" counts only after another number ("five oh one"), not at the run's start ("Oh.").
+    """
+    start = len(tokens)
+    while start > 0 and _is_number_word(tokens[start - 1]):
+        start -= 1
+    while start < len(tokens) and tokens[start] == "oh":
+        start += 1
+    run = tokens[start:]
+    return run if any(word not in _REPEATS for word in run) else []
+
+
+def _is_number_word(word: str) -> bool:
+    return (
+        word in _DIGIT_WORDS
+        or word in _MAGNITUDES
+        or word in _REPEATS
+        or _DIGIT_TOKEN.fullmatch(word) is not None
+    )
+
+
+def _number_groups(run: Sequence[str]) -> list[_Group]:
+    """Split a run of numbers into the groups a listener hears.
+
+    Digit tokens are groups as written ("555", "12", "7:30"); spoken single digits and teens
+    are a group each ("five five five"); a tens word takes a following unit ("twenty five");
+    "double five" is one group of two digits; "hundred" or "thousand" makes the group before
+    it, and the words after it, one quantity ("two hundred fifty").
+    """
+    groups: list[_Group] = []
+    repeat = 0
+    for word in run:
+        last = groups[-1] if groups else None
+        if word in _REPEATS:
+            repeat = _REPEATS[word]
+        elif word in _MAGNITUDES:
+            if last is not None and last.value is not None:
+                groups[-1] = _Group(last.digits + 2, quantity=True)
+            else:
+                groups.append(_Group(3, quantity=True))
+        elif word in _DIGIT_WORDS:
+            value = _DIGIT_WORDS[word]
+            if repeat:
+                groups.append(_Group(repeat))
+                repeat = 0
+            elif last is not None and last.spoken and last.quantity:
+                pass  # "two hundred fifty": still the same amount
+            elif (
+                last is not None and last.value is not None and _takes_unit(last) and 0 < value < 10
+            ):
+                groups[-1] = _Group(2, last.value + value)
+            else:
+                groups.append(_Group(1 if value < 10 else 2, value))
+        else:
+            digits = sum(char.isdigit() for char in word)
+            plain = word.isdigit()
+            groups.append(_Group(digits, int(word) if plain else None, not plain, spoken=False))
+    if repeat:
+        groups.append(_Group(repeat))  # "five double": the doubled digit is still to come
+    return groups
+
+
+def _takes_unit(group: _Group) -> bool:
+    """A spoken tens word still open for its unit ("twenty" before "five", not "oh")."""
+    return group.spoken and group.value in range(20, 100, 10)
+
+
+def _time_or_year(groups: Sequence[_Group]) -> bool:
+    """Two spoken groups that read as a clock time ("seven thirty") or a year ("nineteen
+    eighty", "twenty twenty four")."""
+    if len(groups) != 2 or not all(group.spoken for group in groups):
+        return False
+    hour, rest = groups[0].value, groups[1].value
+    if hour is None or rest is None or groups[0].digits > 2 or groups[1].digits != 2:
+        return False
+    clock = 1 <= hour <= 12 and 10 <= rest <= 59
+    year = 10 <= hour <= 20 and groups[0].digits == 2 and 10 <= rest <= 99
+    return clock or year
+
+
+def _local_phone_number(groups: Sequence[_Group]) -> bool:
+    """Whisper's "555-1234": a three-digit group then a four-digit one, seven digits in all."""
+    return [group.digits for group in groups] == [3, 4] and not any(
+        group.spoken or group.quantity for group in groups
+    )

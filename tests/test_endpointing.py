@@ -1,0 +1,524 @@
+"""The English turn-taking defaults: :func:`words`, :func:`is_backchannel`, :func:`judge_turn`.
+
+Transcripts come in two styles: Whisper's (capitals, punctuation, digits) and that of engines
+which write lower case without punctuation and spell numbers out (Moonshine). Both are here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from phoneactors.endpointing import (
+    DEFAULT_BACKCHANNELS,
+    TurnJudgement,
+    is_backchannel,
+    judge_turn,
+    words,
+)
+
+# -- words -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hello, world!", ["hello", "world"]),
+        ("Uh-huh.", ["uh", "huh"]),
+        ("and/or", ["and", "or"]),
+        ("I'd like it, don't you?", ["i'd", "like", "it", "don't", "you"]),
+        ("I\u2019d say it\u2019s fine", ["i'd", "say", "it's", "fine"]),
+        ("'cause it's late", ["cause", "it's", "late"]),
+        ("the dogs' bowls", ["the", "dogs", "bowls"]),
+        ("Call 555-1234.", ["call", "555", "1234"]),
+        ("At 7:30.", ["at", "7:30"]),
+        ("It's $20.", ["it's", "20"]),
+        ("It costs 1,250 dollars", ["it", "costs", "1250", "dollars"]),
+        ("555, 12", ["555", "12"]),
+        ("2.5 kilos", ["2.5", "kilos"]),
+        ("The 3rd of May", ["the", "3rd", "of", "may"]),
+        ("Caf\u00e9 au lait", ["caf\u00e9", "au", "lait"]),
+        ("MM-HMM", ["mm", "hmm"]),
+        ("snake_case", ["snake", "case"]),
+        ("...", []),
+        ("", []),
+    ],
+)
+def test_words_normalises_transcripts(text: str, expected: list[str]) -> None:
+    assert words(text) == expected
+
+
+@given(st.text())
+def test_words_are_lower_case_and_never_blank(text: str) -> None:
+    for word in words(text):
+        assert word
+        assert word == word.lower()
+        assert not any(char.isspace() for char in word)
+
+
+# -- backchannels ------------------------------------------------------------------------------
+
+
+def test_default_backchannels_are_normalised_phrases_of_one_to_three_words() -> None:
+    for phrase in DEFAULT_BACKCHANNELS:
+        assert " ".join(words(phrase)) == phrase
+        assert 1 <= len(phrase.split()) <= 3
+
+
+@pytest.mark.parametrize(
+    "word", ["no", "wait", "stop", "what", "sorry", "uh uh", "nope", "hold on", "uh", "um"]
+)
+def test_default_backchannels_leave_out_words_that_interrupt(word: str) -> None:
+    assert word not in DEFAULT_BACKCHANNELS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Uh-huh.",
+        "Uh huh",
+        "uh huh",
+        "Aha.",
+        "Mm-hmm.",
+        "Mhm.",
+        "Mm hmm",
+        "Hmm.",
+        "Mm.",
+        "Yeah.",
+        "Yep.",
+        "Yes.",
+        "Okay.",
+        "OK.",
+        "ok",
+        "Right.",
+        "Alright.",
+        "All right.",
+        "Sure.",
+        "I see.",
+        "Got it.",
+        "Gotcha.",
+        "Cool.",
+        "Great.",
+        "Oh.",
+        "Oh, okay.",
+        "Ok cool",
+        "Wow.",
+        "Exactly.",
+        "Of course.",
+        "Makes sense.",
+        "Sounds good.",
+        "That's right.",
+        "That\u2019s right.",
+        "Uh, yeah.",
+        "Yeah, yeah.",
+        "Yeah, yeah, yeah.",
+        "Okay, I see.",
+        "Uh-huh, right.",
+        "Mm-hmm. Yes.",
+        "Oh, I see, okay.",
+        "right right",
+        "yes that's right",
+    ],
+)
+def test_backchannels(text: str) -> None:
+    assert is_backchannel(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "...",
+        "No.",
+        "Wait.",
+        "Stop.",
+        "Uh-uh.",
+        "Um.",
+        "Nope.",
+        "Hold on.",
+        "Sorry?",
+        "What?",
+        "Yeah, but I already did that.",
+        "Okay, but what about the fee?",
+        "Yeah, no.",
+        "Okay, stop.",
+        "Right, so my order is wrong.",
+        "I see what you mean, but no.",
+        "yeah but",
+        "okay wait",
+        "Actually, can I change my order?",
+    ],
+)
+def test_not_backchannels(text: str) -> None:
+    assert not is_backchannel(text)
+
+
+def test_backchannel_phrases_given_any_way_are_normalised() -> None:
+    phrases = frozenset({"Mm-HMM", "Sure thing!", "You bet", "..."})
+    assert is_backchannel("mm hmm, you bet", phrases)
+    assert is_backchannel("Sure thing.", phrases)
+    assert not is_backchannel("Yeah.", phrases)  # only the phrases given count
+    assert not is_backchannel("You", phrases)  # half a phrase is not one
+
+
+def test_backchannel_phrases_may_be_any_collection_and_longer_than_three_words() -> None:
+    phrases = ["that is exactly right", "yes"]
+    assert is_backchannel("Yes, that is exactly right.", phrases)
+    assert not is_backchannel("That is exactly", phrases)
+    assert not is_backchannel("Yes.", [])
+
+
+def test_backchannel_phrases_as_one_string_are_refused() -> None:
+    with pytest.raises(TypeError):
+        is_backchannel("y", "yeah")
+
+
+# -- judge_turn: complete ----------------------------------------------------------------------
+
+COMPLETE_WHISPER = [
+    # statements and requests
+    "Hi, I'd like to book a table for four tonight.",
+    "I'm calling about a charge on my credit card.",
+    "My package hasn't arrived yet.",
+    "I already restarted the router twice.",
+    "I want to cancel my subscription.",
+    "Let me think.",
+    "Okay, thanks so much for your help.",
+    "It's for a good cause.",
+    "I'll take that.",
+    "Please hold on.",
+    "Sure, log me in.",
+    "I'm in.",
+    "It's over.",
+    "I've called before.",
+    "I'll call you the day after.",
+    "From now on.",
+    "It's been broken ever since.",
+    "We've been waiting for a while.",
+    "That's all I need.",
+    "Plan A.",
+    "Oh no.",
+    # questions, including stranded prepositions
+    "Can we sit outside?",
+    "What is this charge for?",
+    "What's it for?",
+    "Where are you calling from?",
+    "Who am I talking to?",
+    "Which one should I go with?",
+    "That's exactly what I was looking for.",
+    "I don't know who to talk to.",
+    "What can I get you?",
+    "How are you?",
+    "It's nice, isn't it?",
+    "Could you repeat that?",
+    "And?",
+    "Or?",
+    "Is it?",
+    "What for?",
+    "Was that paid for?",
+    "Has it been dealt with?",
+    "Is that what you asked for?",
+    "You're calling from?",
+    "Who are you with?",
+    # answers
+    "Yes, please.",
+    "No, that's all, thank you.",
+    "Yes, it is.",
+    "Here it is.",
+    "That's what it was.",
+    "I think you are.",
+    "Yes, I do.",
+    "Yes, we can.",
+    "I do.",
+    "So do I.",
+    "Please do.",
+    "I think so.",
+    "I hope so.",
+    "Not yet.",
+    "Kind of.",
+    "Yeah, sort of.",
+    "Yes, I'd like to.",
+    "No, I don't want to.",
+    "I'd be happy to.",
+    "I don't know where.",
+    "Where?",
+    "Mm-hmm.",
+    "Uh-huh.",
+    "Oh.",
+    "Tomorrow.",
+    "Two.",
+    # numbers that are finished
+    "At 7:30.",
+    "A table for 2.",
+    "In 1990.",
+    "It was 1998.",
+    "$20.",
+    "The total is $200.",
+    "My number is 555-1234.",
+    "Call me at 415-555-0199.",
+    "My account number is 12345678901.",
+    "My PIN is 12.",
+]
+
+COMPLETE_MOONSHINE = [
+    "hi i'd like to book a table for four tonight",
+    "what is this for",
+    "where are you from",
+    "who am i talking to",
+    "which one should i go with",
+    "thats all",
+    "how are you",
+    "it's nice isn't it",
+    "so do i",
+    "yes it is",
+    "yes we can",
+    "here it is",
+    "i think so",
+    "hold on",
+    "log in",
+    "see you then",
+    "and so on",
+    "for a while",
+    "if you want",
+    "if you like",
+    "thank you",
+    "yeah sort of",
+    "at seven thirty",
+    "we'll be there at eight fifteen",
+    "for two",
+    "i was born in nineteen eighty",
+    "twenty twenty four",
+    "two hundred fifty",
+    "twenty five",
+    "four one five five five five one two three four",
+    "mm hmm",
+    "tomorrow",
+]
+
+
+@pytest.mark.parametrize("text", COMPLETE_WHISPER + COMPLETE_MOONSHINE)
+def test_complete_turns(text: str) -> None:
+    judgement = judge_turn(text)
+    assert judgement == TurnJudgement(True, "reads complete")
+
+
+def test_no_words_is_complete() -> None:
+    for text in ("", "   ", "...?", "\u2026"):
+        assert judge_turn(text) == TurnJudgement(True, "no words")
+
+
+# -- judge_turn: incomplete --------------------------------------------------------------------
+
+FRAGMENTS_WHISPER = [
+    # only fillers
+    ("Um.", "only fillers"),
+    ("Hmm.", "only fillers"),
+    ("Um, uh...", "only fillers"),
+    # trailing punctuation
+    ("I'd like to book...", "trails off ('...')"),
+    ("So I was thinking\u2026", "trails off ('...')"),
+    ("My card number is,", "trails off (',')"),
+    ("I want the -", "trails off ('-')"),
+    ("I'd like\u2014", "trails off ('\u2014')"),
+    ("Two things;", "trails off (';')"),
+    ("The options are:", "trails off (':')"),
+    ("Okay, I see...", "trails off ('...')"),
+    # conjunctions
+    ("I was charged twice and", "conjunction 'and'"),
+    ("I'm calling because", "conjunction 'because'"),
+    ("I'm calling 'cause", "conjunction 'cause'"),
+    ("Could you tell me if", "conjunction 'if'"),
+    ("I ordered a blue one, but", "conjunction 'but'"),
+    ("I ordered a blue one but", "conjunction 'but'"),
+    ("I'm not home, so", "conjunction 'so'"),
+    ("I'm not home so", "conjunction 'so'"),
+    ("It's more expensive than", "conjunction 'than'"),
+    ("I think that", "conjunction 'that'"),
+    ("The problem is that", "conjunction 'that'"),
+    ("And then", "conjunction 'then'"),
+    ("My son, who", "conjunction 'who'"),
+    # prepositions
+    ("I'd like to book a table for", "preposition 'for'"),
+    ("I'd like to book a table for.", "preposition 'for'"),
+    ("Can I book a table for", "preposition 'for'"),
+    ("Can I get a large pizza with", "preposition 'with'"),
+    ("What I need is a table for", "preposition 'for'"),
+    ("The reservation is under", "preposition 'under'"),
+    ("I have an appointment on", "preposition 'on'"),
+    ("I'm flying from Chicago to", "preposition 'to'"),
+    ("I want to", "preposition 'to'"),
+    ("I wanted to ask about", "preposition 'about'"),
+    ("What about", "preposition 'about'"),
+    ("It looks like", "preposition 'like'"),
+    ("It's kind of", "preposition 'of'"),
+    ("It started hurting after", "preposition 'after'"),
+    ("Is there a flight that leaves before", "preposition 'before'"),
+    # articles, possessives
+    ("Can you put it on the", "article 'the'"),
+    ("I need a", "article 'a'"),
+    ("I need a.", "article 'a'"),
+    ("I'm calling about my", "possessive 'my'"),
+    ("Is that your", "possessive 'your'"),
+    ("Can I get the?", "article 'the'"),
+    # fillers
+    ("I tried restarting it, um", "filler 'um'"),
+    ("The number is uh", "filler 'uh'"),
+    # auxiliaries
+    ("I'd", 'auxiliary "i\'d"'),
+    ("We're", 'auxiliary "we\'re"'),
+    ("Let me check, it's", 'auxiliary "it\'s"'),
+    ("My name is", "auxiliary 'is'"),
+    ("So the thing is", "auxiliary 'is'"),
+    ("The last four digits are", "auxiliary 'are'"),
+    ("Hi, this is", "auxiliary 'is'"),
+    ("So I was", "auxiliary 'was'"),
+    ("That would be", "auxiliary 'be'"),
+    ("Can you", "can 'you' with no verb"),
+    ("Could you", "could 'you' with no verb"),
+    ("Excuse me, could you", "could 'you' with no verb"),
+    ("What time do you", "do 'you' with no verb"),
+    ("Why don't you", "don't 'you' with no verb"),
+    ("Is there", "is 'there' with no verb"),
+    # a verb waiting for its object
+    ("I'd like", '"i\'d like" still needs its object'),
+    ("I would like", "'i would like' still needs its object"),
+    ("I want", "'i want' still needs its object"),
+    ("I need", "'i need' still needs its object"),
+    ("Can I get", "'can i get' still needs its object"),
+    ("Hi, could I have", "'could i have' still needs its object"),
+    ("I'll have", '"i\'ll have" still needs its object'),
+    # numbers being read out
+    ("555-12", "a number being read out ('555 12')"),
+    ("555, 12.", "a number being read out ('555 12')"),
+    ("5 5 5", "a number being read out ('5 5 5')"),
+    ("My number is 555.", "a number being read out ('555')"),
+    ("My PIN is 1234.", "a number being read out ('1234')"),
+    ("My account number is 4 8 1", "a number being read out ('4 8 1')"),
+    ("Can you call me back at 555?", "a number being read out ('555')"),
+    ("It's 4512", "a number being read out ('4512')"),
+    ("My zip code is 94110.", "a number being read out ('94110')"),
+]
+
+FRAGMENTS_MOONSHINE = [
+    ("um", "only fillers"),
+    ("um uh", "only fillers"),
+    ("i was charged twice and", "conjunction 'and'"),
+    ("could you tell me if", "conjunction 'if'"),
+    ("i'm not home so", "conjunction 'so'"),
+    ("id like to book a table for", "preposition 'for'"),
+    ("can i book a table for", "preposition 'for'"),
+    ("i want to", "preposition 'to'"),
+    ("can you put it on the", "article 'the'"),
+    ("it's for my", "possessive 'my'"),
+    ("i tried restarting it um", "filler 'um'"),
+    ("i'd", 'auxiliary "i\'d"'),
+    ("my name is", "auxiliary 'is'"),
+    ("hi this is", "auxiliary 'is'"),
+    ("can you", "can 'you' with no verb"),
+    ("i was wondering could you", "could 'you' with no verb"),
+    ("is it", "is 'it' with no verb"),
+    ("i'd like", '"i\'d like" still needs its object'),
+    ("can i get", "'can i get' still needs its object"),
+    ("my number is five five five", "a number being read out ('five five five')"),
+    ("five five five one", "a number being read out ('five five five one')"),
+    ("my order number is forty five twelve", "a number being read out ('forty five twelve')"),
+    ("it's five double", "a number being read out ('five double')"),
+    ("my code is seven oh", "a number being read out ('seven oh')"),
+    ("my pin is seven thirty", "a number being read out ('seven thirty')"),
+]
+
+
+@pytest.mark.parametrize(("text", "reason"), FRAGMENTS_WHISPER + FRAGMENTS_MOONSHINE)
+def test_fragments(text: str, reason: str) -> None:
+    judgement = judge_turn(text)
+    assert not judgement.complete
+    assert reason in judgement.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [text for text, reason in FRAGMENTS_WHISPER + FRAGMENTS_MOONSHINE if "trails" not in reason],
+)
+def test_a_final_full_stop_does_not_finish_a_fragment(text: str) -> None:
+    assert not judge_turn(text.rstrip("?.") + ".").complete
+
+
+@pytest.mark.parametrize(
+    ("fragment", "question"),
+    [
+        ("What is this for", "What is this for?"),
+        ("Can you", "Can you?"),
+        ("So", "So?"),
+        ("My name is", "Your name is?"),
+    ],
+)
+def test_a_question_mark_is_evidence_of_a_finished_question(fragment: str, question: str) -> None:
+    assert judge_turn(question).complete
+    if fragment != "What is this for":
+        assert not judge_turn(fragment).complete
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Can I get the?",
+        "I'd like?",
+        "555-12?",
+        "Um?",
+        "It's?",
+        "My number is five five?",
+        "Can I get a large pizza with?",
+        "Do you have a table for?",
+        "Could you tell me if?",
+        "It's cheaper than?",
+    ],
+)
+def test_a_question_mark_does_not_finish_what_no_question_ends_with(text: str) -> None:
+    assert not judge_turn(text).complete
+
+
+@pytest.mark.parametrize(
+    ("fragment", "rest"),
+    [
+        ("I'd like to book a table for", "four people at seven."),
+        ("My number is five five five", "one two three four five six seven."),
+        ("Can I get a large pizza with", "mushrooms?"),
+        ("I'm calling because", "my card isn't working."),
+        ("Could you", "check if there's an earlier flight?"),
+    ],
+)
+def test_the_whole_turn_reads_complete_once_the_caller_goes_on(fragment: str, rest: str) -> None:
+    assert not judge_turn(fragment).complete
+    assert judge_turn(f"{fragment} {rest}").complete
+
+
+@given(st.text())
+def test_any_text_gets_a_judgement(text: str) -> None:
+    judgement = judge_turn(text)
+    assert judgement.reason
+    assert judgement.complete == (judgement.reason in ("reads complete", "no words"))
+
+
+def test_a_judgement_is_frozen() -> None:
+    judgement = judge_turn("Yes.")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        judgement.complete = False  # type: ignore[misc]
+
+
+def test_the_module_imports_no_event_loop() -> None:
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys, types\n"
+        "package = types.ModuleType('phoneactors')\n"
+        f"package.__path__ = [{str(root / 'phoneactors')!r}]\n"
+        "sys.modules['phoneactors'] = package\n"
+        "import phoneactors.endpointing\n"
+        "assert not {m.split('.')[0] for m in sys.modules} & {'trio', 'quart', 'numpy'}\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=root)
