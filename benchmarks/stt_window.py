@@ -93,7 +93,7 @@ async def measure(window: float, clips: list[tuple[str, str, PCM]], runs: int) -
     for _ in range(runs):
         for voice, text, audio in clips:
             wall, used = time.perf_counter(), time.process_time()
-            transcript = await stt.transcribe(audio)
+            transcript = (await stt.transcribe(audio)).text
             latencies.append(time.perf_counter() - wall)
             cpu.append(time.process_time() - used)
             rate = word_error_rate(text, transcript)

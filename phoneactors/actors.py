@@ -8,7 +8,7 @@ channels it sends on when it returns, so the next one sees end-of-channel. None 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from inspect import isawaitable
@@ -17,9 +17,15 @@ from typing import Any, Final
 import trio
 
 from . import twilio
-from .audio import SAMPLE_RATE, Framer, ulaw_decode, ulaw_encode
+from .audio import PCM, SAMPLE_RATE, Framer, ulaw_decode, ulaw_encode
 from .conversation import Reply
-from .engines import SpeechToText, TextToSpeech, VoiceActivityDetector
+from .engines import (
+    SpeechToText,
+    TextToSpeech,
+    Transcription,
+    VoiceActivityDetector,
+    as_transcription,
+)
 from .errors import EngineError, ProtocolError, ReplyError, SocketClosed
 from .messages import (
     KeyPressed,
@@ -28,9 +34,12 @@ from .messages import (
     Transcript,
     TranscriptionFailed,
     TurnEvent,
+    TurnJudged,
     Utterance,
 )
-from .playback import Pacer, ReplyLedger, trim_silence
+from .noise import NoiseGate
+from .nonspeech import words_heard
+from .playback import Pacer, Playback, ReplyAudio, ReplyLedger, rewind, trim_silence
 from .segmenter import (
     SegmenterSettings,
     SpeechBegan,
@@ -47,8 +56,9 @@ __all__ = [
     "CallStats",
     "detect_speech",
     "generate_sentences",
+    "play_reply",
     "receive_twilio",
-    "speak_sentences",
+    "synthesize_sentences",
     "transcribe_utterances",
     "transmit",
 ]
@@ -93,6 +103,8 @@ class CallStats:
     utterances: int = 0
     replies: int = 0
     barge_ins: int = 0
+    false_interruptions: int = 0
+    """Caller sounds over a reply that paused it, then let it play on."""
     reply_errors: int = 0
     engine_errors: int = 0
 
@@ -170,19 +182,32 @@ async def receive_twilio(
 
 
 async def detect_speech(
-    frames_in: trio.MemoryReceiveChannel[Any],
+    inbox: trio.MemoryReceiveChannel[Any],
     turns_out: trio.MemorySendChannel[TurnEvent],
     utterances_out: trio.MemorySendChannel[Utterance],
     *,
     detector: VoiceActivityDetector,
     settings: SegmenterSettings,
+    gate: NoiseGate | None = None,
 ) -> None:
-    """Run the VAD over each 20 ms frame; announce speech starts, hand on whole utterances (and,
-    after a short pause, the audio so far for early transcription)."""
+    """Run the VAD over each 20 ms frame; announce speech starts, hand on the audio so far at
+    each short pause (for early transcription) and whole utterances when the turn ends.
+
+    ``inbox`` brings the caller's frames and, from the transcriber, :class:`TurnJudged`: how the
+    words at a pause read, which sets how long a silence ends the turn. ``gate`` (the line's
+    noise floor) has the last word on each frame the VAD calls speech.
+    """
     segmenter = SpeechSegmenter(settings)
-    async with frames_in, turns_out, utterances_out:
-        async for frame in frames_in:
-            event = segmenter.feed(frame, detector.is_speech(frame))
+    event: SpeechBegan | SpeechPaused | SpeechEnded | None
+    async with inbox, turns_out, utterances_out:
+        async for item in inbox:
+            if type(item) is TurnJudged:
+                event = segmenter.judged(item.pause, item.complete)
+            else:
+                voiced = detector.is_speech(item)
+                if gate is not None:
+                    voiced = gate.admit(item, voiced)
+                event = segmenter.feed(item, voiced)
             if event is None:
                 continue
             now = trio.current_time()
@@ -192,7 +217,13 @@ async def detect_speech(
                 case SpeechPaused(audio=audio):
                     speech_ended = now - settings.pause_ms / 1000
                     await utterances_out.send(
-                        Utterance(audio, final=False, speech_ended_at=speech_ended, ended_at=now)
+                        Utterance(
+                            audio,
+                            final=False,
+                            speech_ended_at=speech_ended,
+                            ended_at=now,
+                            pause=event.number,
+                        )
                     )
                 case SpeechEnded(audio=audio, silence_ms=silence_ms):
                     await utterances_out.send(
@@ -202,55 +233,95 @@ async def detect_speech(
                             speech_ended_at=now - silence_ms / 1000,
                             ended_at=now,
                             continues_pause=event.continues_pause,
+                            pause=event.pause,
                         )
                     )
+
+
+async def _next_utterance(utterances_in: trio.MemoryReceiveChannel[Utterance]) -> Utterance:
+    """The next utterance worth transcribing.
+
+    An early (pause) utterance with another already queued behind it is stale: the caller
+    spoke again, or the turn ended. It is skipped; a final one never is.
+    """
+    utterance = await utterances_in.receive()
+    while not utterance.final:
+        try:
+            utterance = utterances_in.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+    return utterance
 
 
 async def transcribe_utterances(
     utterances_in: trio.MemoryReceiveChannel[Utterance],
     turns_out: trio.MemorySendChannel[TurnEvent],
+    judgements_out: trio.MemorySendChannel[Any],
     *,
     stt: SpeechToText,
+    judge: Callable[[str, PCM], Awaitable[bool]],
     time_limit: float,
     stats: CallStats,
     log: CallLog,
 ) -> None:
     """Transcribe each utterance (off the trio thread, inside the engine).
 
-    Audio that arrives after a pause is transcribed at once; if the caller then stays quiet,
-    the final utterance is the same audio and that early transcript is used, so the
-    transcription overlaps the end-of-speech wait. An engine failure or timeout costs that
-    utterance only: it becomes :class:`TranscriptionFailed`.
+    Audio that arrives at a pause is transcribed at once, and its words are judged (``judge``:
+    does the turn read complete?) and sent back to the VAD actor as :class:`TurnJudged`, which
+    decides how long a silence ends the turn. If the caller then stays quiet, the final
+    utterance is the same audio and that early transcript is used, so the transcription
+    overlaps the end-of-speech wait. A transcript that holds no words by the engine's own
+    signals (a cough "heard" as "Thank you.") counts as no words (:func:`words_heard`). An
+    engine failure or timeout costs that utterance only: it becomes
+    :class:`TranscriptionFailed`.
     """
-    # The outcome of transcribing the last pause: (text, when ready), or why it failed.
-    early: tuple[str, float] | str | None = None
-    async with utterances_in, turns_out:
-        async for utterance in utterances_in:
-            if not (utterance.final and utterance.continues_pause and early is not None):
+    # The outcome of transcribing the last pause: (transcription, when ready), or why it failed.
+    early: tuple[Transcription, float] | str | None = None
+    early_pause: int | None = None
+    async with utterances_in, turns_out, judgements_out:
+        while True:
+            try:
+                utterance = await _next_utterance(utterances_in)
+            except trio.EndOfChannel:
+                return
+            reuse = utterance.final and utterance.continues_pause and early_pause == utterance.pause
+            if not (reuse and early is not None):
                 try:
                     with trio.fail_after(time_limit):
-                        early = (await stt.transcribe(utterance.audio), trio.current_time())
+                        result = as_transcription(await stt.transcribe(utterance.audio))
+                        early = (result, trio.current_time())
                 except (EngineError, trio.TooSlowError) as exc:
                     early = str(exc) or f"{stt.name} took longer than {time_limit:g} s"
-                if not utterance.final:
-                    continue  # kept, in case the caller stays quiet
-            if isinstance(early, str):  # the same audio failed: don't wait for it twice
+                early_pause = utterance.pause
+            if not utterance.final:
+                complete = True  # a failure ends the turn soon: nothing to wait for
+                if not isinstance(early, str):
+                    words = words_heard(early[0], utterance.audio)
+                    complete = not words or await judge(words, utterance.audio)
+                assert utterance.pause is not None
+                await judgements_out.send(TurnJudged(utterance.pause, complete))
+                continue  # kept, in case the caller stays quiet
+            outcome, early, early_pause = early, None, None
+            if isinstance(outcome, str):  # the same audio failed: don't wait for it twice
                 stats.engine_errors += 1
-                log.failed("stt", early)
-                await turns_out.send(TranscriptionFailed(early))
-                early = None
+                log.failed("stt", outcome)
+                await turns_out.send(TranscriptionFailed(outcome))
                 continue
-            assert early is not None
-            text, transcribed_at = early
-            early = None
+            assert outcome is not None
+            transcription, transcribed_at = outcome
+            text = words_heard(transcription, utterance.audio)
             stats.utterances += 1
-            log.info("caller said %r", text)
+            if text:
+                log.info("caller said %r", text)
+            else:
+                log.info("caller made a sound without words (heard as %r)", transcription.text)
             await turns_out.send(
                 Transcript(
-                    text.strip(),
+                    text,
                     speech_ended_at=utterance.speech_ended_at,
                     utterance_ended_at=utterance.ended_at,
                     transcribed_at=transcribed_at,
+                    sound="" if text else transcription.text.strip(),
                 )
             )
 
@@ -319,51 +390,89 @@ async def generate_sentences(
             await emit(sentence)
 
 
-async def speak_sentences(
+async def synthesize_sentences(
     sentences_in: trio.MemoryReceiveChannel[Sentence],
-    outbound: trio.MemorySendChannel[twilio.OutboundEvent],
+    audio: ReplyAudio,
     *,
     tts: TextToSpeech,
-    pacer: Pacer,
-    ledger: ReplyLedger,
-    chunk_ms: int,
     time_limit: float,
     timing: TurnTiming | None = None,
     leading_silence_ms: int | None = None,
     trailing_silence_ms: int | None = None,
 ) -> None:
-    """Synthesize each sentence and send it as paced μ-law chunks, a mark after each.
+    """Synthesize each sentence into ``audio``, a few sentences ahead of the one playing.
 
     The engine's silence around each sentence is cut to ``leading_silence_ms`` before and
     ``trailing_silence_ms`` after (``None``: kept). Raises :class:`EngineError` when the TTS
-    engine fails or takes longer than ``time_limit``.
+    engine fails or takes longer than ``time_limit``. Finishes ``audio`` when the sentences end.
     """
-    chunk_bytes = SAMPLE_RATE * chunk_ms // 1000
-    async with sentences_in, outbound:
+    async with sentences_in:
         async for sentence in sentences_in:
+            await audio.wait_for_room()
             try:
                 with trio.fail_after(time_limit):
-                    audio = await tts.synthesize(sentence.text)
+                    pcm = await tts.synthesize(sentence.text)
             except trio.TooSlowError:
                 raise EngineError(f"{tts.name} took longer than {time_limit:g} s") from None
             if timing is not None and timing.first_audio is None:
                 timing.first_audio = trio.current_time()
-            audio = trim_silence(
-                audio, leading_ms=leading_silence_ms, trailing_ms=trailing_silence_ms
+            audio.add(
+                trim_silence(pcm, leading_ms=leading_silence_ms, trailing_ms=trailing_silence_ms)
             )
-            data = ulaw_encode(audio)
-            count = max(1, -(-len(data) // chunk_bytes)) if data else 0
-            for i in range(count):
-                chunk = data[i * chunk_bytes : (i + 1) * chunk_bytes]
-                duration = len(chunk) / SAMPLE_RATE
-                await pacer.wait_for_room(duration)
-                await outbound.send(twilio.SendMedia(chunk))
-                if timing is not None and timing.first_sent is None:
-                    timing.first_sent = trio.current_time()
-                pacer.sent(duration)
-                await outbound.send(
-                    twilio.SendMark(ledger.chunk_sent(sentence.index, (i + 1) / count))
-                )
+    audio.finish()
+
+
+async def play_reply(
+    audio: ReplyAudio,
+    outbound: trio.MemorySendChannel[twilio.OutboundEvent],
+    *,
+    playback: Playback,
+    pacer: Pacer,
+    ledger: ReplyLedger,
+    chunk_ms: int,
+    mark_grace: float,
+    timing: TurnTiming | None = None,
+) -> None:
+    """Send the reply's audio as paced μ-law chunks, a mark after each, then wait until Twilio
+    says all of it has played (at most ``mark_grace`` seconds past the estimated end).
+
+    Each stretch of playing runs in ``playback``'s cancel scope: a pause cancels it. Resumed,
+    it plays again from the start of the word the caller was hearing when it stopped
+    (:meth:`ReplyLedger.resume_point`, :func:`rewind`), so no word is lost.
+    """
+    chunk_samples = SAMPLE_RATE * chunk_ms // 1000
+    sentence, offset = audio.first, 0
+    async with outbound:
+        while True:
+            with playback.playing():
+                while True:
+                    await audio.wait_for(sentence)
+                    pcm = audio.get(sentence)
+                    if pcm is None:
+                        break  # the reply is over
+                    audio.playing(sentence)
+                    while offset < len(pcm):
+                        chunk = pcm[offset : offset + chunk_samples]
+                        duration = len(chunk) / SAMPLE_RATE
+                        await pacer.wait_for_room(duration)
+                        await outbound.send(twilio.SendMedia(ulaw_encode(chunk)))
+                        if timing is not None and timing.first_sent is None:
+                            timing.first_sent = trio.current_time()
+                        pacer.sent(duration)
+                        offset += len(chunk)
+                        mark = ledger.chunk_sent(sentence, offset / len(pcm), offset)
+                        await outbound.send(twilio.SendMark(mark))
+                    sentence, offset = sentence + 1, 0
+                ledger.finished_sending()
+                with trio.move_on_after(pacer.queued + mark_grace):
+                    await ledger.all_played.wait()
+                return
+            await playback.wait_resumed()
+            sentence, offset = ledger.resume_point()
+            if sentence < audio.first:
+                sentence, offset = audio.first, 0
+            elif (pcm := audio.get(sentence)) is not None:
+                offset = rewind(pcm, offset)
 
 
 async def transmit(

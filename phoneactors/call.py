@@ -7,11 +7,21 @@
        │            ▼                      ▼                                 ▼
        └── transmit ◀── speak_sentences ◀── generate_sentences ◀────── take_turns (here)
 
-Each reply runs in its own cancel scope (generation and speech together). Caller speech or a
-key press while a reply is being generated or played cancels that scope and sends ``clear``;
-the conversation is told what was heard. The call ends when Twilio sends ``stop``, the socket
-closes, or the conversation hangs up; nothing outlives :func:`run_call`, and no failure inside
-a call escapes it.
+Each reply runs in its own cancel scope (generation, synthesis and playing together). Turn-taking:
+
+* Caller sound while the bot talks (or thinks) **pauses** the reply at once: ``clear`` goes to
+  Twilio, the speaker's current stretch of playing is cancelled, and the reply keeps its place
+  (a streamed reply goes on being generated).
+* When the caller's turn ends, its words decide: **no words** (a cough, a breath, line noise)
+  or only a **backchannel** ("uh-huh", "okay") → the same reply **resumes** from the start of
+  the word the caller was hearing, and the sound is not answered; **real words** → the reply's
+  scope is cancelled, the conversation is told what was heard, and the words are the next
+  turn (joined to the turn before when the caller heard nothing of its reply: they were still
+  talking).
+* A key press cancels the reply at once.
+
+The call ends when Twilio sends ``stop``, the socket closes, or the conversation hangs up;
+nothing outlives :func:`run_call`, and no failure inside a call escapes it.
 """
 
 from __future__ import annotations
@@ -30,13 +40,16 @@ from .actors import (
     CallStats,
     detect_speech,
     generate_sentences,
+    play_reply,
     receive_twilio,
-    speak_sentences,
+    synthesize_sentences,
     transcribe_utterances,
     transmit,
     worth_logging,
 )
-from .conversation import CallInfo, Conversation, Reply, ReplyText
+from .audio import PCM
+from .conversation import CallInfo, Conversation, Interruption, Reply, ReplyText
+from .endpointing import judge_turn
 from .engines import Engines
 from .errors import ConfigurationError, EngineError, PhoneActorsError, ProtocolError, SocketClosed
 from .messages import (
@@ -47,7 +60,8 @@ from .messages import (
     TranscriptionFailed,
     TurnEvent,
 )
-from .playback import Pacer, ReplyLedger
+from .noise import NoiseGate
+from .playback import Pacer, Playback, ReplyAudio, ReplyLedger
 from .records import (
     BotSaid,
     CallEnded,
@@ -56,6 +70,7 @@ from .records import (
     CallObserver,
     CallStarted,
     Failure,
+    FalseInterruption,
     Interrupted,
     KeyPress,
     TurnTimed,
@@ -77,7 +92,11 @@ transcribe; the VAD then waits, and inbound frames back up into FRAME_BUFFER."""
 TURN_BUFFER: Final = 16
 """Speech starts, transcripts and key presses waiting for the responder, which never blocks long."""
 SENTENCE_BUFFER: Final = 8
-"""Sentences generated ahead of the speaker: lets a streaming reply run ahead while we talk."""
+"""Sentences generated ahead of the speaker: lets a streaming reply run ahead while we talk
+(and while the reply is paused over a sound from the caller)."""
+TTS_LOOKAHEAD: Final = 2
+"""Sentences synthesized ahead of the one playing: the next one is ready when it is due, and
+a reply cut short has not spent the CPU to synthesize all of itself."""
 MARK_GRACE: Final = 2.0
 """How long past the estimated end of playback we wait for Twilio's last mark echo."""
 
@@ -108,6 +127,9 @@ class CallSettings:
     """Largest accepted inbound media payload (two seconds of μ-law)."""
     hook_timeout: float = 10.0
     """Seconds ``on_start``, ``on_interrupted`` and ``on_end`` may take."""
+    noise_gate: bool = True
+    """Follow each line's noise floor: a frame is speech only when clearly above the hiss of
+    that line (:class:`~phoneactors.noise.NoiseGate`)."""
 
     def __post_init__(self) -> None:
         positive = ("reply_timeout", "stt_timeout", "tts_timeout", "playback_lead", "start_timeout")
@@ -139,6 +161,9 @@ class _ActiveReply:
     scope: trio.CancelScope
     ledger: ReplyLedger
     timing: TurnTiming | None
+    turn: str | None = None
+    """What the caller said that this replies to (``None``: the greeting, a key, an apology)."""
+    playback: Playback = field(default_factory=Playback)
     done: trio.Event = field(default_factory=trio.Event)
 
 
@@ -277,6 +302,7 @@ class _Call:
         try:
             with self.call_scope:
                 async with trio.open_nursery() as nursery:
+                    # The VAD actor's inbox: caller frames, and judgements of the words at pauses.
                     frames_out, frames_in = trio.open_memory_channel[Any](FRAME_BUFFER)
                     turns_out, turns_in = trio.open_memory_channel[TurnEvent](TURN_BUFFER)
                     utterances_out, utterances_in = trio.open_memory_channel[Any](UTTERANCE_BUFFER)
@@ -294,6 +320,7 @@ class _Call:
                             utterances_out,
                             detector=self.engines.vad.new_detector(),
                             settings=settings.segmenter,
+                            gate=NoiseGate() if settings.noise_gate else None,
                         )
                     )
                     nursery.start_soon(
@@ -301,7 +328,9 @@ class _Call:
                             transcribe_utterances,
                             utterances_in,
                             turns_out.clone(),
+                            frames_out.clone(),
                             stt=self.engines.stt,
+                            judge=self.judge_turn,
                             time_limit=settings.stt_timeout,
                             stats=self.stats,
                             log=self.log,
@@ -340,13 +369,14 @@ class _Call:
             self.observe(CallEnded(self.end_reason))
             self.log.info(
                 "call ended: %s (%d frames in, %d dropped, %d bad messages, %d replies, "
-                "%d barge-ins)",
+                "%d barge-ins, %d false interruptions)",
                 self.end_reason,
                 self.stats.frames_received,
                 self.stats.frames_dropped,
                 self.stats.bad_messages,
                 self.stats.replies,
                 self.stats.barge_ins,
+                self.stats.false_interruptions,
             )
         return self.end_reason
 
@@ -375,13 +405,36 @@ class _Call:
         except Exception as exc:
             self.log.failed("hook", f"{name} raised {exc!r}", exc_info=exc)
 
+    async def judge_turn(self, text: str, audio: PCM) -> bool:
+        """Whether the words at a pause end the caller's turn: the conversation's
+        ``is_turn_complete``; if that fails or is slow, the built-in English rules."""
+        try:
+            with trio.fail_after(self.settings.hook_timeout):
+                return bool(await self.conversation.is_turn_complete(text, audio))
+        except trio.TooSlowError:
+            self.log.failed(
+                "hook", f"is_turn_complete took longer than {self.settings.hook_timeout:g} s"
+            )
+        except Exception as exc:
+            self.log.failed("hook", f"is_turn_complete raised {exc!r}", exc_info=exc)
+        return judge_turn(text).complete
+
+    def is_backchannel(self, text: str) -> bool:
+        """The conversation's ``is_backchannel``; a failing hook counts as 'no'."""
+        try:
+            return bool(self.conversation.is_backchannel(text))
+        except Exception as exc:
+            self.log.failed("hook", f"is_backchannel raised {exc!r}", exc_info=exc)
+            return False
+
     async def take_turns(
         self,
         turns_in: trio.MemoryReceiveChannel[TurnEvent],
         outbound: trio.MemorySendChannel[twilio.OutboundEvent],
     ) -> None:
-        """The responder: start a reply for each transcript (or key press), interrupt the one in
-        progress when the caller speaks, and end the call when the conversation hangs up."""
+        """The responder: start a reply for each transcript (or key press), pause the one in
+        progress when the caller makes a sound, then resume it or end it by what they said,
+        and end the call when the conversation hangs up."""
         conversation = self.conversation
         self.outbound = outbound
         async with outbound, turns_in, trio.open_nursery() as replies:
@@ -394,17 +447,9 @@ class _Call:
             async for event in turns_in:
                 match event:
                     case SpeechStarted():
-                        await self.interrupt()
-                    case Transcript(text=text):
-                        if text:
-                            self.observe(CallerSaid(text))
-                            await self.interrupt()
-                            timing = TurnTiming(
-                                speech_ended=event.speech_ended_at,
-                                utterance_ended=event.utterance_ended_at,
-                                transcribed=event.transcribed_at,
-                            )
-                            self.start_reply(replies, partial(conversation.reply, text), timing)
+                        await self.pause()
+                    case Transcript():
+                        await self.take_transcript(replies, event)
                     case TranscriptionFailed():
                         await self.interrupt()
                         self.start_reply(replies, partial(_constant, conversation.apology))
@@ -414,28 +459,78 @@ class _Call:
                         await self.interrupt()
                         self.start_reply(replies, partial(conversation.on_dtmf, digit))
 
+    async def take_transcript(self, replies: trio.Nursery, event: Transcript) -> None:
+        """A caller turn ended: resume a paused reply over a sound or a backchannel, or answer."""
+        text = event.text
+        active = self.reply
+        paused = active is not None and active.playback.paused and not active.done.is_set()
+        if paused and active is not None:
+            if not text:
+                self.resume(active, "no words", event.sound)
+                return
+            if self.is_backchannel(text):
+                self.resume(active, "backchannel", text)
+                return
+        if not text:
+            return  # a sound while the bot was quiet: nothing to answer
+        interruption = await self.interrupt()
+        self.observe(CallerSaid(text))
+        # The caller heard nothing of the reply to their last turn: they were still talking.
+        if interruption is not None and not interruption.heard and active and active.turn:
+            text = f"{active.turn} {text}"
+        timing = TurnTiming(
+            speech_ended=event.speech_ended_at,
+            utterance_ended=event.utterance_ended_at,
+            transcribed=event.transcribed_at,
+        )
+        self.start_reply(replies, partial(self.conversation.reply, text), timing, turn=text)
+
     def start_reply(
         self,
         nursery: trio.Nursery,
         make_reply: Callable[[], Reply],
         timing: TurnTiming | None = None,
+        *,
+        turn: str | None = None,
     ) -> None:
         self.reply_count += 1
         self.stats.replies += 1
-        active = _ActiveReply(trio.CancelScope(), ReplyLedger(f"r{self.reply_count}"), timing)
+        active = _ActiveReply(
+            trio.CancelScope(), ReplyLedger(f"r{self.reply_count}"), timing, turn=turn
+        )
         self.reply = active
         nursery.start_soon(self.run_reply, active, make_reply)
 
-    async def interrupt(self) -> None:
-        """Barge-in: cancel the reply in progress, clear Twilio's buffer, report what was heard."""
+    async def pause(self) -> None:
+        """Caller sound over the reply in progress: stop its audio now (``clear``) and hold
+        the reply until the caller's words say whether to resume or end it."""
+        active = self.reply
+        if active is None or active.done.is_set() or not active.playback.pause():
+            return
+        await self.outbound.send(twilio.SendClear())
+        self.pacer.cleared()
+        active.ledger.cleared()
+        self.log.info("caller sound over the bot: reply paused")
+
+    def resume(self, active: _ActiveReply, kind: str, heard: str) -> None:
+        """The sound over a paused reply was no interruption: play on."""
+        self.stats.false_interruptions += 1
+        self.log.info("caller sound was %s (%r): reply resumed", kind, heard)
+        self.observe(FalseInterruption(kind, heard))
+        active.playback.resume()
+
+    async def interrupt(self) -> Interruption | None:
+        """Barge-in: cancel the reply in progress (its audio cleared, if not already), report
+        what was heard; returns that, or ``None`` when no reply was in progress."""
         active = self.reply
         if active is None or active.done.is_set():
-            return
+            return None
         active.scope.cancel()
         self.reply = None
         self.stats.barge_ins += 1
-        await self.outbound.send(twilio.SendClear())
-        self.pacer.cleared()
+        if not active.playback.paused:
+            await self.outbound.send(twilio.SendClear())
+            self.pacer.cleared()
         interruption = active.ledger.close()
         self.log.info("caller interrupted; heard %r", interruption.heard)
         self.observe(Interrupted(interruption.heard, interruption.unheard))
@@ -448,6 +543,7 @@ class _Call:
         )
         if self.conversation.hang_up_requested:
             self.end_call("conversation hung up")
+        return interruption
 
     async def report_turn(self, timing: TurnTiming) -> None:
         """One log line per turn, and the conversation's ``on_turn_timing``."""
@@ -459,7 +555,9 @@ class _Call:
         with active.scope:
             completed = False
             try:
-                failure = await self.speak(make_reply, active.ledger, active.timing)
+                failure = await self.speak(
+                    make_reply, active.ledger, active.playback, active.timing
+                )
                 completed = True
             finally:
                 if not completed and self.reply is active:
@@ -479,69 +577,71 @@ class _Call:
                 self.stats.engine_errors += 1
                 self.log.failed("tts", f"{failure}; trying to apologise")
                 apology = partial(_constant, self.conversation.apology)
-                if (again := await self.speak(apology, active.ledger)) is not None:
+                again = await self.speak(apology, active.ledger, active.playback)
+                if again is not None:
                     self.log.error("could not apologise either: %s", again)
             active.done.set()
             if self.conversation.hang_up_requested:
                 self.end_call("conversation hung up")
 
     async def speak(
-        self, make_reply: Callable[[], Reply], ledger: ReplyLedger, timing: TurnTiming | None = None
+        self,
+        make_reply: Callable[[], Reply],
+        ledger: ReplyLedger,
+        playback: Playback,
+        timing: TurnTiming | None = None,
     ) -> EngineError | None:
-        """Generate and speak one reply, then wait until Twilio says it has all played.
+        """Generate, synthesize and play one reply, until Twilio says it has all played.
 
         Returns the text-to-speech failure that cut it short, if any.
         """
+        settings = self.settings
         sentences_out, sentences_in = trio.open_memory_channel[Sentence](SENTENCE_BUFFER)
+        audio = ReplyAudio(TTS_LOOKAHEAD, first=len(ledger.sentences))
         failure: EngineError | None = None
         try:
-            await self._generate_and_speak(make_reply, sentences_out, sentences_in, ledger, timing)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    partial(
+                        generate_sentences,
+                        make_reply,
+                        sentences_out,
+                        ledger=ledger,
+                        time_limit=settings.reply_timeout,
+                        apology=self.conversation.apology,
+                        stats=self.stats,
+                        log=self.log,
+                        timing=timing,
+                    )
+                )
+                nursery.start_soon(
+                    partial(
+                        synthesize_sentences,
+                        sentences_in,
+                        audio,
+                        tts=self.engines.tts,
+                        time_limit=settings.tts_timeout,
+                        timing=timing,
+                        leading_silence_ms=settings.tts_leading_silence_ms,
+                        trailing_silence_ms=settings.tts_trailing_silence_ms,
+                    )
+                )
+                nursery.start_soon(
+                    partial(
+                        play_reply,
+                        audio,
+                        self.outbound.clone(),
+                        playback=playback,
+                        pacer=self.pacer,
+                        ledger=ledger,
+                        chunk_ms=settings.chunk_ms,
+                        mark_grace=MARK_GRACE,
+                        timing=timing,
+                    )
+                )
         except* EngineError as group:
             failure = group.exceptions[0]  # type: ignore[assignment]
-        if failure is not None:
-            return failure
-        ledger.finished_sending()
-        with trio.move_on_after(self.pacer.queued + MARK_GRACE):
-            await ledger.all_played.wait()
-        return None
-
-    async def _generate_and_speak(
-        self,
-        make_reply: Callable[[], Reply],
-        sentences_out: trio.MemorySendChannel[Sentence],
-        sentences_in: trio.MemoryReceiveChannel[Sentence],
-        ledger: ReplyLedger,
-        timing: TurnTiming | None,
-    ) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(
-                partial(
-                    generate_sentences,
-                    make_reply,
-                    sentences_out,
-                    ledger=ledger,
-                    time_limit=self.settings.reply_timeout,
-                    apology=self.conversation.apology,
-                    stats=self.stats,
-                    log=self.log,
-                    timing=timing,
-                )
-            )
-            nursery.start_soon(
-                partial(
-                    speak_sentences,
-                    sentences_in,
-                    self.outbound.clone(),
-                    tts=self.engines.tts,
-                    pacer=self.pacer,
-                    ledger=ledger,
-                    chunk_ms=self.settings.chunk_ms,
-                    time_limit=self.settings.tts_timeout,
-                    timing=timing,
-                    leading_silence_ms=self.settings.tts_leading_silence_ms,
-                    trailing_silence_ms=self.settings.tts_trailing_silence_ms,
-                )
-            )
+        return failure
 
 
 async def _constant(text: str) -> ReplyText:

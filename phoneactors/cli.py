@@ -591,9 +591,10 @@ def build_simulate_parser() -> argparse.ArgumentParser:
             "the real call runtime and speech engines, against a fake Twilio, in real time. "
             "No phone line or Twilio account is needed. Each line (typed, --say, or from "
             "--script) is synthesized as the caller's speech and sent as 20 ms μ-law frames; "
-            "a line starting with ! is spoken over the bot (barge-in), other lines wait for "
-            "the bot to finish. Both sides' transcript is printed as it happens, with the "
-            "latency of each turn."
+            "a line starting with ! is spoken over the bot (barge-in); a line starting with ~ "
+            "is a backchannel (~uh-huh) or a sound (~cough, ~breath, ~knock, ~click) over the "
+            "bot, which pauses and plays on; other lines wait for the bot to finish. Both "
+            "sides' transcript is printed as it happens, with the latency of each turn."
         ),
         epilog=(
             "Without --say or --script, lines come from standard input until end of file "
@@ -610,7 +611,10 @@ def build_simulate_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--script",
         metavar="FILE",
-        help="a file of lines for the caller, one a line ('#' starts a comment, '!' barges in)",
+        help=(
+            "a file of lines for the caller, one a line ('#' starts a comment, '!' barges in, "
+            "'~' is a backchannel or a sound over the bot)"
+        ),
     )
     parser.add_argument(
         "--record",
@@ -877,6 +881,10 @@ def _describe_event(event: Mapping[str, Any]) -> str:
             return f"bot (interrupted): {event['text']}  [not heard: {data.get('unheard', '')}]"
         case "dtmf":
             return f"caller pressed {event['text']}"
+        case "resumed":
+            what = data.get("kind", "a sound")
+            heard = f" {event['text']!r}" if event["text"] else ""
+            return f"(caller {what}{heard} over the bot: it played on)"
         case "timing":
             return "(turn: " + ", ".join(f"{k} {v:.0f} ms" for k, v in data.items() if v) + ")"
         case "failure":

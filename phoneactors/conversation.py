@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeAlias
 
+from .audio import PCM
+from .endpointing import DEFAULT_BACKCHANNELS, is_backchannel, judge_turn
 from .timing import TurnTiming
 
 __all__ = ["CallInfo", "Conversation", "Interruption", "Parrot", "Reply", "ReplyText"]
@@ -56,6 +58,10 @@ class Conversation:
     """Spoken as soon as the call connects (``None``: wait for the caller to speak first)."""
     apology: str = "Sorry, something went wrong on my side. Could you say that again?"
     """Spoken when ``reply`` raises, times out or returns the wrong type."""
+    backchannels: Collection[str] = DEFAULT_BACKCHANNELS
+    """What a caller says over the bot to show they are listening ("uh-huh", "okay", "I see"):
+    said over a reply, the reply plays on and it is not answered (:meth:`is_backchannel`).
+    Said while the bot is quiet, it is an ordinary turn."""
 
     _call: CallInfo | None = None
     _hang_up_requested: bool = False
@@ -90,6 +96,23 @@ class Conversation:
 
     async def on_interrupted(self, interruption: Interruption) -> None:
         """The caller talked over a reply (or the reply was still being generated)."""
+
+    def is_backchannel(self, text: str) -> bool:
+        """Whether ``text``, said over a reply, only shows the caller is listening: then the
+        reply, paused while they spoke, plays on, and ``text`` is not answered. The default:
+        every word of it is one of :attr:`backchannels` ("Okay, I see." is; "Okay, but why?"
+        is not). Must be quick: it runs while the caller waits."""
+        return is_backchannel(text, self.backchannels)
+
+    async def is_turn_complete(self, text: str, audio: PCM) -> bool:
+        """Whether the caller, silent for a moment after saying ``text`` (``audio``: 8 kHz
+        int16), has finished their turn. ``True`` answers after a short silence
+        (``SegmenterSettings.end_silence_ms``); ``False`` waits longer for them to go on
+        (``incomplete_silence_ms``). The default reads the words
+        (:func:`phoneactors.endpointing.judge_turn`): a turn that ends in "and", "for", "the",
+        "um", "because" or halfway through a number waits. Override it to plug in your own
+        end-of-turn model; if it raises or is slow, the default decides."""
+        return judge_turn(text).complete
 
     async def on_turn_timing(self, timing: TurnTiming) -> None:
         """Where the time of a turn went (caller's last word → bot's first audio); called once

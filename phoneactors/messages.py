@@ -11,8 +11,10 @@ __all__ = [
     "Sentence",
     "SpeechStarted",
     "Transcript",
+    "Transcription",
     "TranscriptionFailed",
     "TurnEvent",
+    "TurnJudged",
     "Utterance",
 ]
 
@@ -38,16 +40,49 @@ class Utterance:
     """trio time at which the end-of-speech silence had elapsed (for ``final``)."""
     continues_pause: bool = False
     """``final`` and the same audio as the pause before it: the early transcript holds."""
+    pause: int | None = None
+    """The segmenter's number for the pause this audio was taken at (early), or whose audio it
+    repeats (``final`` and ``continues_pause``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TurnJudged:
+    """The early transcript of pause ``pause`` reads ``complete`` (or trails off): goes back to
+    the VAD actor, whose segmenter then knows how long a silence ends the turn."""
+
+    pause: int
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Transcription:
+    """What a speech-to-text engine heard, with how sure it was, where the engine says.
+
+    Whisper-family engines "hear" words in coughs, breaths and line noise ("Thank you.",
+    "you"); their own signals tell such guesses from speech. ``None`` means the engine gives
+    no such signal.
+    """
+
+    text: str
+    no_speech_prob: float | None = None
+    """The engine's probability that the audio held no speech at all (Whisper's)."""
+    avg_logprob: float | None = None
+    """Mean log-probability of the transcript's tokens (Whisper's; near 0 is sure)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Transcript:
-    """What the caller said in one utterance."""
+    """What the caller said in one utterance.
+
+    ``text`` is empty when the utterance held no words: silence, or a sound (a cough, a
+    breath, a door) that the speech-to-text engine may still have "heard" as words; then
+    ``sound`` is what it made of it, for the log and the records."""
 
     text: str
     speech_ended_at: float
     utterance_ended_at: float
     transcribed_at: float
+    sound: str = ""
 
 
 @dataclass(frozen=True, slots=True)

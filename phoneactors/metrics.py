@@ -17,6 +17,7 @@ from .records import (
     CallEvent,
     CallStarted,
     Failure,
+    FalseInterruption,
     Interrupted,
     KeyPress,
     TurnTimed,
@@ -60,6 +61,13 @@ class Metrics:
         self.barge_ins = Counter(
             "phoneactors_barge_ins", "Replies the caller talked over.", registry=registry
         )
+        self.false_interruptions = Counter(
+            "phoneactors_false_interruptions",
+            "Caller sounds over a reply that were no interruption (the reply paused and played "
+            "on), by kind: no_words (a cough, a breath, noise) or backchannel ('uh-huh').",
+            ["kind"],
+            registry=registry,
+        )
         self.keys = Counter("phoneactors_dtmf", "Keys pressed.", registry=registry)
         self.errors = Counter(
             "phoneactors_errors",
@@ -92,6 +100,8 @@ class Metrics:
                 self.turns.inc()
             case Interrupted():
                 self.barge_ins.inc()
+            case FalseInterruption(kind=kind):
+                self.false_interruptions.labels(kind=kind.replace(" ", "_")).inc()
             case KeyPress():
                 self.keys.inc()
             case Failure(kind=kind):

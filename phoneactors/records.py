@@ -37,6 +37,7 @@ __all__ = [
     "CallStore",
     "CallerSaid",
     "Failure",
+    "FalseInterruption",
     "Interrupted",
     "KeyPress",
     "TurnTimed",
@@ -79,6 +80,16 @@ class Interrupted:
 
 
 @dataclass(frozen=True, slots=True)
+class FalseInterruption:
+    """The caller made a sound over a reply that was no interruption: ``kind`` is "no words"
+    (a cough, a breath, noise; ``text`` is what the speech-to-text engine made of it) or
+    "backchannel" ("uh-huh"; ``text`` is the words). The reply paused, then played on."""
+
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class KeyPress:
     digit: str
 
@@ -102,7 +113,15 @@ class CallEnded:
 
 
 CallEvent = (
-    CallStarted | CallerSaid | BotSaid | Interrupted | KeyPress | TurnTimed | Failure | CallEnded
+    CallStarted
+    | CallerSaid
+    | BotSaid
+    | Interrupted
+    | FalseInterruption
+    | KeyPress
+    | TurnTimed
+    | Failure
+    | CallEnded
 )
 
 
@@ -172,6 +191,8 @@ def _row(call_sid: str, at: float, event: CallEvent) -> tuple[str, tuple[Any, ..
             return insert, (call_sid, at, "bot", text, None)
         case Interrupted(heard=heard, unheard=unheard):
             return insert, (call_sid, at, "interrupted", heard, json.dumps({"unheard": unheard}))
+        case FalseInterruption(kind=kind, text=text):
+            return insert, (call_sid, at, "resumed", text, json.dumps({"kind": kind}))
         case KeyPress(digit=digit):
             return insert, (call_sid, at, "dtmf", digit, None)
         case TurnTimed(stages_ms=stages):

@@ -14,10 +14,10 @@ and sent as 20 ms μ-law frames in (trio) real time. It prints the call as it ha
       7.27  (call ended: caller hung up)
 
 Times are seconds since the call connected. ``caller:`` is what the speech-to-text engine heard,
-``bot:`` each sentence as it is synthesized (just before it plays). The latency of a turn runs
-from the caller's last frame of speech (the voice's own trailing silence is not sent) to the
-first bot audio played after it, from the fake Twilio's records; it includes the end-of-speech
-silence the VAD waits for.
+``bot:`` each sentence as it is synthesized (while the one before it plays). The latency of a
+turn runs from the caller's last frame of speech (the voice's own trailing silence is not sent)
+to the first bot audio played after it, from the fake Twilio's records; it includes the
+end-of-speech silence the VAD waits for.
 
 Lines
 -----
@@ -27,6 +27,11 @@ Lines
   line has been playing for :data:`BARGE_IN_AFTER` seconds (or at once, if it has been playing
   longer), to demonstrate barge-in. The bot stops, and ``(interrupted; heard: …)`` shows what of
   its reply the caller heard.
+* A line starting with ``~`` is a sound over the bot that is no interruption, made at the same
+  moment as a ``!`` line: a backchannel (``~uh-huh``, ``~okay``) or one of the sounds
+  :data:`SOUNDS` (``~cough``, ``~breath``, ``~knock``, ``~click``). The bot stops at once, then
+  plays on from the word the caller was hearing; ``(… the bot played on after 0.42 s)`` shows
+  how long after the sound it resumed. It is not answered.
 * Blank lines and lines starting with ``#`` are skipped.
 
 When the lines run out, the caller waits for the bot to finish and hangs up; when the bot hangs
@@ -47,17 +52,26 @@ from typing import Any, Final, TextIO
 import numpy as np
 import trio
 
-from . import twilio
+from . import sounds, twilio
 from .audio import PCM, SAMPLE_RATE, ulaw_decode
 from .call import CallResult, CallSettings, run_call
 from .conversation import CallInfo, Conversation, Interruption, Reply, ReplyText
 from .engines import Engines, TextToSpeech
 from .errors import ProtocolError
+from .records import CallEvent, FalseInterruption
 from .softphone import Speaker, with_transcripts
 from .testing import FakeTwilio, Played, memory_socket_pair
 from .transport import CallSocket
 
-__all__ = ["BARGE_IN_AFTER", "QUIET", "Line", "SimulationResult", "parse_line", "simulate"]
+__all__ = [
+    "BARGE_IN_AFTER",
+    "QUIET",
+    "SOUNDS",
+    "Line",
+    "SimulationResult",
+    "parse_line",
+    "simulate",
+]
 
 BARGE_IN_AFTER: Final = 1.0
 """Seconds of the bot's answer that play before a ``!`` line talks over it."""
@@ -66,6 +80,13 @@ QUIET: Final = 1.0
 ANSWER_TIMEOUT: Final = 60.0
 """Seconds to wait for the bot to start answering before the caller goes on anyway (the
 conversation's own reply timeout normally answers with its apology well before)."""
+SOUNDS: Final = {
+    "cough": sounds.cough,
+    "breath": sounds.breath,
+    "knock": sounds.knock,
+    "click": sounds.click,
+}
+"""The sounds a ``~`` line can make instead of saying words."""
 _SNAP: Final = 0.01
 """Bot audio starting within this many seconds of the previous chunk's end continues it in the
 recording (real time jitters by a millisecond or two)."""
@@ -73,10 +94,12 @@ recording (real time jitters by a millisecond or two)."""
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    """One thing the caller says; ``barge_in`` for a ``!`` line."""
+    """One thing the caller says; ``barge_in`` for a ``!`` line, ``aside`` for a ``~`` line
+    (over the bot, and no interruption)."""
 
     text: str
     barge_in: bool = False
+    aside: bool = False
 
 
 def parse_line(line: str) -> Line | None:
@@ -84,9 +107,9 @@ def parse_line(line: str) -> Line | None:
     text = line.strip()
     if not text or text.startswith("#"):
         return None
-    if text.startswith("!"):
-        text = text[1:].strip()
-        return Line(text, barge_in=True) if text else None
+    if text[0] in "!~":
+        rest = text[1:].strip()
+        return Line(rest, barge_in=text[0] == "!", aside=text[0] == "~") if rest else None
     return Line(text)
 
 
@@ -124,6 +147,14 @@ class _Session:
     narrate: _Narrator
     silences: int = 0
     """Turns that will get no answer: nothing recognised, a silent reply, no greeting."""
+    interrupted: bool = False
+    """The bot was interrupted since the caller's last ``~`` line."""
+
+    def observe(self, call_sid: str, event: CallEvent) -> None:
+        """Print what the runtime made of a sound over the bot that was no interruption."""
+        if isinstance(event, FalseInterruption):
+            heard = f" ({event.text!r})" if event.text else ""
+            self.narrate(f"(that was {event.kind}{heard}: no interruption)")
 
     async def on_transcript(self, speaker: Speaker, text: str) -> None:
         if speaker == "bot":
@@ -192,8 +223,15 @@ class _Narrated(Conversation):
             self._session.silences += 1
 
     async def on_interrupted(self, interruption: Interruption) -> None:
+        self._session.interrupted = True
         self._session.narrate(f"(interrupted; heard: {interruption.heard or '(nothing)'})")
         await self._inner.on_interrupted(interruption)
+
+    def is_backchannel(self, text: str) -> bool:
+        return self._inner.is_backchannel(text)
+
+    async def is_turn_complete(self, text: str, audio: PCM) -> bool:
+        return await self._inner.is_turn_complete(text, audio)
 
     async def on_end(self, reason: str) -> None:
         await self._inner.on_end(reason)
@@ -292,6 +330,7 @@ class _Caller:
         self.session = session
         self.answer_timeout = answer_timeout
         self.latencies: list[float] = []
+        self._rng = np.random.default_rng(0)
 
     def _answer_start(self, turn: _Turn) -> float | None:
         for played in self.fake.played[turn.played_before :]:
@@ -340,6 +379,24 @@ class _Caller:
         fake = self.fake
         await fake.wait_for(lambda: len(fake.outbound) > sent or fake.closed.is_set())
 
+    async def _aside(self, line: Line) -> None:
+        """Make ``line``'s sound (or say its words) over the bot, then report when it played
+        on, if it did."""
+        fake = self.fake
+        make = SOUNDS.get(line.text.lower())
+        if make is not None:
+            self.session.narrate(f"(caller makes a sound over the bot: {line.text})")
+            await fake.play(make(self._rng))
+        else:
+            self.session.narrate(f"(caller over the bot: {line.text})")
+            await fake.say(line.text)
+        ended, played = trio.current_time(), len(fake.played)
+        with trio.move_on_after(QUIET + BARGE_IN_AFTER):
+            await fake.wait_for(lambda: len(fake.played) > played or fake.closed.is_set())
+        resumed = [p.start for p in fake.played[played:] if p.start >= ended]
+        if resumed and not self.session.interrupted:
+            self.session.narrate(f"(the bot played on after {resumed[0] - ended:.2f} s)")
+
     async def run(self, lines: AsyncIterator[str]) -> None:
         """Say each line in turn; hang up at the end (unless the bot did first)."""
         fake = self.fake
@@ -352,13 +409,17 @@ class _Caller:
                     if line is None:
                         continue
                     await turn.answered.wait()
-                    if line.barge_in:
+                    if line.barge_in or line.aside:
                         if turn.answer_start is not None:
                             await trio.sleep_until(turn.answer_start + BARGE_IN_AFTER)
                     else:
                         await self._wait_until_quiet()
                     if fake.closed.is_set():
                         break
+                    if line.aside:
+                        self.session.interrupted = False
+                        await self._aside(line)
+                        continue  # no new turn: the bot's answer goes on
                     over = " over the bot" if line.barge_in else ""
                     self.session.narrate(f"(caller speaking{over}: {line.text})")
                     await fake.say(line.text)
@@ -420,7 +481,11 @@ async def simulate(
         return _Narrated(conversation(), session)
 
     async def serve() -> None:
-        results.append(await run_call(server_side, make_conversation, call_engines, settings))
+        results.append(
+            await run_call(
+                server_side, make_conversation, call_engines, settings, observers=[session]
+            )
+        )
 
     async with aclosing(_aiter(lines)) as said, trio.open_nursery() as nursery:
         nursery.start_soon(serve)

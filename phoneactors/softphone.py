@@ -48,7 +48,7 @@ import trio
 
 from . import twilio
 from .audio import PCM
-from .engines import Engines, SpeechToText, TextToSpeech
+from .engines import Engines, SpeechToText, TextToSpeech, Transcription, as_transcription
 from .errors import ProtocolError, SocketClosed
 from .transport import CallSocket
 
@@ -168,10 +168,10 @@ class _HeardSpeechToText:
     async def load(self) -> None:
         await self._inner.load()
 
-    async def transcribe(self, audio: PCM) -> str:
-        text = await self._inner.transcribe(audio)
-        await self._listener("caller", text.strip())
-        return text
+    async def transcribe(self, audio: PCM) -> str | Transcription:
+        result = await self._inner.transcribe(audio)
+        await self._listener("caller", as_transcription(result).text.strip())
+        return result
 
 
 class _SpokenTextToSpeech:

@@ -31,11 +31,11 @@ from typing import Any, Final
 import numpy as np
 import trio
 
-from . import twilio
+from . import sounds, twilio
 from .audio import FRAME_MS, FRAME_SAMPLES, PCM, SAMPLE_RATE, ulaw_decode, ulaw_encode
 from .call import CallResult, CallSettings, run_call
 from .conversation import Conversation
-from .engines import Engines, TextToSpeech
+from .engines import Engines, TextToSpeech, Transcription
 from .errors import EngineError, SocketClosed
 from .playback import trim_silence
 from .records import CallObserver
@@ -172,7 +172,9 @@ class FakeSpeechToText:
 
     Each text the fake caller says becomes a tone of its own frequency; this engine finds the
     tone's frequency and answers that text, so the same audio always gives the same transcript
-    (early and final transcriptions agree) and silence or noise gives ``""``. ``delay`` seconds
+    (early and final transcriptions agree) and silence or noise gives ``""``. A text can be
+    registered with the signals a real engine would give (``no_speech_prob``,
+    ``avg_logprob``): that is how a cough "heard" as "Thank you." is made. ``delay`` seconds
     of trio time per call; ``fail`` makes every call raise :class:`EngineError`.
     """
 
@@ -182,32 +184,35 @@ class FakeSpeechToText:
         self.delay = delay
         self.fail = False
         self.calls = 0
-        self._texts: dict[int, str] = {}
+        self._texts: dict[int, Transcription] = {}
         self._said = 0
 
     async def load(self) -> None:
         pass
 
-    def register(self, text: str) -> float:
-        """Remember ``text``; returns the tone frequency that will transcribe to it."""
+    def register(
+        self, text: str, *, no_speech_prob: float | None = None, avg_logprob: float | None = None
+    ) -> float:
+        """Remember ``text`` (and the signals to give with it); returns the tone frequency
+        that will transcribe to it."""
         slot = self._said % _TONE_SLOTS
         self._said += 1
-        self._texts[slot] = text
+        self._texts[slot] = Transcription(text, no_speech_prob, avg_logprob)
         return _TONE_BASE + slot * _TONE_STEP
 
-    def recognise(self, audio: PCM) -> str:
+    def recognise(self, audio: PCM) -> Transcription:
         """The text whose tone dominates ``audio`` (``""`` for silence or an unknown sound)."""
         samples = np.asarray(audio, dtype=np.float64)
         if len(samples) < FRAME_SAMPLES or np.sqrt(np.mean(samples**2)) < 100:
-            return ""
+            return Transcription("")
         spectrum = np.abs(np.fft.rfft(samples))
         peak = float(np.argmax(spectrum)) * SAMPLE_RATE / len(samples)
         slot = round((peak - _TONE_BASE) / _TONE_STEP)
         if abs(peak - (_TONE_BASE + slot * _TONE_STEP)) > _TONE_STEP / 4:
-            return ""
-        return self._texts.get(slot, "")
+            return Transcription("")
+        return self._texts.get(slot, Transcription(""))
 
-    async def transcribe(self, audio: PCM) -> str:
+    async def transcribe(self, audio: PCM) -> Transcription:
         self.calls += 1
         await trio.sleep(self.delay)
         if self.fail:
@@ -284,6 +289,19 @@ class FakeSpeech:
         seconds = max(0.3, len(text) * self.caller_seconds_per_char)
         return tone(seconds, frequency=self.stt.register(text))
 
+    def cough(self, *, heard_as: str = "Thank you.", seconds: float = 0.4) -> PCM:
+        """A cough (or a breath, a door): a burst of noise that the VAD calls speech and
+        :attr:`stt` "hears" as ``heard_as``, as Whisper does, with a real engine's signals of
+        no speech (``no_speech_prob`` 0.8, ``avg_logprob`` -1.3). It has no voicing (no pitch),
+        as a real cough has little: the runtime must not believe the transcript."""
+        frequency = self.stt.register(heard_as, no_speech_prob=0.8, avg_logprob=-1.3)
+        rng = np.random.default_rng(self.stt.calls + len(heard_as))
+        burst = rng.normal(0.0, 0.3 * 32767 / 3, round(seconds * SAMPLE_RATE))
+        # A faint tone at the registered frequency, far under the noise, tells the fake STT
+        # what to "hear" without making the burst periodic.
+        marker = tone(seconds, frequency=frequency, amplitude=0.03).astype(np.float64)
+        return np.clip(burst + marker[: len(burst)], -32768, 32767).astype(np.int16)
+
     @property
     def spoken(self) -> list[str]:
         """Every sentence the bot synthesized, in order."""
@@ -330,8 +348,14 @@ class FakeTwilio:
         stream_sid: str = "MZ00000000000000000000000000000001",
         account_sid: str = "AC00000000000000000000000000000001",
         custom_parameters: Mapping[str, str] | None = None,
+        line_noise_dbfs: float | None = None,
+        seed: int = 0,
     ) -> None:
         self.socket = socket
+        self.line_noise_dbfs = line_noise_dbfs
+        """Hiss (white noise at this RMS level) added to every frame the caller sends, silence
+        included: a noisy line. ``None``: a clean line (digital silence between words)."""
+        self._rng = np.random.default_rng(seed)
         self.voice = voice
         self.call_sid = call_sid
         self.stream_sid = stream_sid
@@ -342,6 +366,8 @@ class FakeTwilio:
         self.clears: list[float] = []
         self.marks_echoed: list[str] = []
         self.caller_frames_sent = 0
+        self.caller_voiced: list[float] = []
+        """When each caller frame with sound in it (RMS over 100) was sent."""
         self.max_buffered = 0.0
         """Most bot audio (seconds) ever waiting to be played: the bot's lead over real time."""
         self.closed = trio.Event()
@@ -471,18 +497,24 @@ class FakeTwilio:
         return playing + waiting / SAMPLE_RATE
 
     def stale_audio_after_clear(self, clear: int = 0) -> float:
-        """Seconds of the *interrupted* reply's audio that arrived after ``clears[clear]``.
+        """Seconds of the *interrupted* reply's audio that arrived after ``clears[clear]`` while
+        the caller was still talking (until 200 ms after their last sound: no decision to play
+        on can come sooner). Should always be 0.
 
         phoneactors names marks ``<reply>.<chunk>``; audio followed by a mark of the reply that
-        was playing when the clear came (or by no mark at all) counts. Should always be 0.
+        was playing when the clear came (or by no mark at all) counts. A reply that plays on
+        after a false interruption (a cough, "uh-huh") sends its audio again later: not stale.
         """
         at = self.clears[clear]
+        until = self._caller_sound_end(at) + 0.2
         before = [e.name for t, e in self.outbound if t <= at and isinstance(e, twilio.SendMark)]
         old_reply = before[-1].rpartition(".")[0] if before else None
         stale = pending = 0
         for t, event in self.outbound:
             if t <= at:
                 continue
+            if t > until:
+                break
             if isinstance(event, twilio.SendMedia):
                 pending += len(event.payload)
             elif isinstance(event, twilio.SendMark):
@@ -490,6 +522,18 @@ class FakeTwilio:
                     return stale / SAMPLE_RATE
                 stale, pending = stale + pending, 0
         return (stale + pending) / SAMPLE_RATE
+
+    def _caller_sound_end(self, after: float) -> float:
+        """The caller's last sound of the stretch of talking going on at ``after`` (one with
+        no 200 ms gap in it), or ``after`` when they were quiet."""
+        end = after
+        for voiced in self.caller_voiced:
+            if voiced < after - 0.2:
+                continue
+            if voiced > end + 0.2:
+                break
+            end = max(end, voiced)
+        return end
 
     def media_sent_after(self, time: float) -> float:
         """Seconds of bot audio that arrived after ``time`` (for barge-in checks)."""
@@ -539,6 +583,14 @@ class FakeTwilio:
                 if self._caller_audio
                 else np.zeros(FRAME_SAMPLES, dtype=np.int16)
             )
+            if np.dot(frame.astype(np.float32), frame.astype(np.float32)) > 100**2 * len(frame):
+                self.caller_voiced.append(trio.current_time())
+            if self.line_noise_dbfs is not None:
+                frame = sounds.mix(
+                    sounds.hiss(FRAME_MS / 1000, dbfs=self.line_noise_dbfs, rng=self._rng),
+                    frame,
+                    at_s=0.0,
+                )
             await self._send(
                 twilio.Media(
                     sequence_number=0,

@@ -110,7 +110,7 @@ async def test_barge_in_cancels_within_a_frame_and_sends_nothing_after_clear(
         await trio.sleep(3.5)  # well into the second sentence
         # The interruption's first frame goes out at the next 20 ms tick.
         began = trio.current_time()
-        await fake.play(tone(1.0), wait=False)
+        await fake.play(speech.caller_audio("stop right there please"), wait=False)
         await fake.wait_for(lambda: bool(fake.clears))
         decided = began + settings.segmenter.min_speech_ms / 1000
         assert fake.clears[0] - decided <= 0.02 + 0.02  # one frame, plus the tick alignment
@@ -149,7 +149,8 @@ async def test_barge_in_while_thinking_cancels_the_reply(
         await trio.sleep(1.0)  # the reply is thinking now
         await fake.say("never mind", wait=False)
         await fake.wait_for(lambda: bool(fake.clears))
-        assert cancelled.is_set()
+        assert not cancelled.is_set()  # paused until the words say what the sound was
+        await fake.wait_for(cancelled.is_set)
     conversation = made[0]
     assert isinstance(conversation, Recorder)
     assert conversation.interruptions == [Interruption(heard="", unheard="")]
@@ -191,8 +192,9 @@ async def test_heard_text_follows_the_marks(
         start = fake.played[0].start
         first_sentence = "This is the first sentence of a long answer."
         await trio.sleep_until(start + speech.tts.duration(first_sentence) + after_first_sentence)
-        await fake.play(tone(0.5), wait=False)
+        await fake.play(speech.caller_audio("stop"), wait=False)
         await fake.wait_for(lambda: bool(fake.clears))
+        await fake.silence(1.0)  # the words end the reply once the turn is over
     conversation = made[0]
     assert isinstance(conversation, Recorder)
     [interruption] = conversation.interruptions

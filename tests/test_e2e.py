@@ -41,7 +41,7 @@ async def test_a_real_call_greeting_turn_and_barge_in() -> None:
             async with open_twilio_stream(url, voice=caller_voice) as fake:
                 # 1. The greeting plays and says what it should.
                 await fake.wait_for_bot_to_finish()
-                greeting = await stt.transcribe(fake.bot_audio)
+                greeting = (await stt.transcribe(fake.bot_audio)).text
                 assert word_error_rate(Parrot.greeting or "", greeting) <= 0.2, greeting
 
                 # 2. One turn: the reply transcribes back to the expected words.
@@ -49,7 +49,7 @@ async def test_a_real_call_greeting_turn_and_barge_in() -> None:
                 before = len(fake.played)
                 await fake.say(said)
                 await fake.wait_for_bot_to_finish()
-                reply = await stt.transcribe(played_since(fake, before))
+                reply = (await stt.transcribe(played_since(fake, before))).text
                 expected = f"You said {said}"
                 assert word_error_rate(expected, reply) <= 0.2, reply
                 assert not fake.clears

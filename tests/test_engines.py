@@ -35,6 +35,7 @@ from phoneactors.engines.base import (
     TextToSpeech,
     VoiceActivityDetector,
     VoiceActivityEngine,
+    as_transcription,
     default_thread_count,
 )
 from phoneactors.engines.faster_whisper import FasterWhisperSTT
@@ -43,7 +44,7 @@ from phoneactors.engines.registry import ENGINE_CHOICES, build_engines
 from phoneactors.engines.webrtc import DEFAULT_MIN_RMS, WebRtcVad
 from phoneactors.engines.whispercpp import MAX_AUDIO_CTX, WhisperCppSTT, audio_ctx_for
 from phoneactors.errors import ConfigurationError, EngineError, ModelNotFoundError
-from phoneactors.wer import normalise, word_error_rate
+from phoneactors.wer import word_error_rate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GGML_MODEL = Path(
@@ -157,6 +158,8 @@ def whisper_tokenizer() -> Any:
 @dataclass
 class FakeSegment:
     text: str
+    no_speech_prob: float = 0.01
+    avg_logprob: float = -0.2
 
 
 @pytest.fixture
@@ -602,8 +605,10 @@ async def test_faster_whisper_decodes_for_short_phone_utterances(
 ) -> None:
     stt = FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1), beam_size=2)
     with trio.fail_after(5):
-        text = await stt.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16))
-    assert text == "Hello there."
+        transcription = await stt.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16))
+    assert transcription.text == "Hello there."
+    assert transcription.no_speech_prob is not None
+    assert transcription.avg_logprob is not None
     options = fakes.options[-1]
     tokenizer = whisper_tokenizer()
     # English transcription without timestamps: <|startoftranscript|><|notimestamps|>
@@ -621,8 +626,9 @@ async def test_faster_whisper_with_the_full_window_uses_faster_whispers_own_deco
 ) -> None:
     stt = FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1), window_s=None)
     with trio.fail_after(5):
-        text = await stt.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16))
-    assert text == "Hello there."
+        transcription = await stt.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16))
+    assert transcription.text == "Hello there."
+    assert transcription.no_speech_prob is not None
     assert fakes.windows == []
     options = fakes.options[-1]
     assert options["language"] == "en"
@@ -654,7 +660,8 @@ async def test_faster_whisper_over_30_seconds_uses_the_long_form_transcription(
     with trio.fail_after(5):
         await stt.load()
         fakes.windows.clear()
-        assert await stt.transcribe(np.zeros(31 * SAMPLE_RATE, dtype=np.int16)) == "Hello there."
+        long = await stt.transcribe(np.zeros(31 * SAMPLE_RATE, dtype=np.int16))
+        assert long.text == "Hello there."
     assert fakes.windows == []
     assert "without_timestamps" in fakes.options[-1]
 
@@ -676,7 +683,7 @@ async def test_faster_whisper_decodes_a_looping_window_again_in_the_full_window(
         fallbacks = stt.window_fallbacks
         fakes.window_transcript = looped
         seconds = 1.0 if "Yes" in looped else 4.0
-        text = await stt.transcribe(np.zeros(int(seconds * SAMPLE_RATE), dtype=np.int16))
+        text = (await stt.transcribe(np.zeros(int(seconds * SAMPLE_RATE), dtype=np.int16))).text
     assert text == "Hello there."  # what the full-window transcription said
     assert "without_timestamps" in fakes.options[-1]
     assert stt.window_fallbacks == fallbacks + 1
@@ -697,7 +704,7 @@ async def test_faster_whisper_keeps_a_long_transcript_within_the_token_cap(
     with trio.fail_after(5):
         await stt.load()
         fakes.window_transcript = answer
-        text = await stt.transcribe(np.zeros(4 * SAMPLE_RATE, dtype=np.int16))
+        text = (await stt.transcribe(np.zeros(4 * SAMPLE_RATE, dtype=np.int16))).text
     assert text == answer.strip()
     assert stt.window_fallbacks == 0
     assert fakes.options[-1]["max_length"] == 2 * (10 + 40)
@@ -710,12 +717,18 @@ async def test_faster_whisper_window_decode_of_no_speech_is_empty(
     with trio.fail_after(5):
         await stt.load()
         fakes.window_transcript = " you"
+        silence = np.zeros(SAMPLE_RATE, dtype=np.int16)
         fakes.no_speech_prob, fakes.window_score = 0.9, -2.5  # "no speech", and unlikely text
-        assert await stt.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16)) == ""
+        nothing = await stt.transcribe(silence)
+        assert nothing.text == ""
+        assert nothing.no_speech_prob == pytest.approx(0.9)
         fakes.no_speech_prob, fakes.window_score = 0.9, -0.2  # confident words win
-        assert await stt.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16)) == "you"
+        assert (await stt.transcribe(silence)).text == "you"
         fakes.no_speech_prob, fakes.window_score = 0.1, -2.5
-        assert await stt.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16)) == "you"
+        unsure = await stt.transcribe(silence)
+        assert unsure.text == "you"
+        assert unsure.avg_logprob is not None
+        assert unsure.avg_logprob < -1
 
 
 @pytest.mark.parametrize("window_s", [0.5, 31.0, -1.0])
@@ -746,7 +759,7 @@ async def test_empty_audio_transcribes_to_nothing_without_inference(
     engine = make_engine(kind, trio.CapacityLimiter(1), model_dir, ggml_file)
     assert isinstance(engine, FasterWhisperSTT | WhisperCppSTT)
     with trio.fail_after(5):
-        assert await engine.transcribe(np.zeros(0, dtype=np.int16)) == ""
+        assert as_transcription(await engine.transcribe(np.zeros(0, dtype=np.int16))).text == ""
     assert fakes.calls == 0
 
 
@@ -758,7 +771,8 @@ async def test_transcript_of_punctuation_only_is_empty(
     assert isinstance(engine, FasterWhisperSTT | WhisperCppSTT)
     fakes.transcript = (" .", " ")
     with trio.fail_after(5):
-        assert await engine.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16)) == ""
+        result = await engine.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16))
+        assert as_transcription(result).text == ""
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t"])
@@ -913,7 +927,9 @@ async def over_the_phone(tts: HibariTTS, text: str) -> PCM:
 async def round_trip_wer(stt: SpeechToText, tts: HibariTTS, label: str) -> float:
     rates = []
     for sentence in PHONE_SENTENCES:
-        transcript = await stt.transcribe(await over_the_phone(tts, sentence))
+        transcript = as_transcription(
+            await stt.transcribe(await over_the_phone(tts, sentence))
+        ).text
         rate = word_error_rate(sentence, transcript)
         rates.append(rate)
         print(f"{label}: WER {rate:.2f}  {sentence!r} -> {transcript!r}")
@@ -948,8 +964,10 @@ async def test_real_transcription_is_cancellable(real_engines: RealEngines) -> N
         audio = await over_the_phone(tts, PHONE_SENTENCES[0])
         with trio.move_on_after(0.01):
             await stt.transcribe(audio)
-        # the abandoned worker finishes in the background; the engine keeps working
-        assert normalise(await stt.transcribe(audio)) == normalise(PHONE_SENTENCES[0])
+        # the abandoned worker finishes in the background; the engine keeps working (as well
+        # as ever: on some CPUs tiny.en hears "Maria" as "Mario")
+        text = as_transcription(await stt.transcribe(audio)).text
+        assert word_error_rate(PHONE_SENTENCES[0], text) <= 0.15, text
         # Leave the shared limiter as we found it: wait until every token is free again.
         borrowers = [object() for _ in range(int(real_engines.limiter.total_tokens))]
         for borrower in borrowers:

@@ -39,6 +39,7 @@ from test_engines import PHONE_SENTENCES, WER_LIMIT
 
 from phoneactors import cli
 from phoneactors.audio import FRAME_SAMPLES, PCM, SAMPLE_RATE, Framer, ulaw_decode, ulaw_encode
+from phoneactors.engines import as_transcription
 from phoneactors.engines.base import (
     SpeechToText,
     TextToSpeech,
@@ -1227,7 +1228,9 @@ async def test_piper_round_trip_through_the_phone_line() -> None:
         rates = []
         for index, sentence in enumerate(PHONE_SENTENCES[:4]):
             audio = first if index == 0 else await tts.synthesize(sentence)
-            transcript = await stt.transcribe(ulaw_decode(ulaw_encode(audio)))
+            transcript = as_transcription(
+                await stt.transcribe(ulaw_decode(ulaw_encode(audio)))
+            ).text
             rates.append(word_error_rate(sentence, transcript))
             print(f"piper: WER {rates[-1]:.2f}  {sentence!r} -> {transcript!r}")
     print(

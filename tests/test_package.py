@@ -42,7 +42,22 @@ def test_every_error_derives_from_the_root() -> None:
         assert cls.__name__ in (errors.__doc__ or "")
 
 
-@pytest.mark.parametrize("module", ["twilio", "audio", "sentences", "segmenter", "timing", "wer"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "twilio",
+        "audio",
+        "sentences",
+        "segmenter",
+        "timing",
+        "wer",
+        "endpointing",
+        "noise",
+        "nonspeech",
+        "sounds",
+        "messages",
+    ],
+)
 def test_sans_io_modules_import_no_event_loop(module: str) -> None:
     """The protocol, codec and other pure modules pull in no event loop or web framework.
 

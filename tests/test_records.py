@@ -12,7 +12,7 @@ from trio.testing import MockClock
 from phoneactors.conversation import Conversation, Interruption
 from phoneactors.errors import ConfigurationError
 from phoneactors.records import CallStore, list_calls, read_transcript
-from phoneactors.testing import FakeSpeech, open_call, tone
+from phoneactors.testing import FakeSpeech, open_call
 
 
 class Desk(Conversation):
@@ -43,12 +43,13 @@ async def test_a_call_is_recorded_as_it_happens(
             await fake.say("I lost my key")
             greeting = len(fake.played)
             await fake.wait_for(lambda: len(fake.played) > greeting + 20)
-            await fake.play(tone(0.5), wait=False)  # talks over the reply
+            await fake.say("wait a moment", wait=False)  # talks over the reply
             await fake.wait_for(lambda: bool(fake.clears))
             # Durable before the call is over: a crash now would keep all of this.
             await store.wait_written(5)
             _, so_far = read_transcript(db, fake.call_sid)
-            assert [e["kind"] for e in so_far] == ["bot", "caller", "interrupted", "timing"]
+            kinds = ["bot", "caller", "interrupted", "timing", "caller"]
+            assert [e["kind"] for e in so_far] == kinds
             fake.press("5")
             await fake.wait_for_bot_to_finish()
             await fake.say("ok bye")
@@ -63,14 +64,15 @@ async def test_a_call_is_recorded_as_it_happens(
     assert story[1] == ("caller", "I lost my key")
     assert story[2][0] == "interrupted"
     assert story[2][1].startswith("Let me look")
+    assert story[3] == ("caller", "wait a moment")
     assert ("dtmf", "5") in story
     assert ("bot", "You pressed 5.") in story
     assert story[-2:] == [("caller", "ok bye"), ("bot", "Goodbye.")]
     assert [e["at"] for e in events] == sorted(e["at"] for e in events)
-    assert sum(e["kind"] == "timing" for e in events) == 2  # one per answered utterance
+    assert sum(e["kind"] == "timing" for e in events) == 3  # one per answered utterance
     [listed] = list_calls(db)
     assert listed["call_sid"] == fake.call_sid
-    assert listed["turns"] == 2
+    assert listed["turns"] == 3
 
 
 async def test_failures_are_recorded(

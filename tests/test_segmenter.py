@@ -29,6 +29,9 @@ def starts_by_definition(settings: SegmenterSettings, verdicts: list[bool]) -> l
     needed = -(-settings.min_speech_ms // FRAME_MS)
     window: collections.deque[bool] = collections.deque(maxlen=needed + needed // 2)
     end_frames = -(-settings.end_silence_ms // FRAME_MS)
+    pause_frames = -(-settings.pause_ms // FRAME_MS)
+    if 0 < pause_frames < end_frames:  # unjudged words: the long silence ends the turn
+        end_frames = -(-settings.incomplete_silence_ms // FRAME_MS)
     max_frames = settings.max_utterance_ms // FRAME_MS
     pre_roll = settings.pre_roll_ms // FRAME_MS + needed + needed // 2
     starts = []
@@ -49,13 +52,16 @@ def starts_by_definition(settings: SegmenterSettings, verdicts: list[bool]) -> l
     return starts
 
 
-settings_strategy = st.builds(
-    SegmenterSettings,
-    min_speech_ms=st.integers(FRAME_MS, 400),
-    end_silence_ms=st.integers(FRAME_MS, 400),
-    pre_roll_ms=st.integers(0, 200),
-    max_utterance_ms=st.integers(FRAME_MS, 2000),
-    pause_ms=st.integers(0, 300),
+settings_strategy = st.integers(FRAME_MS, 400).flatmap(
+    lambda end: st.builds(
+        SegmenterSettings,
+        min_speech_ms=st.integers(FRAME_MS, 400),
+        end_silence_ms=st.just(end),
+        incomplete_silence_ms=st.integers(end, 800),
+        pre_roll_ms=st.integers(0, 200),
+        max_utterance_ms=st.integers(FRAME_MS, 2000),
+        pause_ms=st.integers(0, 300),
+    )
 )
 
 

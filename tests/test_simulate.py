@@ -50,8 +50,38 @@ def test_parse_line() -> None:
     assert parse_line("  hello there \n") == Line("hello there")
     assert parse_line("!stop talking") == Line("stop talking", barge_in=True)
     assert parse_line("! stop") == Line("stop", barge_in=True)
-    for skipped in ("", "   \n", "# a comment", "!", "!  "):
+    assert parse_line("~uh-huh") == Line("uh-huh", aside=True)
+    assert parse_line("~ cough") == Line("cough", aside=True)
+    for skipped in ("", "   \n", "# a comment", "!", "!  ", "~"):
         assert parse_line(skipped) is None
+
+
+async def test_a_tilde_line_is_a_sound_over_the_bot_that_it_plays_on_through(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    out = io.StringIO()
+    result = await simulate(
+        Storyteller,
+        speech.engines(),
+        ["tell me a story", "~uh-huh", "~cough", "thanks"],
+        out=out,
+        voice=speech.caller_voice,
+    )
+    lines = transcript(out)
+    start = lines.index("(caller over the bot: uh-huh)")
+    assert lines[start : start + 3] == [
+        "(caller over the bot: uh-huh)",
+        "caller: uh-huh",
+        "(that was backchannel ('uh-huh'): no interruption)",
+    ]
+    assert lines[start + 3].startswith("(the bot played on after 0.")
+    cough = lines.index("(caller makes a sound over the bot: cough)")
+    assert lines[cough + 2] == "(that was no words: no interruption)"
+    assert lines[cough + 3].startswith("(the bot played on after 0.")
+    assert not any(line.startswith("(interrupted") for line in lines)
+    assert result.call.stats.false_interruptions == 2
+    assert result.call.stats.barge_ins == 0
+    assert len(result.latencies) == 2  # "tell me a story" and "thanks": the asides got no turn
 
 
 async def test_a_conversation_in_turns(autojump_clock: MockClock, speech: FakeSpeech) -> None:
@@ -78,10 +108,10 @@ async def test_a_conversation_in_turns(autojump_clock: MockClock, speech: FakeSp
     ]
     assert result.call.reason == "caller hung up"
     assert len(result.latencies) == 2
-    # Latency = end-of-speech silence (500 ms) + the first sentence's synthesis (20 ms): the
-    # fake STT (100 ms) started at the 200 ms pause, before the end of speech.
+    # Latency = end-of-speech silence (300 ms for words that read complete) + the first
+    # sentence's synthesis (20 ms): the fake STT (100 ms) started at the 200 ms pause.
     for latency in result.latencies:
-        assert 0.5 <= latency <= 0.6
+        assert 0.3 <= latency <= 0.35
     assert times(out) == sorted(times(out))
 
 
@@ -102,14 +132,17 @@ async def test_a_bang_line_talks_over_the_bot(
     )
     lines = transcript(out)
     spoken = lines.index("(caller speaking over the bot: stop please)")
-    # One second into the story the caller talks over it; the bot stops and is told what
-    # was heard, then answers what the caller said (this bot answers everything with the story).
-    assert lines[spoken - 2 : spoken + 4] == [
+    # One second into the story the caller talks over it; the bot stops at once, and once the
+    # words are heard it is told what was heard, then answers what the caller said (this bot
+    # answers everything with the story).
+    # (The second sentence is synthesized while the first plays, so it is printed before.)
+    assert lines[spoken - 3 : spoken + 4] == [
         "bot: Once upon a time, a small robot answered the phone.",
         result_latency(result.latencies[0]),
+        "bot: It listened carefully to every caller.",
         "(caller speaking over the bot: stop please)",
-        "(interrupted; heard: Once upon a)",
         "caller: stop please",
+        "(interrupted; heard: Once upon a)",
         "bot: Once upon a time, a small robot answered the phone.",
     ]
     assert lines[-1] == "(call ended: caller hung up)"

@@ -82,14 +82,62 @@ def test_speech_starts_after_the_minimum_voiced_duration() -> None:
 
 
 def test_a_pause_then_more_speech_is_not_the_end() -> None:
-    settings = SegmenterSettings(min_speech_ms=60, end_silence_ms=200, pause_ms=60)
+    settings = SegmenterSettings(
+        min_speech_ms=60, end_silence_ms=200, incomplete_silence_ms=200, pause_ms=60
+    )
     events = feed(SpeechSegmenter(settings), "####....####" + "." * 10)
     kinds = [type(e) for _, e in events]
     assert kinds == [SpeechBegan, SpeechPaused, SpeechPaused, SpeechEnded]
     ended = events[-1][1]
     assert isinstance(ended, SpeechEnded)
     assert ended.continues_pause
+    assert ended.pause == 2
     assert ended.silence_ms == 200
+
+
+def test_the_words_at_a_pause_set_the_silence_that_ends_the_turn() -> None:
+    settings = SegmenterSettings(
+        min_speech_ms=60, end_silence_ms=100, incomplete_silence_ms=400, pause_ms=40
+    )
+    # Unjudged: the turn waits the long silence.
+    assert [type(e) for _, e in feed(SpeechSegmenter(settings), "####" + "." * 19)] == [
+        SpeechBegan,
+        SpeechPaused,
+    ]
+    # Judged complete after the short silence has passed: it ends at once.
+    segmenter = SpeechSegmenter(settings)
+    [(_, _began), (_, paused)] = feed(segmenter, "####" + "." * 6)
+    assert isinstance(paused, SpeechPaused)
+    assert segmenter.judged(paused.number + 1, complete=True) is None  # not this pause
+    ended = segmenter.judged(paused.number, complete=True)
+    assert isinstance(ended, SpeechEnded)
+    assert ended.pause == paused.number
+    assert ended.silence_ms == 120
+    assert segmenter.judged(paused.number, complete=True) is None  # already over
+    # Judged complete before the short silence: it ends when that has passed.
+    segmenter = SpeechSegmenter(settings)
+    [(_, _), (_, paused)] = feed(segmenter, "####..")
+    assert isinstance(paused, SpeechPaused)
+    assert segmenter.judged(paused.number, complete=True) is None
+    assert [type(e) for _, e in feed(segmenter, "...")] == [SpeechEnded]
+    # Judged to trail off: it waits the long silence, and speech goes on in time.
+    segmenter = SpeechSegmenter(settings)
+    [(_, _), (_, paused)] = feed(segmenter, "####..")
+    assert isinstance(paused, SpeechPaused)
+    assert segmenter.judged(paused.number, complete=False) is None
+    assert feed(segmenter, "." * 15 + "##") == []
+    # The judgement of a pause the caller has spoken after no longer counts.
+    assert segmenter.judged(paused.number, complete=True) is None
+    events = feed(segmenter, "." * 5)
+    assert [type(e) for _, e in events] == [SpeechPaused]
+
+
+def test_without_early_transcription_the_short_silence_ends_every_turn() -> None:
+    settings = SegmenterSettings(
+        min_speech_ms=60, end_silence_ms=100, incomplete_silence_ms=400, pause_ms=0
+    )
+    events = feed(SpeechSegmenter(settings), "####" + "." * 5)
+    assert [type(e) for _, e in events] == [SpeechBegan, SpeechEnded]
 
 
 def test_clicks_shorter_than_the_minimum_never_start_speech() -> None:
@@ -98,7 +146,9 @@ def test_clicks_shorter_than_the_minimum_never_start_speech() -> None:
 
 
 def test_utterance_keeps_pre_roll_and_drops_long_trailing_silence() -> None:
-    settings = SegmenterSettings(min_speech_ms=60, end_silence_ms=400, pre_roll_ms=40)
+    settings = SegmenterSettings(
+        min_speech_ms=60, end_silence_ms=400, incomplete_silence_ms=400, pre_roll_ms=40
+    )
     segmenter = SpeechSegmenter(settings)
     events = feed(segmenter, "......###" + "#" * 10 + "." * 20)
     (_, _began), (_, paused), (end, ended) = events
@@ -123,7 +173,13 @@ def test_a_monologue_is_cut_at_the_maximum_length() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"min_speech_ms": 0}, {"end_silence_ms": 5}, {"pre_roll_ms": -1}]
+    "kwargs",
+    [
+        {"min_speech_ms": 0},
+        {"end_silence_ms": 5},
+        {"pre_roll_ms": -1},
+        {"end_silence_ms": 500, "incomplete_silence_ms": 400},
+    ],
 )
 def test_bad_segmenter_settings_are_configuration_errors(kwargs: dict[str, int]) -> None:
     with pytest.raises(ConfigurationError):

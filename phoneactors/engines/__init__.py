@@ -13,8 +13,10 @@ from .base import (
     Engines,
     SpeechToText,
     TextToSpeech,
+    Transcription,
     VoiceActivityDetector,
     VoiceActivityEngine,
+    as_transcription,
     run_inference,
 )
 
@@ -22,7 +24,9 @@ __all__ = [
     "Engines",
     "SpeechToText",
     "TextToSpeech",
+    "Transcription",
     "VoiceActivityDetector",
     "VoiceActivityEngine",
+    "as_transcription",
     "run_inference",
 ]

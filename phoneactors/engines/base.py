@@ -11,6 +11,7 @@ import trio
 
 from ..audio import PCM
 from ..errors import ConfigurationError, EngineError
+from ..messages import Transcription as Transcription
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -39,9 +40,15 @@ class VoiceActivityEngine(Protocol):
     def new_detector(self) -> VoiceActivityDetector: ...
 
 
+def as_transcription(result: str | Transcription) -> Transcription:
+    """An engine's answer as a :class:`Transcription` (engines may return plain text)."""
+    return result if isinstance(result, Transcription) else Transcription(result)
+
+
 @runtime_checkable
 class SpeechToText(Protocol):
-    """Shared by all calls. ``transcribe`` takes 8 kHz int16 audio and returns plain text."""
+    """Shared by all calls. ``transcribe`` takes 8 kHz int16 audio and returns its text: a
+    plain ``str``, or a :class:`Transcription` that also says how sure the engine was."""
 
     name: str
 
@@ -49,7 +56,7 @@ class SpeechToText(Protocol):
         """Load the model once and run a warm-up inference. Idempotent."""
         ...
 
-    async def transcribe(self, audio: PCM) -> str:
+    async def transcribe(self, audio: PCM) -> str | Transcription:
         """Transcribe one utterance. On cancellation returns promptly (the worker may finish
         in the background but its result is discarded). Failures raise ``EngineError``."""
         ...

@@ -26,7 +26,7 @@ import trio
 
 from ..audio import PCM, SAMPLE_RATE, float_to_pcm, resample
 from ..errors import ConfigurationError, ModelNotFoundError
-from .base import LoadOnce, default_thread_count
+from .base import LoadOnce, Transcription, default_thread_count
 
 __all__ = ["DEFAULT_WINDOW_S", "FasterWhisperSTT"]
 
@@ -220,10 +220,11 @@ class FasterWhisperSTT:
         """
         await self._whisper.load()
 
-    async def transcribe(self, audio: PCM) -> str:
-        """Transcribe one utterance of 8 kHz int16 audio into stripped text.
+    async def transcribe(self, audio: PCM) -> Transcription:
+        """Transcribe one utterance of 8 kHz int16 audio into stripped text, with Whisper's
+        own no-speech probability and the transcript's mean token log-probability.
 
-        Returns '' for empty audio (without inference) and when the model heard no words
+        The text is '' for empty audio (without inference) and when the model heard no words
         (a transcript of punctuation only counts as none).
 
         Loads the model first if :meth:`load` has not run. Resampling and inference run in a
@@ -233,7 +234,7 @@ class FasterWhisperSTT:
         :class:`~phoneactors.errors.EngineError` naming the engine and the original error.
         """
         if len(audio) == 0:
-            return ""
+            return Transcription("")
         return await self._whisper.run(
             self._transcribe_sync,
             audio,
@@ -297,7 +298,7 @@ class FasterWhisperSTT:
             ),
         )
 
-    def _transcribe_sync(self, loaded: _Loaded, audio: PCM) -> str:
+    def _transcribe_sync(self, loaded: _Loaded, audio: PCM) -> Transcription:
         samples = resample(audio, SAMPLE_RATE, WHISPER_RATE)
         seconds = len(samples) / WHISPER_RATE
         if loaded.prompt is not None and self.window_s is not None and seconds < FULL_WINDOW_S:
@@ -316,7 +317,7 @@ class FasterWhisperSTT:
 
     def _transcribe_in_window(
         self, whisper: Any, prompt: _Prompt, samples: npt.NDArray[np.float32], seconds: float
-    ) -> str | None:
+    ) -> Transcription | None:
         """Encode a window just long enough, decode greedily; ``None`` when it looped."""
         import ctranslate2
 
@@ -343,14 +344,15 @@ class FasterWhisperSTT:
         tokens = [token for token in generated if token < prompt.first_timestamp]
         text = str(prompt.decode(tokens)).strip()
         # Silence first, as faster-whisper does: a made-up loop over silence is still silence.
-        average_logprob = result.scores[0] * len(generated) / (len(generated) + 1)
-        if result.no_speech_prob > _NO_SPEECH_PROB and average_logprob < _NO_SPEECH_LOGPROB:
-            return ""
+        average_logprob = float(result.scores[0]) * len(generated) / (len(generated) + 1)
+        no_speech = float(result.no_speech_prob)
+        if no_speech > _NO_SPEECH_PROB and average_logprob < _NO_SPEECH_LOGPROB:
+            return Transcription("", no_speech, average_logprob)
         if len(generated) >= cap or _compression_ratio(text) > LOOP_COMPRESSION_RATIO:
             return None  # no end of text within a plausible length, or a repeating one: a loop
-        return text if any(char.isalnum() for char in text) else ""
+        return Transcription(_words_or_nothing(text), no_speech, average_logprob)
 
-    def _transcribe_full(self, whisper: Any, samples: npt.NDArray[np.float32]) -> str:
+    def _transcribe_full(self, whisper: Any, samples: npt.NDArray[np.float32]) -> Transcription:
         segments, _info = whisper.transcribe(
             samples,
             language=self.language,
@@ -361,8 +363,20 @@ class FasterWhisperSTT:
             vad_filter=False,
         )
         # ``segments`` is a lazy generator: the decoding happens while it is consumed, here.
-        text = " ".join(part for segment in segments if (part := segment.text.strip()))
-        return text if any(char.isalnum() for char in text) else ""  # drop a lone "."
+        decoded = list(segments)
+        text = " ".join(part for segment in decoded if (part := segment.text.strip()))
+        if not decoded:
+            return Transcription("")
+        return Transcription(
+            _words_or_nothing(text),
+            no_speech_prob=min(float(segment.no_speech_prob) for segment in decoded),
+            avg_logprob=sum(float(segment.avg_logprob) for segment in decoded) / len(decoded),
+        )
+
+
+def _words_or_nothing(text: str) -> str:
+    """``text``, or '' when it has no letters or digits (a lone "." is no transcript)."""
+    return text if any(char.isalnum() for char in text) else ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,402 @@
+"""Turn-taking under MockClock: false interruptions resume, real ones cancel, the words decide when
+a turn ends, and a noisy line neither interrupts the bot nor slows the end of a turn."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+from trio.testing import MockClock
+
+from phoneactors.audio import PCM, SAMPLE_RATE
+from phoneactors.call import CallSettings
+from phoneactors.conversation import Conversation, Interruption
+from phoneactors.engines import Transcription
+from phoneactors.engines.webrtc import WebRtcVad
+from phoneactors.metrics import Metrics
+from phoneactors.records import CallerSaid, CallEvent, FalseInterruption, Interrupted
+from phoneactors.segmenter import SegmenterSettings
+from phoneactors.testing import FakeSpeech, FakeSpeechToText, FakeTwilio, open_call
+from phoneactors.timing import TurnTiming
+
+LONG = (
+    "This is the first sentence of a long answer. "
+    "Here comes the second sentence which has quite a few more words in it. "
+    "And finally a third one."
+)
+
+
+class Teller(Conversation):
+    """Answers every turn with a long reply; records what it heard and every hook."""
+
+    greeting = None
+    text = LONG
+
+    def __init__(self) -> None:
+        self.heard: list[str] = []
+        self.interruptions: list[Interruption] = []
+        self.timings: list[TurnTiming] = []
+
+    async def reply(self, text: str) -> str:
+        self.heard.append(text)
+        return self.text
+
+    async def on_interrupted(self, interruption: Interruption) -> None:
+        self.interruptions.append(interruption)
+
+    async def on_turn_timing(self, timing: TurnTiming) -> None:
+        self.timings.append(timing)
+
+
+class Events:
+    """A call observer that keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[CallEvent] = []
+
+    def observe(self, call_sid: str, event: CallEvent) -> None:
+        self.events.append(event)
+
+    def of(self, kind: type) -> list[CallEvent]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def reply_seconds(speech: FakeSpeech, text: str = LONG) -> float:
+    from phoneactors.sentences import split_sentences
+
+    return sum(speech.tts.duration(s) for s in split_sentences(text))
+
+
+async def start_long_reply(fake: FakeTwilio, into: float = 3.0) -> None:
+    """Ask, and wait until the reply has been playing for ``into`` seconds."""
+    before = len(fake.played)
+    await fake.say("tell me something long")
+    await fake.wait_for(lambda: len(fake.played) > before)
+    await trio.sleep_until(fake.played[before].start + into)
+
+
+def played_between(fake: FakeTwilio, start: float, end: float) -> float:
+    return sum(len(p.audio) for p in fake.played if start <= p.start < end) / SAMPLE_RATE
+
+
+@pytest.mark.parametrize("sound", ["Uh-huh.", "Mm-hmm, okay.", "I see.", "cough", "breath"])
+async def test_a_backchannel_or_a_cough_mid_reply_pauses_then_resumes_it(
+    autojump_clock: MockClock, speech: FakeSpeech, sound: str
+) -> None:
+    teller = Teller()
+    events = Events()
+    async with open_call(
+        lambda: teller, speech.engines(), speech=speech, observers=[events]
+    ) as fake:
+        await start_long_reply(fake)
+        audio = {
+            "cough": speech.cough(),
+            "breath": speech.cough(heard_as="you", seconds=0.5),
+        }.get(sound)
+        sound_starts = trio.current_time()
+        await fake.play(speech.caller_audio(sound) if audio is None else audio)
+        sound_ended = trio.current_time()
+        await fake.wait_for_bot_to_finish()
+    # The bot stopped at once (a clear), then played on: nothing cut, nothing answered.
+    assert len(fake.clears) == 1
+    assert fake.clears[0] - sound_starts <= 0.2
+    assert teller.heard == ["tell me something long"]
+    assert teller.interruptions == []
+    assert fake.result is not None
+    assert fake.result.stats.false_interruptions == 1
+    assert fake.result.stats.barge_ins == 0
+    [false] = events.of(FalseInterruption)
+    assert isinstance(false, FalseInterruption)
+    assert false.kind == ("no words" if audio is not None else "backchannel")
+    assert false.text == (
+        "Thank you." if sound == "cough" else "you" if audio is not None else sound
+    )
+    assert [e.text for e in events.of(CallerSaid)] == ["tell me something long"]  # type: ignore[attr-defined]
+    # Resumed quickly after the sound's last frame, from no later than where it stopped, so
+    # the caller heard every word: what played before the clear and after the resume add up
+    # to the whole reply at least, and at most a rewind more.
+    resumed = min(p.start for p in fake.played if p.start > fake.clears[0])
+    assert resumed - sound_ended <= 0.6
+    before = played_between(fake, 0, fake.clears[0])
+    after = played_between(fake, fake.clears[0], float("inf"))
+    total = reply_seconds(speech) + 0.2 * 2  # two pauses between three sentences
+    assert before + after >= total - 0.02
+    assert before + after <= total + 0.8 + 0.1
+    assert (
+        speech.spoken.count(
+            "Here comes the second sentence which has quite a few more words in it."
+        )
+        == 1
+    )
+
+
+async def test_a_real_interruption_cancels_the_reply_and_becomes_the_next_turn(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    teller = Teller()
+    events = Events()
+    async with open_call(
+        lambda: teller, speech.engines(), speech=speech, observers=[events]
+    ) as fake:
+        await start_long_reply(fake)
+        began = trio.current_time()
+        await fake.say("no wait stop")
+        await fake.wait_for(lambda: len(teller.heard) == 2)
+        await fake.wait_for_bot_to_finish()
+    assert fake.clears[0] - began <= 0.2
+    assert fake.stale_audio_after_clear() == 0
+    assert teller.heard == ["tell me something long", "no wait stop"]
+    [interruption] = teller.interruptions
+    assert interruption.heard.startswith("This is the first sentence")
+    assert (interruption.heard + " " + interruption.unheard).split() == LONG.split()
+    assert fake.result is not None
+    assert fake.result.stats.barge_ins == 1
+    assert fake.result.stats.false_interruptions == 0
+    assert events.of(FalseInterruption) == []
+    assert len(events.of(Interrupted)) == 1
+
+
+async def test_a_backchannel_while_the_bot_is_quiet_is_an_ordinary_turn(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    teller = Teller()
+    async with open_call(lambda: teller, speech.engines(), speech=speech) as fake:
+        await fake.say("okay")
+        await fake.wait_for_bot_to_finish()
+    assert teller.heard == ["okay"]
+
+
+async def test_a_cough_while_the_bot_is_quiet_is_not_answered(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    teller = Teller()
+    async with open_call(lambda: teller, speech.engines(), speech=speech) as fake:
+        await fake.play(speech.cough())
+        await fake.silence(3)
+        await fake.say("hello")
+        await fake.wait_for_bot_to_finish()
+    assert teller.heard == ["hello"]
+
+
+async def test_a_streamed_reply_goes_on_being_generated_while_paused(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    produced: list[float] = []
+
+    class Streamer(Teller):
+        async def reply(self, text: str) -> AsyncIterator[str]:  # type: ignore[override]
+            for token in ["One sentence here.", " Two sentences here.", " Three.", " Four."]:
+                await trio.sleep(0.3)
+                produced.append(trio.current_time())
+                yield token
+
+    streamer = Streamer()
+    async with open_call(lambda: streamer, speech.engines(), speech=speech) as fake:
+        await fake.say("go")
+        await fake.wait_for(lambda: bool(fake.played))
+        await fake.play(speech.caller_audio("Mm-hmm."), wait=False)
+        await fake.wait_for(lambda: bool(fake.clears))
+        paused_at = fake.clears[0]
+        await fake.wait_for_bot_to_finish()
+    assert any(paused_at < t for t in produced)  # tokens kept coming while it was paused
+    assert streamer.interruptions == []
+    assert speech.spoken == ["One sentence here.", "Two sentences here.", "Three.", "Four."]
+
+
+async def test_a_fragment_then_a_pause_then_the_rest_is_one_turn(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    teller = Teller()
+    async with open_call(lambda: teller, speech.engines(), speech=speech) as fake:
+        await fake.say("I'd like to book a table for")
+        await fake.silence(1.0)
+        assert fake.outbound == []  # no premature reply
+        await fake.say("four people at seven")
+        await fake.wait_for(lambda: bool(teller.heard))
+        await fake.wait_for_bot_to_finish()
+    # The fake engine hears one tone per utterance: the whole turn's audio was transcribed
+    # after the rest was said, and the turn was answered once.
+    assert len(teller.heard) == 1
+    assert fake.clears == []
+
+
+@pytest.mark.parametrize(
+    ("text", "complete"),
+    [("what time do you open tomorrow", True), ("my phone number is 555", False)],
+)
+async def test_the_words_decide_how_long_the_silence_that_ends_a_turn_is(
+    autojump_clock: MockClock, speech: FakeSpeech, text: str, complete: bool
+) -> None:
+    teller = Teller()
+    settings = CallSettings(
+        segmenter=SegmenterSettings(end_silence_ms=300, incomplete_silence_ms=1600)
+    )
+    async with open_call(
+        lambda: teller, speech.engines(), speech=speech, settings=settings
+    ) as fake:
+        await fake.say(text)
+        await fake.wait_for_bot_to_finish()
+    [timing] = teller.timings
+    end_of_speech = timing.stages_ms()["end_of_speech"]
+    assert end_of_speech == pytest.approx(300 if complete else 1600, abs=20)
+
+
+async def test_a_conversation_can_judge_turns_and_backchannels_itself(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    judged: list[str] = []
+
+    class Patient(Teller):
+        backchannels = frozenset({"go on"})
+
+        async def is_turn_complete(self, text: str, audio: PCM) -> bool:
+            judged.append(text)
+            assert len(audio) > 0
+            return text.endswith("over")
+
+    patient = Patient()
+    async with open_call(lambda: patient, speech.engines(), speech=speech) as fake:
+        await fake.say("hello there")  # reads complete to the default rule, not to Patient
+        await fake.wait_for(lambda: bool(patient.timings) or bool(fake.played))
+        await fake.wait_for_bot_to_finish()
+        [timing] = patient.timings
+        assert timing.stages_ms()["end_of_speech"] == pytest.approx(1600, abs=20)
+        await start_long_reply(fake)
+        await fake.say("go on")  # a backchannel to this conversation only
+        await fake.wait_for_bot_to_finish()
+    assert judged[0] == "hello there"
+    assert patient.heard == ["hello there", "tell me something long"]
+    assert patient.interruptions == []
+
+
+async def test_failing_turn_hooks_fall_back_to_the_defaults(
+    autojump_clock: MockClock, speech: FakeSpeech, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(Teller):
+        def is_backchannel(self, text: str) -> bool:
+            raise RuntimeError("no idea")
+
+        async def is_turn_complete(self, text: str, audio: PCM) -> bool:
+            raise RuntimeError("no idea either")
+
+    broken = Broken()
+    async with open_call(lambda: broken, speech.engines(), speech=speech) as fake:
+        await fake.say("what time is it")
+        await fake.wait_for_bot_to_finish()
+        await start_long_reply(fake)
+        await fake.say("uh-huh")  # the hook fails: taken as words, the reply ends
+        await fake.wait_for(lambda: len(broken.heard) == 3)
+    [timing, *_] = broken.timings
+    assert timing.stages_ms()["end_of_speech"] == pytest.approx(300, abs=20)
+    assert len(broken.interruptions) == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("is_turn_complete raised" in m for m in messages)
+    assert any("is_backchannel raised" in m for m in messages)
+
+
+async def test_words_after_a_reply_nobody_heard_join_the_turn_before(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    """The words read complete but the caller was only pausing: they go on before any of the
+    reply has played, so the reply is dropped and both parts are answered as one turn."""
+
+    class Slow(Teller):
+        async def reply(self, text: str) -> str:
+            self.heard.append(text)
+            await trio.sleep(1.0)
+            return "Sure."
+
+    slow = Slow()
+    async with open_call(lambda: slow, speech.engines(), speech=speech) as fake:
+        await fake.say("I want to book a table")
+        await fake.silence(0.5)
+        await fake.say("for four people")
+        await fake.wait_for_bot_to_finish()
+    assert slow.heard == ["I want to book a table", "I want to book a table for four people"]
+    assert [i.heard for i in slow.interruptions] == [""]
+    # The first reply was ready (and synthesized) while paused, but never played.
+    assert len(fake.bot_audio) / SAMPLE_RATE == pytest.approx(
+        speech.tts.duration("Sure."), abs=0.01
+    )
+
+
+async def test_false_interruptions_are_counted_in_metrics(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    metrics = Metrics()
+    async with open_call(Teller, speech.engines(), speech=speech, observers=[metrics]) as fake:
+        await start_long_reply(fake)
+        await fake.play(speech.cough())
+        await fake.silence(1.0)
+        await fake.play(speech.caller_audio("yeah"))
+        await fake.wait_for_bot_to_finish()
+    text = metrics.render().decode()
+    assert 'phoneactors_false_interruptions_total{kind="no_words"} 1.0' in text
+    assert 'phoneactors_false_interruptions_total{kind="backchannel"} 1.0' in text
+    assert "phoneactors_barge_ins_total 0.0" in text
+
+
+# -- a noisy line -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spoken() -> PCM:
+    """Real speech (hibari, the default voice), cut to its sound: the VAD's hangover after a
+    word is a response to speech, which no test tone provokes."""
+    from phoneactors.engines.hibari import HibariTTS
+    from phoneactors.playback import trim_silence
+
+    async def synthesize() -> PCM:
+        tts = HibariTTS(limiter=trio.CapacityLimiter(1))
+        return await tts.synthesize("What time do you open tomorrow?")
+
+    return trim_silence(trio.run(synthesize), leading_ms=0, trailing_ms=0)
+
+
+class Hears(FakeSpeechToText):
+    """Hears the same words in any sound."""
+
+    def recognise(self, audio: PCM) -> Transcription:
+        return Transcription("what time do you open tomorrow" if len(audio) else "")
+
+
+async def answer_delay(spoken: PCM, *, hiss_dbfs: float | None, gate: bool) -> float:
+    """Seconds from the end of the caller's speech to the bot's first audio."""
+    speech = FakeSpeech(vad=WebRtcVad(3), stt=Hears())  # type: ignore[arg-type]
+    settings = CallSettings(noise_gate=gate)
+    async with open_call(
+        Teller, speech.engines(), speech=speech, settings=settings, line_noise_dbfs=hiss_dbfs
+    ) as fake:
+        await fake.silence(1.0)
+        await fake.play(spoken)
+        speech_end = trio.current_time()
+        await fake.silence(4.0)
+    assert fake.clears == []  # the line's noise never paused the reply
+    return fake.played[0].start - speech_end
+
+
+async def test_a_noisy_line_does_not_stretch_the_end_of_the_turn(
+    autojump_clock: MockClock, spoken: PCM
+) -> None:
+    clean = await answer_delay(spoken, hiss_dbfs=None, gate=True)
+    noisy = await answer_delay(spoken, hiss_dbfs=-45.0, gate=True)
+    ungated = await answer_delay(spoken, hiss_dbfs=-45.0, gate=False)
+    # The hiss may hide the softest end of the last word, never stretch the wait past a frame
+    # or two; without the gate the VAD's hangover over the hiss is back.
+    assert noisy - clean <= 0.04
+    assert ungated - noisy > 0.04
+
+
+@pytest.mark.parametrize("dbfs", [-50.0, -45.0, -40.0])
+async def test_a_noisy_line_never_interrupts_the_bot(
+    autojump_clock: MockClock, dbfs: float
+) -> None:
+    speech = FakeSpeech(vad=WebRtcVad(3))  # type: ignore[arg-type]
+    async with open_call(Teller, speech.engines(), speech=speech, line_noise_dbfs=dbfs) as fake:
+        await fake.silence(2.0)
+        await start_long_reply(fake, into=0.5)
+        await fake.wait_for_bot_to_finish()
+    assert fake.clears == []
+    assert fake.result is not None
+    assert fake.result.stats.false_interruptions == 0
