@@ -3,8 +3,8 @@
     python benchmarks/frame_cost.py [--frames 50000] [--calls 50] [--frames-only]
 
 * **frame cost**: what the receiver and the VAD do for each frame Twilio sends — parse the JSON,
-  decode base64, μ-law to PCM, frame, WebRTC VAD, segmenter — measured in-process with
-  ``time.process_time`` over many frames of real speech and silence.
+  decode base64, μ-law to PCM, frame, WebRTC VAD, the noise gate, segmenter — measured
+  in-process with ``time.process_time`` over many frames of real speech and silence.
 * **memory per idle call**: a real server in a subprocess; ``--calls`` websocket calls that
   send silence at the real 50 frames a second; resident memory before and after, divided.
   ``--frames-only`` skips it.
@@ -25,6 +25,7 @@ from phoneactors import twilio
 from phoneactors.audio import Framer, ulaw_decode, ulaw_encode
 from phoneactors.engines.hibari import HibariTTS
 from phoneactors.engines.webrtc import WebRtcVad
+from phoneactors.noise import NoiseGate
 from phoneactors.segmenter import SpeechSegmenter
 from phoneactors.testing import open_twilio_stream
 
@@ -47,6 +48,7 @@ def frame_cost(frames: int, payloads: list[bytes]) -> float:
         for i in range(len(payloads))
     ]
     detector = WebRtcVad().new_detector()
+    gate = NoiseGate()
     segmenter = SpeechSegmenter()
     framer = Framer()
     started = time.process_time()
@@ -54,7 +56,7 @@ def frame_cost(frames: int, payloads: list[bytes]) -> float:
         event = twilio.parse_event(messages[i % len(messages)])
         assert isinstance(event, twilio.Media)
         for frame in framer.push(ulaw_decode(event.payload)):
-            segmenter.feed(frame, detector.is_speech(frame))
+            segmenter.feed(frame, gate.admit(frame, detector.is_speech(frame)))
     return (time.process_time() - started) / frames * 1e6
 
 
@@ -106,7 +108,8 @@ def main() -> None:
     print("| measure | value |")
     print("|---|---|")
     print(
-        f"| CPU per inbound frame (parse, base64, μ-law, VAD, segmenter), median of 5 | "
+        "| CPU per inbound frame (parse, base64, μ-law, VAD, noise gate, segmenter), "
+        f"median of 5 | "
         f"{sorted(costs)[2]:.1f} µs |"
     )
     if not args.frames_only:

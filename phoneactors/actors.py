@@ -469,9 +469,12 @@ async def play_reply(
                 return
             await playback.wait_resumed()
             sentence, offset = ledger.resume_point()
+            pcm = audio.get(sentence)
             if sentence < audio.first:
                 sentence, offset = audio.first, 0
-            elif (pcm := audio.get(sentence)) is not None:
+            elif pcm is not None and offset >= len(pcm):
+                sentence, offset = sentence + 1, 0  # that sentence was heard to its end
+            elif pcm is not None:
                 offset = rewind(pcm, offset)
 
 

@@ -199,10 +199,34 @@ OPTIONS: Final = (
     ),
     _Option(
         "--end-silence-ms",
-        "silence that ends the caller's turn",
+        "silence that ends a caller's turn whose words read complete (every turn, with "
+        "--pause-ms 0)",
         _SEGMENTER_DEFAULTS.end_silence_ms,
         int,
         "MS",
+    ),
+    _Option(
+        "--incomplete-silence-ms",
+        "silence that ends a turn that trails off ('a table for', 'um', half a phone number), "
+        "or whose words are not judged yet",
+        _SEGMENTER_DEFAULTS.incomplete_silence_ms,
+        int,
+        "MS",
+    ),
+    _Option(
+        "--pause-ms",
+        "silence after which the caller's words so far are transcribed and judged (0: never, "
+        "and --end-silence-ms ends every turn)",
+        _SEGMENTER_DEFAULTS.pause_ms,
+        int,
+        "MS",
+    ),
+    _Option(
+        "--no-noise-gate",
+        "don't follow each line's noise floor (by default a frame counts as speech only when "
+        "clearly above the line's own hiss)",
+        False,
+        switch=True,
     ),
     _Option(
         "--min-speech-ms",
@@ -493,9 +517,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _call_settings(args: argparse.Namespace) -> CallSettings:
     return CallSettings(
         segmenter=SegmenterSettings(
-            min_speech_ms=args.min_speech_ms, end_silence_ms=args.end_silence_ms
+            min_speech_ms=args.min_speech_ms,
+            end_silence_ms=args.end_silence_ms,
+            incomplete_silence_ms=args.incomplete_silence_ms,
+            pause_ms=args.pause_ms,
         ),
         reply_timeout=args.reply_timeout,
+        noise_gate=not args.no_noise_gate,
     )
 
 

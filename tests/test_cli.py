@@ -91,6 +91,8 @@ def test_environment_variables_fill_in_and_flags_win() -> None:
         "PHONEACTORS_STT": "whisper.cpp",
         "PHONEACTORS_LOG_LEVEL": "debug",
         "PHONEACTORS_END_SILENCE_MS": "300",
+        "PHONEACTORS_INCOMPLETE_SILENCE_MS": "2000",
+        "PHONEACTORS_NO_NOISE_GATE": "1",
         "PHONEACTORS_THREADS": "",  # empty counts as unset
     }
     args = parse_args([], environ)
@@ -103,6 +105,12 @@ def test_environment_variables_fill_in_and_flags_win() -> None:
     assert args.stt == "whisper.cpp"
     assert args.log_level == "DEBUG"
     assert args.end_silence_ms == 300
+    assert args.incomplete_silence_ms == 2000
+    assert args.pause_ms == 200
+    assert args.no_noise_gate is True
+    settings = cli._call_settings(args)
+    assert settings.segmenter.incomplete_silence_ms == 2000
+    assert settings.noise_gate is False
     assert args.threads is None
 
     flags = parse_args(
@@ -220,6 +228,11 @@ def test_main_finds_the_conversation_in_the_current_directory(
         (["--port", "70000"], "port must be between 0 and 65535"),
         (["--public-url", "bot.example.com"], "public_url must be an http:// or https:// URL"),
         (["--end-silence-ms", "5"], "end_silence_ms must be at least 20 ms"),
+        (
+            ["--incomplete-silence-ms", "200"],
+            "incomplete_silence_ms (200) must be at least end_silence_ms (300)",
+        ),
+        (["--pause-ms", "-1"], "pause_ms must not be negative"),
         (["--reply-timeout", "0"], "reply_timeout must be positive"),
     ],
 )

@@ -1,0 +1,286 @@
+"""Turn-taking of a real server with real speech, measured black-box.
+
+    python benchmarks/turn_taking.py [--voices hibari,piper] [--limit N] [-- server options…]
+
+Starts ``python -m phoneactors`` (the parrot, default offline engines) in a subprocess and calls
+it over a real websocket with Twilio's JSON at real-time pace (:class:`FakeTwilio`), the caller's
+speech synthesized beforehand by the named voices from ``benchmarks/phrases.py``:
+
+* **complete phrases**: voice-to-voice, from the caller's last voiced frame sent to the bot's
+  first voiced audio received (as ``voice_to_voice.py`` counts it).
+* **fragments**: the caller says a fragment that trails off ("I'd like to book a table for"),
+  is silent for ``--pause`` seconds (1.0), then says the rest. *Premature* = the bot sent any
+  audio before the rest began; *one turn* = the parrot answered once, with the whole sentence.
+* **false interruptions**: 1.5 s into a long reply, the caller makes a sound that is no
+  interruption: a backchannel from the phrase set, or a synthetic cough, breath, knock or
+  click (:mod:`phoneactors.sounds`). Measured: ``clear`` after the sound began; the first
+  resumed audio after the sound's last frame; whether it was answered as a turn; and what the
+  caller heard of the reply, transcribed (faster-whisper, in this process) against the reply's
+  text: words missing, and words heard twice (the rewind). The row "none" is the baseline: the
+  same reply with nothing said over it (what the transcription itself misses).
+* **real interruptions**: 1.5 s into a long reply, the caller says an interruption from the
+  phrase set: ``clear`` after the interruption began, and the old reply's audio after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import trio
+from harness import machine, running_server, summary_row
+from phrases import BACKCHANNELS, COMPLETE, FRAGMENTS, INTERRUPTIONS
+from voice_to_voice import one_turn, trim
+
+from phoneactors import sounds
+from phoneactors.audio import PCM, SAMPLE_RATE, ulaw_decode, ulaw_encode
+from phoneactors.engines import TextToSpeech, as_transcription
+from phoneactors.engines.faster_whisper import FasterWhisperSTT
+from phoneactors.testing import FakeTwilio, open_twilio_stream
+from phoneactors.twilio import SendMedia
+from phoneactors.wer import normalise
+
+LONG_QUESTION = (
+    "Could you please read me back the whole list of opening hours for every branch, "
+    "including the weekends and the public holidays?"
+)
+"""The parrot answers with it, so its reply is long enough to talk over."""
+SOUNDS: dict[str, Callable[[np.random.Generator], PCM]] = {
+    "cough": lambda rng: sounds.cough(rng),
+    "breath": lambda rng: sounds.breath(rng, dbfs=-30.0),
+    "knock": lambda rng: sounds.knock(rng),
+    "click": lambda rng: sounds.click(rng),
+}
+OVER_AFTER = 1.5
+"""Seconds into the reply at which the caller makes a sound or interrupts."""
+
+
+@dataclass
+class Results:
+    latencies: list[float] = field(default_factory=list)
+    premature: list[str] = field(default_factory=list)
+    fragments: int = 0
+    split_turns: list[str] = field(default_factory=list)
+    clears: dict[str, list[float]] = field(default_factory=dict)
+    resumes: dict[str, list[float]] = field(default_factory=dict)
+    answered: dict[str, int] = field(default_factory=dict)
+    not_resumed: dict[str, int] = field(default_factory=dict)
+    missing: dict[str, list[int]] = field(default_factory=dict)
+    repeated: dict[str, list[int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    stale: list[float] = field(default_factory=list)
+    interrupt_clears: list[float] = field(default_factory=list)
+
+
+async def make_voice(name: str) -> TextToSpeech:
+    limiter = trio.CapacityLimiter(1)
+    if name == "piper":
+        from phoneactors.engines.piper import PiperTTS
+
+        voice: TextToSpeech = PiperTTS(limiter=limiter)
+    else:
+        from phoneactors.engines.hibari import HibariTTS
+
+        voice = HibariTTS(limiter=limiter, speed=0.95)
+    await voice.load()
+    return voice
+
+
+async def speak(voice: TextToSpeech, text: str) -> PCM:
+    """``text`` in ``voice``, through μ-law, from its first to its last voiced frame."""
+    return trim(ulaw_decode(ulaw_encode(await voice.synthesize(text))))
+
+
+def media_after(fake: FakeTwilio, index: int) -> list[tuple[float, bytes]]:
+    return [(t, e.payload) for t, e in fake.outbound[index:] if isinstance(e, SendMedia)]
+
+
+def word_diff(expected: str, heard: str) -> tuple[int, int]:
+    """(words of ``expected`` missing from ``heard``, words of ``heard`` beyond ``expected``)."""
+    want, got = normalise(expected), normalise(heard)
+    matcher = difflib.SequenceMatcher(a=want, b=got, autojunk=False)
+    matched = sum(block.size for block in matcher.get_matching_blocks())
+    return len(want) - matched, len(got) - matched
+
+
+async def fragment(fake: FakeTwilio, first: PCM, rest: PCM, pause: float) -> tuple[bool, int]:
+    """(bot audio before the rest began, replies that followed)."""
+    sent = len(fake.outbound)
+    await fake.play(first)
+    await fake.silence(pause)
+    premature = bool(media_after(fake, sent))
+    await fake.play(rest)
+    await fake.wait_for_bot_to_finish()
+    await fake.silence(0.3)
+    replies = {
+        e.name.rpartition(".")[0] for _, e in fake.outbound[sent:] if type(e).__name__ == "SendMark"
+    }
+    return premature, len(replies)
+
+
+async def over_the_reply(
+    fake: FakeTwilio, question: PCM, sound: PCM
+) -> tuple[float | None, float | None, bool, PCM]:
+    """Ask, then make ``sound`` 1.5 s into the reply. Returns (clear after the sound began,
+    first resumed audio after it ended, answered as a turn, the reply's audio as played)."""
+    await fake.play(question)
+    played, sent, clears = len(fake.played), len(fake.outbound), len(fake.clears)
+    await fake.wait_for(lambda: len(fake.played) > played)
+    await trio.sleep_until(fake.played[played].start + OVER_AFTER)
+    began = trio.current_time() + 0.02  # the sound's first frame goes at the next tick
+    await fake.play(sound)
+    ended = trio.current_time()
+    await fake.wait_for_bot_to_finish(quiet=1.0)
+    clear = fake.clears[clears] - began if len(fake.clears) > clears else None
+    later = [p.start for p in fake.played[played:] if p.start >= ended]
+    resumed = later[0] - ended if later and clear is not None else None
+    replies = {
+        e.name.rpartition(".")[0] for _, e in fake.outbound[sent:] if type(e).__name__ == "SendMark"
+    }
+    audio = np.concatenate([p.audio for p in fake.played[played:]])
+    return clear, resumed, len(replies) > 1, audio
+
+
+async def interrupt(fake: FakeTwilio, question: PCM, words: PCM) -> tuple[float, float]:
+    await fake.play(question)
+    played, clears = len(fake.played), len(fake.clears)
+    await fake.wait_for(lambda: len(fake.played) > played)
+    await trio.sleep_until(fake.played[played].start + OVER_AFTER)
+    began = trio.current_time() + 0.02
+    await fake.play(words, wait=False)
+    await fake.wait_for(lambda: len(fake.clears) > clears)
+    reaction = fake.clears[clears] - began
+    await fake.wait_for_bot_to_finish(quiet=1.0)
+    return reaction, fake.stale_audio_after_clear(clears)
+
+
+async def measure(url: str, voices: Sequence[str], limit: int, pause: float) -> Results:
+    results = Results()
+    stt = FasterWhisperSTT(limiter=trio.CapacityLimiter(2))
+    await stt.load()
+    rng = np.random.default_rng(2026)
+    for name in voices:
+        voice = await make_voice(name)
+        complete = [await speak(voice, t) for t in COMPLETE[:limit]]
+        pairs = [(f, await speak(voice, f), await speak(voice, r)) for f, r in FRAGMENTS[:limit]]
+        question = await speak(voice, LONG_QUESTION)
+        quiet = np.zeros(SAMPLE_RATE // 2, dtype=np.int16)
+        asides = [("none", quiet)] * 2  # the baseline: what transcribing a whole reply misses
+        asides += [(b, await speak(voice, b)) for b in BACKCHANNELS[:limit]]
+        asides += [(kind, make(rng)) for kind in SOUNDS for make in [SOUNDS[kind]] * 3]
+        stops = [await speak(voice, t) for t in INTERRUPTIONS[: max(3, limit // 3)]]
+        async with open_twilio_stream(url) as fake:
+            await fake.wait_for_bot_to_finish()
+            await fake.silence(0.5)
+            for audio in complete:
+                voiced, _first = await one_turn(fake, audio)
+                results.latencies.append(voiced * 1000)
+                await fake.silence(0.3)
+            for text, first, rest in pairs:
+                premature, replies = await fragment(fake, first, rest, pause)
+                results.fragments += 1
+                if premature:
+                    results.premature.append(f"{name}: {text}")
+                if replies != 1:
+                    results.split_turns.append(f"{name}: {text} ({replies} replies)")
+            reply = f'You said: "{LONG_QUESTION}"'
+            for label, sound in asides:
+                kind = label if label in (*SOUNDS, "none") else "backchannel"
+                clear, resumed, answered, audio = await over_the_reply(fake, question, sound)
+                if clear is not None:
+                    results.clears.setdefault(kind, []).append(clear * 1000)
+                if resumed is not None:
+                    results.resumes.setdefault(kind, []).append(resumed * 1000)
+                elif clear is not None:
+                    results.not_resumed[kind] = results.not_resumed.get(kind, 0) + 1
+                if answered:
+                    results.answered[kind] = results.answered.get(kind, 0) + 1
+                heard = as_transcription(await stt.transcribe(audio)).text
+                missing, extra = word_diff(reply, heard)
+                results.missing.setdefault(kind, []).append(missing)
+                results.repeated.setdefault(kind, []).append(extra)
+                if answered or missing > 2:
+                    results.notes.append(
+                        f"{name}, {label!r}: answered={answered} missing={missing}: {heard!r}"
+                    )
+                await fake.silence(0.5)
+            for words in stops:
+                reaction, stale = await interrupt(fake, question, words)
+                results.interrupt_clears.append(reaction * 1000)
+                results.stale.append(stale * 1000)
+                await fake.silence(0.5)
+    return results
+
+
+def report(results: Results, turns: list[dict[str, float]], pause: float) -> None:
+    print("| measure | median | p95 | min | max | n |")
+    print("|---|---|---|---|---|---|")
+    print(summary_row("voice-to-voice on complete phrases", results.latencies))
+    for stage in ("end_of_speech", "stt", "reply", "tts", "total"):
+        values = [t[stage] for t in turns if stage in t]
+        print(summary_row(f"  server, every turn: {stage}", values))
+    print(summary_row("real interruption → clear", results.interrupt_clears))
+    print(summary_row("  interrupted reply's audio after clear", results.stale))
+    print()
+    total, one_turn = results.fragments, results.fragments - len(results.split_turns)
+    print(
+        f"fragments + a {pause:g} s pause + the rest: premature replies "
+        f"{len(results.premature)} of {total}; answered as one turn {one_turn} of {total}"
+    )
+    for line in results.premature:
+        print(f"- premature: {line}")
+    for line in results.split_turns:
+        print(f"- not one turn: {line}")
+    print()
+    print(
+        "| sound over a reply | n | clear after onset, p50 / p95 | resumed after its end, "
+        "p50 / p95 / max | not resumed | answered as a turn | words missing (mean) | "
+        "words repeated (mean) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for kind in ["none", "backchannel", *SOUNDS]:
+        missing = results.missing.get(kind, [])
+        if not missing:
+            continue
+        clears = results.clears.get(kind, [])
+        resumes = results.resumes.get(kind, [])
+
+        def p(values: list[float], q: float) -> str:
+            return f"{float(np.percentile(values, q)):.0f}" if values else "-"
+
+        print(
+            f"| {kind} | {len(missing)} | {p(clears, 50)} / {p(clears, 95)} ms "
+            f"| {p(resumes, 50)} / {p(resumes, 95)} / {p(resumes, 100)} ms "
+            f"| {results.not_resumed.get(kind, 0)} | {results.answered.get(kind, 0)} "
+            f"| {statistics.mean(missing):.1f} | {statistics.mean(results.repeated[kind]):.1f} |"
+        )
+    for note in results.notes:
+        print(f"- {note}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--voices", default="hibari", help="comma-separated: hibari, piper")
+    parser.add_argument("--limit", type=int, default=20, help="phrases of each kind per voice")
+    parser.add_argument(
+        "--pause", type=float, default=1.0, help="seconds between fragment and rest"
+    )
+    parser.add_argument("server_args", nargs="*", help="options for python -m phoneactors")
+    args = parser.parse_args()
+    voices = [v.strip() for v in args.voices.split(",") if v.strip()]
+    with running_server("--log-level", "INFO", *args.server_args) as server:
+        results = trio.run(measure, server.ws_url, voices, args.limit, args.pause)
+        turns = [t for t in server.turn_lines() if "total" in t]
+    print(f"machine: {machine()}")
+    print(f"server: python -m phoneactors {' '.join(args.server_args)}".rstrip())
+    print(f"caller voices: {', '.join(voices)}; {args.limit} phrases of each kind per voice")
+    print()
+    report(results, turns, args.pause)
+
+
+if __name__ == "__main__":
+    main()
