@@ -18,6 +18,7 @@ speech synthesized beforehand by the named voices from ``benchmarks/phrases.py``
   caller heard of the reply, transcribed (faster-whisper, in this process) against the reply's
   text: words missing, and words heard twice (the rewind). The row "none" is the baseline: the
   same reply with nothing said over it (what the transcription itself misses).
+* ``--line-noise -45`` puts white hiss at that level under everything the caller sends.
 * **real interruptions**: 1.5 s into a long reply, the caller says an interruption from the
   phrase set: ``clear`` after the interruption began, and the old reply's audio after it.
 """
@@ -44,10 +45,7 @@ from phoneactors.testing import FakeTwilio, open_twilio_stream
 from phoneactors.twilio import SendMedia
 from phoneactors.wer import normalise
 
-LONG_QUESTION = (
-    "Could you please read me back the whole list of opening hours for every branch, "
-    "including the weekends and the public holidays?"
-)
+LONG_QUESTION = "Could you read me the opening hours of every branch, weekends included?"
 """The parrot answers with it, so its reply is long enough to talk over."""
 SOUNDS: dict[str, Callable[[np.random.Generator], PCM]] = {
     "cough": lambda rng: sounds.cough(rng),
@@ -158,7 +156,14 @@ async def interrupt(fake: FakeTwilio, question: PCM, words: PCM) -> tuple[float,
     return reaction, fake.stale_audio_after_clear(clears)
 
 
-async def measure(url: str, voices: Sequence[str], limit: int, pause: float) -> Results:
+async def measure(
+    url: str,
+    voices: Sequence[str],
+    limit: int,
+    pause: float,
+    line_noise: float | None,
+    sounds_each: int,
+) -> Results:
     results = Results()
     stt = FasterWhisperSTT(limiter=trio.CapacityLimiter(2))
     await stt.load()
@@ -171,9 +176,9 @@ async def measure(url: str, voices: Sequence[str], limit: int, pause: float) -> 
         quiet = np.zeros(SAMPLE_RATE // 2, dtype=np.int16)
         asides = [("none", quiet)] * 2  # the baseline: what transcribing a whole reply misses
         asides += [(b, await speak(voice, b)) for b in BACKCHANNELS[:limit]]
-        asides += [(kind, make(rng)) for kind in SOUNDS for make in [SOUNDS[kind]] * 3]
+        asides += [(kind, make(rng)) for kind in SOUNDS for make in [SOUNDS[kind]] * sounds_each]
         stops = [await speak(voice, t) for t in INTERRUPTIONS[: max(3, limit // 3)]]
-        async with open_twilio_stream(url) as fake:
+        async with open_twilio_stream(url, line_noise_dbfs=line_noise) as fake:
             await fake.wait_for_bot_to_finish()
             await fake.silence(0.5)
             for audio in complete:
@@ -226,10 +231,10 @@ def report(results: Results, turns: list[dict[str, float]], pause: float) -> Non
     print(summary_row("real interruption → clear", results.interrupt_clears))
     print(summary_row("  interrupted reply's audio after clear", results.stale))
     print()
-    total, one_turn = results.fragments, results.fragments - len(results.split_turns)
+    total, whole = results.fragments, results.fragments - len(results.split_turns)
     print(
         f"fragments + a {pause:g} s pause + the rest: premature replies "
-        f"{len(results.premature)} of {total}; answered as one turn {one_turn} of {total}"
+        f"{len(results.premature)} of {total}; answered as one turn {whole} of {total}"
     )
     for line in results.premature:
         print(f"- premature: {line}")
@@ -269,15 +274,23 @@ def main() -> None:
     parser.add_argument(
         "--pause", type=float, default=1.0, help="seconds between fragment and rest"
     )
+    parser.add_argument("--sounds", type=int, default=3, help="of each kind of sound, per voice")
+    parser.add_argument(
+        "--line-noise", type=float, default=None, metavar="DBFS", help="hiss under the caller"
+    )
     parser.add_argument("server_args", nargs="*", help="options for python -m phoneactors")
     args = parser.parse_args()
     voices = [v.strip() for v in args.voices.split(",") if v.strip()]
     with running_server("--log-level", "INFO", *args.server_args) as server:
-        results = trio.run(measure, server.ws_url, voices, args.limit, args.pause)
+        results = trio.run(
+            measure, server.ws_url, voices, args.limit, args.pause, args.line_noise, args.sounds
+        )
         turns = [t for t in server.turn_lines() if "total" in t]
     print(f"machine: {machine()}")
     print(f"server: python -m phoneactors {' '.join(args.server_args)}".rstrip())
     print(f"caller voices: {', '.join(voices)}; {args.limit} phrases of each kind per voice")
+    if args.line_noise is not None:
+        print(f"the caller's line hisses at {args.line_noise:g} dBFS (white noise)")
     print()
     report(results, turns, args.pause)
 

@@ -13,6 +13,7 @@ from .conversation import CallInfo as CallInfo
 from .conversation import Conversation as Conversation
 from .conversation import Interruption as Interruption
 from .conversation import Parrot as Parrot
+from .conversation import TurnSoFar as TurnSoFar
 from .engines import Engines as Engines
 from .engines import SpeechToText as SpeechToText
 from .engines import TextToSpeech as TextToSpeech
@@ -50,6 +51,7 @@ __all__ = [
     "SocketClosed",
     "SpeechToText",
     "TextToSpeech",
+    "TurnSoFar",
     "TwilioApiError",
     "VoiceActivityDetector",
     "VoiceActivityEngine",

@@ -17,8 +17,8 @@ from typing import Any, Final
 import trio
 
 from . import twilio
-from .audio import PCM, SAMPLE_RATE, Framer, ulaw_decode, ulaw_encode
-from .conversation import Reply
+from .audio import SAMPLE_RATE, Framer, ulaw_decode, ulaw_encode
+from .conversation import Reply, TurnSoFar
 from .engines import (
     SpeechToText,
     TextToSpeech,
@@ -259,7 +259,7 @@ async def transcribe_utterances(
     judgements_out: trio.MemorySendChannel[Any],
     *,
     stt: SpeechToText,
-    judge: Callable[[str, PCM], Awaitable[bool]],
+    judge: Callable[[TurnSoFar], Awaitable[bool]],
     time_limit: float,
     stats: CallStats,
     log: CallLog,
@@ -297,7 +297,8 @@ async def transcribe_utterances(
                 complete = True  # a failure ends the turn soon: nothing to wait for
                 if not isinstance(early, str):
                     words = words_heard(early[0], utterance.audio)
-                    complete = not words or await judge(words, utterance.audio)
+                    turn = TurnSoFar(words, utterance.audio, early[0].last_word_logprob)
+                    complete = not words or await judge(turn)
                 assert utterance.pause is not None
                 await judgements_out.send(TurnJudged(utterance.pause, complete))
                 continue  # kept, in case the caller stays quiet

@@ -47,8 +47,7 @@ from .actors import (
     transmit,
     worth_logging,
 )
-from .audio import PCM
-from .conversation import CallInfo, Conversation, Interruption, Reply, ReplyText
+from .conversation import CallInfo, Conversation, Interruption, Reply, ReplyText, TurnSoFar
 from .endpointing import judge_turn
 from .engines import Engines
 from .errors import ConfigurationError, EngineError, PhoneActorsError, ProtocolError, SocketClosed
@@ -405,19 +404,19 @@ class _Call:
         except Exception as exc:
             self.log.failed("hook", f"{name} raised {exc!r}", exc_info=exc)
 
-    async def judge_turn(self, text: str, audio: PCM) -> bool:
+    async def judge_turn(self, turn: TurnSoFar) -> bool:
         """Whether the words at a pause end the caller's turn: the conversation's
         ``is_turn_complete``; if that fails or is slow, the built-in English rules."""
         try:
             with trio.fail_after(self.settings.hook_timeout):
-                return bool(await self.conversation.is_turn_complete(text, audio))
+                return bool(await self.conversation.is_turn_complete(turn))
         except trio.TooSlowError:
             self.log.failed(
                 "hook", f"is_turn_complete took longer than {self.settings.hook_timeout:g} s"
             )
         except Exception as exc:
             self.log.failed("hook", f"is_turn_complete raised {exc!r}", exc_info=exc)
-        return judge_turn(text).complete
+        return judge_turn(turn.text, last_word_logprob=turn.last_word_logprob).complete
 
     def is_backchannel(self, text: str) -> bool:
         """The conversation's ``is_backchannel``; a failing hook counts as 'no'."""

@@ -11,7 +11,15 @@ from .audio import PCM
 from .endpointing import DEFAULT_BACKCHANNELS, is_backchannel, judge_turn
 from .timing import TurnTiming
 
-__all__ = ["CallInfo", "Conversation", "Interruption", "Parrot", "Reply", "ReplyText"]
+__all__ = [
+    "CallInfo",
+    "Conversation",
+    "Interruption",
+    "Parrot",
+    "Reply",
+    "ReplyText",
+    "TurnSoFar",
+]
 
 ReplyText: TypeAlias = str | AsyncIterator[str] | None
 """What a reply produces: the whole text, text chunks as they are generated, or nothing."""
@@ -44,6 +52,19 @@ class Interruption:
 
     heard: str
     unheard: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnSoFar:
+    """What the caller has said so far, at a pause: for :meth:`Conversation.is_turn_complete`."""
+
+    text: str
+    """The words, as the speech-to-text engine heard them (never empty)."""
+    audio: PCM
+    """The turn's audio so far (8 kHz int16), for an end-of-turn model of your own."""
+    last_word_logprob: float | None = None
+    """How sure the engine is of the last word: the log-probability of its least likely token
+    (``None``: the engine does not say). A cut-off "the" is often heard as "there", unsurely."""
 
 
 class Conversation:
@@ -104,15 +125,15 @@ class Conversation:
         is not). Must be quick: it runs while the caller waits."""
         return is_backchannel(text, self.backchannels)
 
-    async def is_turn_complete(self, text: str, audio: PCM) -> bool:
-        """Whether the caller, silent for a moment after saying ``text`` (``audio``: 8 kHz
-        int16), has finished their turn. ``True`` answers after a short silence
-        (``SegmenterSettings.end_silence_ms``); ``False`` waits longer for them to go on
-        (``incomplete_silence_ms``). The default reads the words
-        (:func:`phoneactors.endpointing.judge_turn`): a turn that ends in "and", "for", "the",
-        "um", "because" or halfway through a number waits. Override it to plug in your own
-        end-of-turn model; if it raises or is slow, the default decides."""
-        return judge_turn(text).complete
+    async def is_turn_complete(self, turn: TurnSoFar) -> bool:
+        """Whether the caller, silent for a moment after saying ``turn.text``, has finished
+        their turn. ``True`` answers after a short silence (``SegmenterSettings.end_silence_ms``);
+        ``False`` waits longer for them to go on (``incomplete_silence_ms``). The default reads
+        the words (:func:`phoneactors.endpointing.judge_turn`): a turn that ends in "and",
+        "for", "the", "um", "because", halfway through a number, or on a word the engine was
+        unsure of and that is often a misheard cut-off word, waits. Override it to plug in your
+        own end-of-turn model; if it raises or is slow, the default decides."""
+        return judge_turn(turn.text, last_word_logprob=turn.last_word_logprob).complete
 
     async def on_turn_timing(self, timing: TurnTiming) -> None:
         """Where the time of a turn went (caller's last word → bot's first audio); called once

@@ -49,7 +49,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-__all__ = ["DEFAULT_BACKCHANNELS", "TurnJudgement", "is_backchannel", "judge_turn", "words"]
+__all__ = [
+    "DEFAULT_BACKCHANNELS",
+    "UNSURE_LAST_WORD",
+    "TurnJudgement",
+    "is_backchannel",
+    "judge_turn",
+    "words",
+]
 
 
 # -- words -----------------------------------------------------------------------------------
@@ -392,8 +399,24 @@ _FULL_NUMBER_DIGITS: Final = 10
 # fmt: on
 
 
-def judge_turn(text: str) -> TurnJudgement:
+UNSURE_LAST_WORD: Final = -0.15
+"""A last word whose least likely token has a lower log-probability is one the speech-to-text
+engine was unsure of."""
+_MISHEARD_ENDINGS: Final = frozenset({
+    "there", "their", "that", "it", "its", "mine", "them", "this", "then", "than", "in", "an",
+    "butt", "bat", "four", "two", "too", "you", "your",
+})  # fmt: skip
+"""What Whisper makes of a function word cut off at the end of a fragment: "near the" → "near
+there", "to my" → "to mine", "but" → "butt", "and" → "in", "if" → "that", "for" → "four"."""
+
+
+def judge_turn(text: str, *, last_word_logprob: float | None = None) -> TurnJudgement:
     """Judge whether the transcript ``text`` reads like a finished turn (module docstring).
+
+    ``last_word_logprob`` is how sure the speech-to-text engine was of the last word (the
+    log-probability of its least likely token, when the engine says): an unsure last word that
+    is what a cut-off function word is often misheard as ("…near there" for "…near the")
+    makes a turn of three words or more incomplete.
 
     Text without words is complete ("no words": there is nothing to wait for). Never raises;
     any text gets a judgement, in a few tens of microseconds.
@@ -401,6 +424,13 @@ def judge_turn(text: str) -> TurnJudgement:
     tokens = words(text)
     if not tokens:
         return TurnJudgement(True, "no words")
+    if (
+        last_word_logprob is not None
+        and last_word_logprob < UNSURE_LAST_WORD
+        and len(tokens) >= 3
+        and tokens[-1] in _MISHEARD_ENDINGS
+    ):
+        return TurnJudgement(False, f"the last word {tokens[-1]!r} is unsure: a cut-off word?")
     if all(_is_hesitation(tokens, i) for i in range(len(tokens))):
         return TurnJudgement(False, "only fillers")
     mark = _trailing_mark(text)

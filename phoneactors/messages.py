@@ -68,6 +68,9 @@ class Transcription:
     """The engine's probability that the audio held no speech at all (Whisper's)."""
     avg_logprob: float | None = None
     """Mean log-probability of the transcript's tokens (Whisper's; near 0 is sure)."""
+    last_word_logprob: float | None = None
+    """Log-probability of the last word's least likely token: how sure the engine is of the
+    word the turn ends on (a cut-off "the" is often heard as "there", unsurely)."""
 
 
 @dataclass(frozen=True, slots=True)

