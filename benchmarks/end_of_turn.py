@@ -52,10 +52,11 @@ def sets(limit: int | None) -> dict[str, list[str]]:
     }
 
 
-def right(kind: str, heard: str) -> tuple[bool, str]:
-    """Whether the judgement of ``heard`` is right for a phrase of ``kind``, and its reason."""
+def right(kind: str, heard: str, last_word: float | None) -> tuple[bool, str]:
+    """Whether the judgement of ``heard`` (its last word's log-probability: ``last_word``) is
+    right for a phrase of ``kind``, and its reason."""
     if kind in ("complete", "fragment"):
-        judgement = judge_turn(heard)
+        judgement = judge_turn(heard, last_word_logprob=last_word)
         return judgement.complete == (kind == "complete"), judgement.reason
     backchannel = is_backchannel(heard)
     return backchannel == (kind == "backchannel"), "backchannel" if backchannel else "not one"
@@ -69,15 +70,19 @@ ROWS = (
 )
 
 
-def report(title: str, heard: dict[str, list[tuple[str, str]]]) -> None:
-    """Print one markdown table and the misjudged turns; ``heard``: kind -> (said, heard)."""
+Heard = tuple[str, str, float | None]
+"""What was said, what the engine heard, and its last word's log-probability."""
+
+
+def report(title: str, heard: dict[str, list[Heard]]) -> None:
+    """Print one markdown table and the misjudged turns; ``heard``: kind -> what was heard."""
     print(f"### {title}\n")
     print("| | right | of | % |")
     print("|---|---|---|---|")
     wrong: list[str] = []
     for kind, label in ROWS:
         pairs = heard[kind]
-        verdicts = [(said, text, *right(kind, text)) for said, text in pairs]
+        verdicts = [(said, text, *right(kind, text, last)) for said, text, last in pairs]
         n = sum(ok for _said, _text, ok, _reason in verdicts)
         share = 100 * n / len(pairs) if pairs else 0.0
         print(f"| {label} | {n} | {len(pairs)} | {share:.0f}% |")
@@ -113,10 +118,10 @@ async def load_voice(name: str, limiter: trio.CapacityLimiter) -> object | None:
 
 async def hear(
     voice: object, stt: FasterWhisperSTT, phrases: dict[str, list[str]], seed: int
-) -> dict[str, list[tuple[str, str]]]:
+) -> dict[str, list[Heard]]:
     """What the STT transcribes of every phrase spoken by ``voice`` over a phone line."""
     rng = np.random.default_rng(seed)
-    heard: dict[str, list[tuple[str, str]]] = {}
+    heard: dict[str, list[Heard]] = {}
     for kind, texts in phrases.items():
         heard[kind] = []
         for text in texts:
@@ -125,8 +130,7 @@ async def hear(
             after = rng.normal(0, 30, 1600).astype(np.int16)
             line = ulaw_decode(ulaw_encode(np.concatenate([before, audio, after])))
             result = await stt.transcribe(line)
-            # The engine returns a str, or a Transcription with the text in ``.text``.
-            heard[kind].append((text, str(getattr(result, "text", result))))
+            heard[kind].append((text, result.text, result.last_word_logprob))
     return heard
 
 
@@ -139,7 +143,8 @@ async def main(argv: Sequence[str] | None = None) -> None:
     print(f"machine: {machine()}")
     print(", ".join(f"{len(texts)} {kind} phrases" for kind, texts in phrases.items()) + "\n")
 
-    report("Clean text (no speech)", {k: [(t, t) for t in texts] for k, texts in phrases.items()})
+    clean = {kind: [(t, t, None) for t in texts] for kind, texts in phrases.items()}
+    report("Clean text (no speech)", clean)
 
     limiter = trio.CapacityLimiter(LIMITER_TOKENS)
     stt = FasterWhisperSTT(limiter=limiter)

@@ -17,7 +17,7 @@ from typing import Any, Final
 import trio
 
 from . import twilio
-from .audio import SAMPLE_RATE, Framer, ulaw_decode, ulaw_encode
+from .audio import PCM, SAMPLE_RATE, Framer, ulaw_decode, ulaw_encode
 from .conversation import Reply, TurnSoFar
 from .engines import (
     SpeechToText,
@@ -275,8 +275,7 @@ async def transcribe_utterances(
     engine failure or timeout costs that utterance only: it becomes
     :class:`TranscriptionFailed`.
     """
-    # The outcome of transcribing the last pause: (transcription, when ready), or why it failed.
-    early: tuple[Transcription, float] | str | None = None
+    early: _Heard | str | None = None  # what the last pause's audio held, or why that failed
     early_pause: int | None = None
     async with utterances_in, turns_out, judgements_out:
         while True:
@@ -286,45 +285,62 @@ async def transcribe_utterances(
                 return
             reuse = utterance.final and utterance.continues_pause and early_pause == utterance.pause
             if not (reuse and early is not None):
-                try:
-                    with trio.fail_after(time_limit):
-                        result = as_transcription(await stt.transcribe(utterance.audio))
-                        early = (result, trio.current_time())
-                except (EngineError, trio.TooSlowError) as exc:
-                    early = str(exc) or f"{stt.name} took longer than {time_limit:g} s"
+                early = await _transcribe(stt, utterance.audio, time_limit)
                 early_pause = utterance.pause
             if not utterance.final:
-                complete = True  # a failure ends the turn soon: nothing to wait for
-                if not isinstance(early, str):
-                    words = words_heard(early[0], utterance.audio)
-                    turn = TurnSoFar(words, utterance.audio, early[0].last_word_logprob)
-                    complete = not words or await judge(turn)
+                complete = True  # no words, or a failure: nothing to wait for
+                if isinstance(early, _Heard) and early.words:
+                    last = early.transcription.last_word_logprob
+                    complete = await judge(TurnSoFar(early.words, utterance.audio, last))
                 assert utterance.pause is not None
                 await judgements_out.send(TurnJudged(utterance.pause, complete))
                 continue  # kept, in case the caller stays quiet
-            outcome, early, early_pause = early, None, None
-            if isinstance(outcome, str):  # the same audio failed: don't wait for it twice
+            heard, early, early_pause = early, None, None
+            if isinstance(heard, str):  # the same audio failed: don't wait for it twice
                 stats.engine_errors += 1
-                log.failed("stt", outcome)
-                await turns_out.send(TranscriptionFailed(outcome))
+                log.failed("stt", heard)
+                await turns_out.send(TranscriptionFailed(heard))
                 continue
-            assert outcome is not None
-            transcription, transcribed_at = outcome
-            text = words_heard(transcription, utterance.audio)
+            assert heard is not None
             stats.utterances += 1
-            if text:
-                log.info("caller said %r", text)
+            if heard.words:
+                log.info("caller said %r", heard.words)
             else:
-                log.info("caller made a sound without words (heard as %r)", transcription.text)
+                log.info("caller made a sound without words (heard as %r)", heard.sound)
             await turns_out.send(
                 Transcript(
-                    text,
+                    heard.words,
                     speech_ended_at=utterance.speech_ended_at,
                     utterance_ended_at=utterance.ended_at,
-                    transcribed_at=transcribed_at,
-                    sound="" if text else transcription.text.strip(),
+                    transcribed_at=heard.at,
+                    sound=heard.sound,
                 )
             )
+
+
+@dataclass(frozen=True, slots=True)
+class _Heard:
+    """One transcription: the engine's answer, the words it holds, and when it was ready."""
+
+    transcription: Transcription
+    words: str
+    """The words, or '' when the audio held none (:func:`words_heard`)."""
+    at: float
+
+    @property
+    def sound(self) -> str:
+        """What the engine made of audio without words ('' when it held words)."""
+        return "" if self.words else self.transcription.text.strip()
+
+
+async def _transcribe(stt: SpeechToText, audio: PCM, time_limit: float) -> _Heard | str:
+    """Transcribe ``audio``; returns what it held, or why the engine failed."""
+    try:
+        with trio.fail_after(time_limit):
+            transcription = as_transcription(await stt.transcribe(audio))
+    except (EngineError, trio.TooSlowError) as exc:
+        return str(exc) or f"{stt.name} took longer than {time_limit:g} s"
+    return _Heard(transcription, words_heard(transcription, audio), trio.current_time())
 
 
 async def generate_sentences(
