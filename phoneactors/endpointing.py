@@ -403,11 +403,12 @@ UNSURE_LAST_WORD: Final = -0.15
 """A last word whose least likely token has a lower log-probability is one the speech-to-text
 engine was unsure of."""
 _MISHEARD_ENDINGS: Final = frozenset({
-    "there", "their", "that", "it", "its", "mine", "them", "this", "then", "than", "in", "an",
+    "there", "their", "that", "it", "its", "mine", "them", "this", "then", "than",
     "butt", "bat", "four", "two", "too", "you", "your",
 })  # fmt: skip
 """What Whisper makes of a function word cut off at the end of a fragment: "near the" → "near
-there", "to my" → "to mine", "but" → "butt", "and" → "in", "if" → "that", "for" → "four"."""
+there", "to my" → "to mine", "but" → "butt", "if" → "that", "for" → "four". Not "in" (for
+"and"): too many turns end in one ("walk in", "log in")."""
 
 
 def judge_turn(text: str, *, last_word_logprob: float | None = None) -> TurnJudgement:

@@ -295,7 +295,7 @@ class FakeSpeech:
         no speech (``no_speech_prob`` 0.8, ``avg_logprob`` -1.3). It has no voicing (no pitch),
         as a real cough has little: the runtime must not believe the transcript."""
         frequency = self.stt.register(heard_as, no_speech_prob=0.8, avg_logprob=-1.3)
-        rng = np.random.default_rng(self.stt.calls + len(heard_as))
+        rng = np.random.default_rng(round(frequency))
         burst = rng.normal(0.0, 0.3 * 32767 / 3, round(seconds * SAMPLE_RATE))
         # A faint tone at the registered frequency, far under the noise, tells the fake STT
         # what to "hear" without making the burst periodic.

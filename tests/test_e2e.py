@@ -15,7 +15,9 @@ from phoneactors.engines.faster_whisper import FasterWhisperSTT
 from phoneactors.engines.hibari import HibariTTS
 from phoneactors.engines.webrtc import WebRtcVad
 from phoneactors.server import ServerConfig, serve
+from phoneactors.sounds import cough
 from phoneactors.testing import FakeTwilio, open_twilio_stream
+from phoneactors.twilio import SendMark
 from phoneactors.wer import word_error_rate
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +28,7 @@ def played_since(fake: FakeTwilio, index: int) -> np.ndarray:
     return np.concatenate(audio) if audio else np.zeros(0, dtype=np.int16)
 
 
-async def test_a_real_call_greeting_turn_and_barge_in() -> None:
+async def test_a_real_call_greeting_turn_barge_in_and_a_cough() -> None:
     limiter = trio.CapacityLimiter(2)
     stt = FasterWhisperSTT(limiter=limiter)
     engines = Engines(vad=WebRtcVad(), stt=stt, tts=HibariTTS(limiter=limiter))
@@ -70,4 +72,19 @@ async def test_a_real_call_greeting_turn_and_barge_in() -> None:
                 assert fake.stale_audio_after_clear() == 0
                 heard = len(played_since(fake, before)) / 8000
                 assert heard < 2.5  # the long reply (~8 s) was cut short
+                await fake.wait_for_bot_to_finish()  # the answer to "Stop, stop."
+
+                # 4. A cough over a reply pauses it; it plays on, and the cough is not answered.
+                before, clears, sent = len(fake.played), len(fake.clears), len(fake.outbound)
+                await fake.say(long)
+                await fake.wait_for(lambda: len(fake.played) > before + 10)
+                await fake.play(cough(np.random.default_rng(1)))
+                await fake.wait_for_bot_to_finish(quiet=1.0)
+                assert len(fake.clears) == clears + 1
+                assert any(p.start > fake.clears[clears] for p in fake.played[before:])
+                marks = [e for _, e in fake.outbound[sent:] if isinstance(e, SendMark)]
+                assert len({mark.name.rpartition(".")[0] for mark in marks}) == 1  # one reply
+                heard_text = (await stt.transcribe(played_since(fake, before))).text
+                # The whole reply, a word or two of it twice (from the word that was cut).
+                assert word_error_rate(f"You said {long}", heard_text) <= 0.3, heard_text
             nursery.cancel_scope.cancel()
