@@ -910,9 +910,10 @@ def _describe_event(event: Mapping[str, Any]) -> str:
         case "dtmf":
             return f"caller pressed {event['text']}"
         case "resumed":
-            what = data.get("kind", "a sound")
-            heard = f" {event['text']!r}" if event["text"] else ""
-            return f"(caller {what}{heard} over the bot: it played on)"
+            if data.get("kind") == "backchannel":
+                return f"(caller backchannel {event['text']!r} over the bot: it played on)"
+            heard = f", heard as {event['text']!r}" if event["text"] else ""
+            return f"(a sound over the bot{heard}: it played on)"
         case "timing":
             return "(turn: " + ", ".join(f"{k} {v:.0f} ms" for k, v in data.items() if v) + ")"
         case "failure":

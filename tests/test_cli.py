@@ -497,7 +497,14 @@ def _records_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_calls_lists_and_prints_recorded_calls(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from phoneactors.records import CallEnded, CallerSaid, CallStarted, CallStore, Interrupted
+    from phoneactors.records import (
+        CallEnded,
+        CallerSaid,
+        CallStarted,
+        CallStore,
+        FalseInterruption,
+        Interrupted,
+    )
 
     db = tmp_path / "records.db"
     store = CallStore(db)
@@ -506,6 +513,8 @@ async def test_calls_lists_and_prints_recorded_calls(
         store.observe("CA1", CallStarted("MZ1", "AC1", "+15550001", {}))
         store.observe("CA1", CallerSaid("what time is it"))
         store.observe("CA1", Interrupted("It is ten", "past four."))
+        store.observe("CA1", FalseInterruption("backchannel", "Okay."))
+        store.observe("CA1", FalseInterruption("no words", "Thank you."))
         store.observe("CA1", CallEnded("caller hung up"))
         nursery.cancel_scope.cancel()
     assert main(["calls", "--records", str(db)]) == 0
@@ -517,6 +526,8 @@ async def test_calls_lists_and_prints_recorded_calls(
     transcript = capsys.readouterr().out
     assert "caller: what time is it" in transcript
     assert "bot (interrupted): It is ten  [not heard: past four.]" in transcript
+    assert "(caller backchannel 'Okay.' over the bot: it played on)" in transcript
+    assert "(a sound over the bot, heard as 'Thank you.': it played on)" in transcript
     assert "(ended: caller hung up)" in transcript
     assert main(["calls", "CA2", "--records", str(db)]) == 2
     assert "no call 'CA2'" in capsys.readouterr().err
