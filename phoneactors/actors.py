@@ -105,6 +105,8 @@ class CallStats:
     barge_ins: int = 0
     false_interruptions: int = 0
     """Caller sounds over a reply that paused it, then let it play on."""
+    judgements_dropped: int = 0
+    """Judgements of the words at a pause the VAD actor was too far behind to take."""
     reply_errors: int = 0
     engine_errors: int = 0
 
@@ -293,7 +295,16 @@ async def transcribe_utterances(
                     last = early.transcription.last_word_logprob
                     complete = await judge(TurnSoFar(early.words, utterance.audio, last))
                 assert utterance.pause is not None
-                await judgements_out.send(TurnJudged(utterance.pause, complete))
+                try:  # never wait on the VAD actor, which may be waiting on us
+                    judgements_out.send_nowait(TurnJudged(utterance.pause, complete))
+                except trio.WouldBlock:
+                    stats.judgements_dropped += 1
+                    if worth_logging(stats.judgements_dropped):
+                        log.warning(
+                            "VAD behind: judgement of a pause dropped (the turn waits the long "
+                            "silence), %d so far",
+                            stats.judgements_dropped,
+                        )
                 continue  # kept, in case the caller stays quiet
             heard, early, early_pause = early, None, None
             if isinstance(heard, str):  # the same audio failed: don't wait for it twice

@@ -93,7 +93,7 @@ TURN_BUFFER: Final = 16
 SENTENCE_BUFFER: Final = 8
 """Sentences generated ahead of the speaker: lets a streaming reply run ahead while we talk
 (and while the reply is paused over a sound from the caller)."""
-TTS_LOOKAHEAD: Final = 2
+TTS_LOOKAHEAD: Final = 1
 """Sentences synthesized ahead of the one playing: the next one is ready when it is due, and
 a reply cut short has not spent the CPU to synthesize all of itself."""
 MARK_GRACE: Final = 2.0
@@ -163,6 +163,8 @@ class _ActiveReply:
     turn: str | None = None
     """What the caller said that this replies to (``None``: the greeting, a key, an apology)."""
     playback: Playback = field(default_factory=Playback)
+    speaking: bool = False
+    """Whether the caller was hearing it when it was last paused (not still being thought)."""
     done: trio.Event = field(default_factory=trio.Event)
 
 
@@ -275,6 +277,9 @@ class _Call:
         self.pacer = Pacer(settings.playback_lead)
         self.reply: _ActiveReply | None = None
         self.reply_count = 0
+        self.open_utterances = 0
+        """Caller utterances begun (``SpeechStarted``) and not yet transcribed: while any is
+        open, the caller may be talking, and no reply plays."""
         self.end_reason = "call ended"
         self.call_scope = trio.CancelScope()
         self.conversation: Conversation
@@ -446,10 +451,13 @@ class _Call:
             async for event in turns_in:
                 match event:
                     case SpeechStarted():
+                        self.open_utterances += 1
                         await self.pause()
                     case Transcript():
+                        self.open_utterances = max(0, self.open_utterances - 1)
                         await self.take_transcript(replies, event)
                     case TranscriptionFailed():
+                        self.open_utterances = max(0, self.open_utterances - 1)
                         await self.interrupt()
                         self.start_reply(replies, partial(_constant, conversation.apology))
                     case KeyPressed(digit=digit):
@@ -462,12 +470,13 @@ class _Call:
         """A caller turn ended: resume a paused reply over a sound or a backchannel, or answer."""
         text = event.text
         active = self.reply
-        paused = active is not None and active.playback.paused and not active.done.is_set()
-        if paused and active is not None:
+        if active is not None and active.playback.paused and not active.done.is_set():
             if not text:
                 self.resume(active, "no words", event.sound)
                 return
-            if self.is_backchannel(text):
+            # A backchannel only over words the caller was hearing: said while the bot was
+            # still thinking, "yes" answers.
+            if active.speaking and self.is_backchannel(text):
                 self.resume(active, "backchannel", text)
                 return
         if not text:
@@ -497,6 +506,10 @@ class _Call:
         active = _ActiveReply(
             trio.CancelScope(), ReplyLedger(f"r{self.reply_count}"), timing, turn=turn
         )
+        if self.open_utterances:
+            # The caller is talking (their next utterance began before this one's transcript
+            # came): prepared, but held until that utterance says whether to play it.
+            active.playback.pause()
         self.reply = active
         nursery.start_soon(self.run_reply, active, make_reply)
 
@@ -504,26 +517,33 @@ class _Call:
         """Caller sound over the reply in progress: stop its audio now (``clear``) and hold
         the reply until the caller's words say whether to resume or end it."""
         active = self.reply
-        if active is None or active.done.is_set() or not active.playback.pause():
+        if active is None or active.done.is_set() or active.ledger.all_played.is_set():
+            return  # nothing, or nothing more, to say
+        speaking = active.ledger.chunks_sent > 0
+        if not active.playback.pause():
             return
+        active.speaking = speaking
         await self.outbound.send(twilio.SendClear())
         self.pacer.cleared()
         active.ledger.cleared()
         self.log.info("caller sound over the bot: reply paused")
 
     def resume(self, active: _ActiveReply, kind: str, heard: str) -> None:
-        """The sound over a paused reply was no interruption: play on."""
-        self.stats.false_interruptions += 1
-        self.log.info("caller sound was %s (%r): reply resumed", kind, heard)
-        self.observe(FalseInterruption(kind, heard))
-        active.playback.resume()
+        """The sound over a paused reply was no interruption: play on, once the caller is not
+        in the middle of another utterance (its transcript decides then)."""
+        if active.speaking:
+            self.stats.false_interruptions += 1
+            self.log.info("caller sound was %s (%r): reply resumed", kind, heard)
+            self.observe(FalseInterruption(kind, heard))
+        if not self.open_utterances:
+            active.playback.resume()
 
     async def interrupt(self) -> Interruption | None:
         """Barge-in: cancel the reply in progress (its audio cleared, if not already), report
         what was heard; returns that, or ``None`` when no reply was in progress."""
         active = self.reply
-        if active is None or active.done.is_set():
-            return None
+        if active is None or active.done.is_set() or active.ledger.all_played.is_set():
+            return None  # nothing, or nothing more, to say
         active.scope.cancel()
         self.reply = None
         self.stats.barge_ins += 1

@@ -399,6 +399,8 @@ _FULL_NUMBER_DIGITS: Final = 10
 # fmt: on
 
 
+_MAX_VALUE_DIGITS: Final = 18
+"""Longer runs of digits are read as digits only (Python refuses to parse thousands of them)."""
 UNSURE_LAST_WORD: Final = -0.15
 """A last word whose least likely token has a lower log-probability is one the speech-to-text
 engine was unsure of."""
@@ -759,7 +761,7 @@ def _number_groups(run: Sequence[str]) -> list[_Group]:
                 groups.append(_Group(1 if value < 10 else 2, value))
         else:
             digits = sum(char.isdigit() for char in word)
-            plain = word.isdigit()
+            plain = word.isdigit() and digits <= _MAX_VALUE_DIGITS
             groups.append(_Group(digits, int(word) if plain else None, not plain, spoken=False))
     if repeat:
         groups.append(_Group(repeat))  # "five double": the doubled digit is still to come

@@ -109,12 +109,16 @@ def _periodic(frame: np.ndarray, shifted: np.ndarray, shifted_energy: np.ndarray
 def words_heard(transcription: Transcription, audio: PCM) -> str:
     """The transcript's text stripped, or '' when it holds no words (see the module docstring).
 
-    ``audio`` is what was transcribed (8 kHz int16).
+    ``audio`` is what was transcribed (8 kHz int16). Its voicing is measured at its start and,
+    for a long utterance, at its end too (words after a few seconds of noise count).
     """
     text = transcription.text.strip()
     if not any(char.isalnum() for char in text):
         return ""
     voiced, longest = voicing(audio)
+    tail = audio[-(SCAN_MS * SAMPLE_RATE // 1000) :]
+    if len(audio) > len(tail) and (voiced < SURE_VOICED_MS or longest < LONG_VOICED_RUN_MS):
+        voiced, longest = max((voiced, longest), voicing(tail))
     if voiced < MIN_VOICED_MS:
         return ""
     no_speech = transcription.no_speech_prob

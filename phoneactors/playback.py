@@ -107,6 +107,11 @@ class ReplyLedger:
         self.sentences.append(text)
         return len(self.sentences) - 1
 
+    @property
+    def chunks_sent(self) -> int:
+        """How many chunks of audio have been sent (whether played or not)."""
+        return len(self._chunks)
+
     def chunk_sent(self, sentence: int, fraction: float, end: int = 0) -> str:
         """Record a chunk sent (``end``: its end as a sample offset in the sentence's audio);
         returns the name of the mark to send after it."""
@@ -220,11 +225,11 @@ class ReplyAudio:
     Sentences are numbered as in the reply's :class:`ReplyLedger`, from ``first``. The
     synthesizer adds each sentence's audio (:meth:`add`), then :meth:`finish`; the player takes
     them with :meth:`get`, waiting for the next with :meth:`wait_for`, and says which one it is
-    sending (:meth:`playing`), so the synthesizer stays at most ``lookahead`` sentences ahead
-    (:meth:`wait_for_room`).
+    sending (:meth:`playing`), so the synthesizer stays at most ``lookahead`` sentences ahead of
+    it (:meth:`wait_for_room`; at least 1, or the next sentence would never be ready).
     """
 
-    def __init__(self, lookahead: int = 2, *, first: int = 0) -> None:
+    def __init__(self, lookahead: int = 1, *, first: int = 0) -> None:
         if lookahead < 1:
             raise ValueError(f"lookahead must be at least 1, got {lookahead}")
         self.lookahead = lookahead
@@ -265,7 +270,7 @@ class ReplyAudio:
 
     async def wait_for_room(self) -> None:
         """Wait until the next sentence is within ``lookahead`` of the one playing."""
-        while self.end >= self._playing + self.lookahead:
+        while self.end > self._playing + self.lookahead:
             await self._changed.wait()
 
     def _notify(self) -> None:

@@ -533,3 +533,7 @@ def test_an_unsure_last_word_that_is_often_a_misheard_cut_off_word_waits(
 
 def test_an_unsure_particle_at_the_end_is_no_cut_off_word() -> None:
     assert judge_turn("Does the clinic take walk in?", last_word_logprob=-0.7).complete
+
+
+def test_a_huge_run_of_digits_still_gets_a_judgement() -> None:
+    assert judge_turn("my pin is " + "1" * 5000).reason

@@ -400,3 +400,68 @@ async def test_a_noisy_line_never_interrupts_the_bot(
     assert fake.clears == []
     assert fake.result is not None
     assert fake.result.stats.false_interruptions == 0
+
+
+# -- under load, and out of order ------------------------------------------------------------
+
+
+async def test_a_slow_transcriber_never_leaves_the_call_deaf(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    """The caller talks in short bursts while every transcription takes 5 s: the judgements
+    of the pauses back up, and must never block the transcriber (which the VAD waits on)."""
+    teller = Teller()
+    speech.stt.delay = 5.0
+    async with open_call(lambda: teller, speech.engines(), speech=speech) as fake:
+        for _ in range(8):
+            await fake.say("hello")
+            await fake.silence(0.25)
+        await fake.silence(30)
+        speech.stt.delay = 0.1
+        await fake.say("are you there")
+        await fake.wait_for(lambda: "are you there" in teller.heard)
+    assert fake.result is not None
+
+
+async def test_a_reply_never_plays_over_an_utterance_that_began_before_its_turn_was_decided(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    """Without early transcription the cough's transcript comes after the caller has started
+    to speak again: the reply stays paused through that speech, and the words end it."""
+    teller = Teller()
+    settings = CallSettings(segmenter=SegmenterSettings(pause_ms=0, end_silence_ms=300))
+    speech.stt.delay = 0.6
+    async with open_call(
+        lambda: teller, speech.engines(), speech=speech, settings=settings
+    ) as fake:
+        await start_long_reply(fake)
+        await fake.play(speech.cough())
+        await fake.silence(0.35)
+        words_start = trio.current_time()
+        await fake.say("wait I have a question")
+        words_end = trio.current_time()
+        await fake.wait_for(lambda: len(teller.heard) == 2)
+        await fake.wait_for_bot_to_finish()
+    assert played_between(fake, words_start, words_end + 0.2) == 0
+    assert teller.heard[1].endswith("wait I have a question")
+    assert len(teller.interruptions) == 1
+
+
+async def test_a_yes_while_the_bot_is_still_thinking_is_answered(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    class Slow(Teller):
+        async def reply(self, text: str) -> str:
+            self.heard.append(text)
+            await trio.sleep(1.5)
+            return "Take your time."
+
+    slow = Slow()
+    events = Events()
+    async with open_call(lambda: slow, speech.engines(), speech=speech, observers=[events]) as fake:
+        await fake.say("let me think")
+        await fake.silence(0.5)
+        await fake.say("yes")
+        await fake.wait_for_bot_to_finish()
+    assert slow.heard == ["let me think", "let me think yes"]
+    assert events.of(FalseInterruption) == []
