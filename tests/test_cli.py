@@ -28,6 +28,7 @@ import trio_websocket
 
 from phoneactors import cli, twilio
 from phoneactors.cli import OPTIONS, load_conversation, main, parse_args
+from phoneactors.cli.options import call_settings_from_args
 from phoneactors.conversation import Conversation, Parrot
 from phoneactors.engines import Engines
 from phoneactors.errors import ConfigurationError, ModelNotFoundError
@@ -108,7 +109,7 @@ def test_environment_variables_fill_in_and_flags_win() -> None:
     assert args.incomplete_silence_ms == 2000
     assert args.pause_ms == 200
     assert args.no_noise_gate is True
-    settings = cli._call_settings(args)
+    settings = call_settings_from_args(args)
     assert settings.segmenter.incomplete_silence_ms == 2000
     assert settings.noise_gate is False
     assert args.threads is None

@@ -39,6 +39,7 @@ from test_engines import PHONE_SENTENCES, WER_LIMIT
 
 from phoneactors import cli
 from phoneactors.audio import FRAME_SAMPLES, PCM, SAMPLE_RATE, Framer, ulaw_decode, ulaw_encode
+from phoneactors.cli.options import engines_from_args
 from phoneactors.engines import as_transcription
 from phoneactors.engines.base import (
     SpeechToText,
@@ -1193,13 +1194,13 @@ def test_cli_offers_the_new_engines_and_passes_their_options(
     assert (args.vad, args.stt, args.tts) == ("silero", "openai", "openai")
     seen: dict[str, Any] = {}
     monkeypatch.setattr(registry, "build_engines", lambda **options: seen.update(options))
-    cli._build_engines(args)
+    engines_from_args(args)
     assert seen["stt_url"] == "http://stt.local:9000"
     assert seen["tts_url"] == "http://tts.local"
     assert seen["tts_model"] == "kokoro"
     assert seen["remote_api_key_env"] == "MY_KEY"
     seen.clear()
-    cli._build_engines(cli.parse_args(["--tts", "piper"], {}))
+    engines_from_args(cli.parse_args(["--tts", "piper"], {}))
     assert seen["tts"] == "piper"
     assert "stt_url" not in seen  # options left out are not passed at all
 

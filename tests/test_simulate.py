@@ -25,6 +25,7 @@ from examples.goodbye import Receptionist
 from examples.streaming import Storyteller
 from phoneactors import cli
 from phoneactors import simulate as sim
+from phoneactors.cli.simulate import _scripted_lines, parse_simulate_args
 from phoneactors.conversation import Conversation, Interruption, Parrot
 from phoneactors.simulate import Line, parse_line, simulate
 from phoneactors.testing import FakeSpeech, FakeTextToSpeech
@@ -319,15 +320,15 @@ def test_serve_is_the_default_command(capsys: pytest.CaptureFixture[str]) -> Non
 
 @pytest.mark.usefixtures("clean_environment")
 def test_simulate_options_and_their_variables(capsys: pytest.CaptureFixture[str]) -> None:
-    args = cli.parse_simulate_args([], {})
+    args = parse_simulate_args([], {})
     assert args.log_level == "WARNING"  # the transcript is the output
     assert args.conversation == "phoneactors.conversation:Parrot"
     assert (args.say, args.script, args.record) == (None, None, None)
     environ = {"PHONEACTORS_CONVERSATION": "mybot:Bot", "PHONEACTORS_END_SILENCE_MS": "300"}
-    args = cli.parse_simulate_args(["--say", "a", "--say", "!b"], environ)
+    args = parse_simulate_args(["--say", "a", "--say", "!b"], environ)
     assert (args.conversation, args.end_silence_ms, args.say) == ("mybot:Bot", 300, ["a", "!b"])
     with pytest.raises(SystemExit) as exit_:
-        cli.parse_simulate_args(["--port", "80"], {})
+        parse_simulate_args(["--port", "80"], {})
     assert exit_.value.code == 2
     assert "unrecognized arguments: --port" in capsys.readouterr().err
 
@@ -335,9 +336,9 @@ def test_simulate_options_and_their_variables(capsys: pytest.CaptureFixture[str]
 def test_say_comes_before_the_script(tmp_path: Path) -> None:
     script = tmp_path / "script.txt"
     script.write_text("# the caller\nhello\n!stop\n")
-    args = cli.parse_simulate_args(["--say", "first", "--script", str(script)], {})
-    assert cli._scripted_lines(args) == ["first", "# the caller", "hello", "!stop"]
-    assert cli._scripted_lines(cli.parse_simulate_args([], {})) is None  # stdin
+    args = parse_simulate_args(["--say", "first", "--script", str(script)], {})
+    assert _scripted_lines(args) == ["first", "# the caller", "hello", "!stop"]
+    assert _scripted_lines(parse_simulate_args([], {})) is None  # stdin
 
 
 @pytest.mark.usefixtures("clean_environment")

@@ -1,0 +1,423 @@
+"""The options of ``phoneactors serve`` (most of which ``simulate`` shares), their environment
+variables, and what the command line builds from them: the conversation, the engines and the
+call settings."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ..call import CallSettings
+from ..conversation import Conversation
+from ..engines import Engines
+from ..errors import ConfigurationError
+from ..segmenter import SegmenterSettings
+from .common import AUTH_TOKEN_ENV, ENV_PREFIX, PROG
+
+__all__ = [
+    "DEFAULT_CONVERSATION",
+    "DEFAULT_RECORDS",
+    "OPTIONS",
+    "Option",
+    "add_options",
+    "apply_environment",
+    "build_parser",
+    "call_settings_from_args",
+    "engines_from_args",
+    "load_conversation",
+    "parse_args",
+]
+
+DEFAULT_CONVERSATION: Final = "phoneactors.conversation:Parrot"
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+_SEGMENTER_DEFAULTS: Final = SegmenterSettings()
+_CALL_DEFAULTS: Final = CallSettings()
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"expected a finite number, 0 or more, got {text!r}")
+    return value
+
+
+def _log_level(text: str) -> str:
+    return text.strip().upper()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option and its environment variable."""
+
+    flag: str
+    help: str
+    default: object = None
+    type: Callable[[str], Any] = str
+    metavar: str | None = None
+    engine_role: str | None = None
+    """Its choices are the registry's engines for this role ("vad", "stt", "tts")."""
+    choices: tuple[str, ...] | None = None
+    switch: bool = False
+    """A flag without a value (``store_true``); its variable takes 1/0, true/false, yes/no."""
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.dest.upper()
+
+
+DEFAULT_RECORDS: Final = "phoneactors-calls.db"
+
+OPTIONS: Final = (
+    Option("--host", "address to listen on", "127.0.0.1", metavar="HOST"),
+    Option("--port", "TCP port to listen on (0: any free port)", 8080, int, "PORT"),
+    Option(
+        "--conversation",
+        "the Conversation subclass to serve, as module:Class (the module is looked up in the "
+        "current directory too)",
+        DEFAULT_CONVERSATION,
+        metavar="MODULE:CLASS",
+    ),
+    Option(
+        "--public-url",
+        "the http(s) URL Twilio reaches this server at (ngrok, a proxy), used for the stream "
+        "URL and signatures; default: from each request's Host and X-Forwarded-Proto",
+        metavar="URL",
+    ),
+    Option("--max-calls", "calls served at once; more hear the busy message", 20, int, "N"),
+    Option(
+        "--max-message-bytes",
+        "largest websocket message accepted; a larger one ends its call",
+        65536,
+        int,
+        "BYTES",
+    ),
+    Option(
+        "--drain-timeout",
+        "seconds calls in progress may go on after Ctrl-C or SIGTERM",
+        30.0,
+        _non_negative_float,
+        "SECONDS",
+    ),
+    Option(
+        "--softphone",
+        f"serve the browser softphone at /phone even though {AUTH_TOKEN_ENV} is set (it is on "
+        "without a token): anyone who can load the page can then talk to your bot",
+        False,
+        switch=True,
+    ),
+    Option("--vad", "voice activity detector", "webrtc", engine_role="vad"),
+    Option(
+        "--vad-min-rms",
+        "WebRTC VAD energy gate: frames with a lower RMS (int16) are never speech "
+        "(default 50, about -56 dBFS; 0: off)",
+        None,
+        float,
+        "RMS",
+    ),
+    Option("--stt", "speech-to-text engine", "faster-whisper", engine_role="stt"),
+    Option("--tts", "text-to-speech engine", "hibari", engine_role="tts"),
+    Option("--stt-model", "speech-to-text model name or path (engine default)", metavar="MODEL"),
+    Option("--tts-voice", "text-to-speech voice name or path (engine default)", metavar="VOICE"),
+    Option(
+        "--stt-url",
+        "URL of the OpenAI-compatible speech server for --stt openai (its root or /v1 URL)",
+        metavar="URL",
+    ),
+    Option(
+        "--tts-url",
+        "URL of the OpenAI-compatible speech server for --tts openai (its root or /v1 URL)",
+        metavar="URL",
+    ),
+    Option("--tts-model", "speech model name for --tts openai (default: tts-1)", metavar="MODEL"),
+    Option(
+        "--remote-api-key-env",
+        "name of the environment variable holding the API key for the openai engines "
+        "(default: OPENAI_API_KEY if set, else no key)",
+        metavar="NAME",
+    ),
+    Option("--threads", "inference threads (default: one per core)", None, int, "N"),
+    Option(
+        "--stt-window",
+        "faster-whisper encoder window in seconds, 1-30 (default 15; 30: Whisper's full window, "
+        "slower, slightly more accurate)",
+        None,
+        float,
+        "SECONDS",
+    ),
+    Option(
+        "--allow-download",
+        "let engines download missing models (off: fail with instructions instead)",
+        False,
+        switch=True,
+    ),
+    Option(
+        "--end-silence-ms",
+        "silence that ends a caller's turn whose words read complete (every turn, with "
+        "--pause-ms 0)",
+        _SEGMENTER_DEFAULTS.end_silence_ms,
+        int,
+        "MS",
+    ),
+    Option(
+        "--incomplete-silence-ms",
+        "silence that ends a turn that trails off ('a table for', 'um', half a phone number), "
+        "or whose words are not judged yet",
+        _SEGMENTER_DEFAULTS.incomplete_silence_ms,
+        int,
+        "MS",
+    ),
+    Option(
+        "--pause-ms",
+        "silence after which the caller's words so far are transcribed and judged (0: never, "
+        "and --end-silence-ms ends every turn)",
+        _SEGMENTER_DEFAULTS.pause_ms,
+        int,
+        "MS",
+    ),
+    Option(
+        "--no-noise-gate",
+        "don't follow each line's noise floor (by default a frame counts as speech only when "
+        "clearly above the line's own hiss)",
+        False,
+        switch=True,
+    ),
+    Option(
+        "--min-speech-ms",
+        "speech needed before the caller counts as talking (and interrupts)",
+        _SEGMENTER_DEFAULTS.min_speech_ms,
+        int,
+        "MS",
+    ),
+    Option(
+        "--reply-timeout",
+        "seconds a reply may take to generate before the apology is spoken",
+        _CALL_DEFAULTS.reply_timeout,
+        float,
+        "SECONDS",
+    ),
+    Option(
+        "--records",
+        "SQLite file that every call's transcript is written to as it happens ('off': none)",
+        DEFAULT_RECORDS,
+        metavar="PATH",
+    ),
+    Option("--log-level", "logging level", "INFO", _log_level, choices=LOG_LEVELS),
+)
+"""Every option of the ``serve`` command, in ``--help`` order."""
+
+
+def engine_choices() -> Mapping[str, tuple[str, ...]]:
+    from ..engines.registry import ENGINE_CHOICES  # looked up when used, like build_engines
+
+    return ENGINE_CHOICES
+
+
+SERVER_ONLY: Final = frozenset(
+    {
+        "--host",
+        "--port",
+        "--public-url",
+        "--max-calls",
+        "--max-message-bytes",
+        "--drain-timeout",
+        "--softphone",
+        "--records",
+    }
+)
+"""Options of ``serve`` that ``simulate`` has no use for; it takes every other one."""
+SIMULATE_DEFAULTS: Final = {"log_level": "WARNING"}
+"""``simulate`` keeps the log quiet, so the transcript stays readable."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; its defaults are ``None`` so that :func:`parse_args` can tell a
+    flag given from one left out (and then look at the environment)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        usage=(
+            f"{PROG} [serve] [options]\n"
+            f"       {PROG} simulate [--say TEXT] [--script FILE] [--record WAV] [options]\n"
+            f"       {PROG} call TO --from FROM [--public-url URL]\n"
+            f"       {PROG} calls [CALL_SID] [--records PATH]"
+        ),
+        description=(
+            "Answer Twilio phone calls with a Conversation: serves Twilio's voice webhook "
+            "(POST /), its media streams (websocket /stream), a browser softphone (GET /phone), "
+            "Prometheus metrics (GET /metrics) and a health check (GET /healthz). Other "
+            "commands: 'simulate' talks to your bot in the terminal, 'call' places an outbound "
+            "call, 'calls' shows the recorded calls; see "
+            f"'{PROG} simulate --help', '{PROG} call --help' and '{PROG} calls --help'."
+        ),
+        epilog=(
+            f"Every option also reads the environment variable shown with it; the flag wins. "
+            f"Set {AUTH_TOKEN_ENV} to your Twilio auth token to enforce Twilio's request "
+            "signatures (without it, requests are not authenticated)."
+        ),
+    )
+    add_options(parser, OPTIONS)
+    return parser
+
+
+def add_options(
+    parser: argparse.ArgumentParser,
+    options: Sequence[Option],
+    defaults: Mapping[str, object] | None = None,
+) -> None:
+    """Add ``options`` with ``None`` defaults; ``--help`` shows each one's variable and
+    default (from ``defaults`` when it names the option's ``dest``)."""
+    choices_of = engine_choices()
+    for option in options:
+        choices = choices_of[option.engine_role] if option.engine_role else option.choices
+        where = f"env {option.env}"
+        if option.switch:
+            parser.add_argument(
+                option.flag,
+                action="store_true",
+                default=None,
+                help=f"{option.help} [{where}]",
+            )
+            continue
+        value = (defaults or {}).get(option.dest, option.default)
+        default = "" if value is None else f"; default: {value}"
+        parser.add_argument(
+            option.flag,
+            type=option.type,
+            choices=choices,
+            default=None,
+            metavar=option.metavar,
+            help=f"{option.help} [{where}{default}]",
+        )
+
+
+def parse_args(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> argparse.Namespace:
+    """Parse ``argv`` (default: ``sys.argv[1:]``), filling each option left out from its
+    ``PHONEACTORS_…`` variable in ``environ`` (default: ``os.environ``), else its default.
+
+    A bad flag or variable value exits with status 2 and a message, as argparse does; so
+    does ``--help`` (with status 0).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    apply_environment(parser, args, OPTIONS, os.environ if environ is None else environ)
+    return args
+
+
+def apply_environment(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    options: Sequence[Option],
+    environ: Mapping[str, str],
+    defaults: Mapping[str, object] | None = None,
+) -> None:
+    """Fill each of ``options`` left out of ``args`` from its variable, else its default
+    (``defaults`` overrides an option's own, by ``dest``)."""
+    choices_of = engine_choices()
+    for option in options:
+        if getattr(args, option.dest) is not None:
+            continue
+        raw = environ.get(option.env, "")
+        if not raw.strip():
+            setattr(args, option.dest, (defaults or {}).get(option.dest, option.default))
+            continue
+        value: object
+        if option.switch:
+            word = raw.strip().lower()
+            if word not in _TRUE | _FALSE:
+                parser.error(f"{option.env}={raw!r}: expected 1/0, true/false, yes/no or on/off")
+            value = word in _TRUE
+        else:
+            try:
+                value = option.type(raw.strip())
+            except (ValueError, argparse.ArgumentTypeError) as exc:
+                parser.error(f"{option.env}={raw!r}: not a valid {option.flag} value ({exc})")
+            choices = choices_of[option.engine_role] if option.engine_role else option.choices
+            if choices is not None and value not in choices:
+                parser.error(f"{option.env}={raw!r}: choose from {', '.join(map(repr, choices))}")
+        setattr(args, option.dest, value)
+
+
+def load_conversation(spec: str) -> type[Conversation]:
+    """Import ``module:Class`` (``Class`` may be dotted) and check it is a Conversation.
+
+    Raises :class:`~phoneactors.errors.ConfigurationError` saying what is wrong; an exception
+    raised while the module itself runs is chained as the cause.
+    """
+    module_name, colon, attribute = spec.partition(":")
+    if not colon or not module_name.strip() or not attribute.strip():
+        raise ConfigurationError(
+            f"--conversation {spec!r}: expected module:Class, for example mybot:Parrot"
+        )
+    try:
+        target: object = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
+            raise ConfigurationError(
+                f"--conversation {spec!r}: there is no module named {exc.name!r} (looked in "
+                "the current directory and on the Python path)"
+            ) from None
+        raise ConfigurationError(
+            f"--conversation {spec!r}: importing {module_name!r} failed: {exc}"
+        ) from exc
+    except Exception as exc:
+        raise ConfigurationError(
+            f"--conversation {spec!r}: importing {module_name!r} failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigurationError(
+                f"--conversation {spec!r}: {module_name!r} has no attribute {attribute!r}"
+            ) from None
+    if not (isinstance(target, type) and issubclass(target, Conversation)):
+        raise ConfigurationError(
+            f"--conversation {spec!r}: expected a subclass of phoneactors.Conversation, "
+            f"got {target!r}"
+        )
+    return target
+
+
+def engines_from_args(args: argparse.Namespace) -> Engines:
+    # Looked up at call time (not imported at the top) so that tests can swap it for fakes.
+    from ..engines.registry import build_engines
+
+    # The remote engines' options, the STT window and the VAD gate are passed only when given.
+    remote = ("stt_url", "tts_url", "tts_model", "remote_api_key_env", "stt_window", "vad_min_rms")
+    return build_engines(
+        vad=args.vad,
+        stt=args.stt,
+        tts=args.tts,
+        stt_model=args.stt_model,
+        tts_voice=args.tts_voice,
+        threads=args.threads,
+        allow_download=args.allow_download,
+        **{name: getattr(args, name) for name in remote if getattr(args, name) is not None},
+    )
+
+
+def call_settings_from_args(args: argparse.Namespace) -> CallSettings:
+    """The per-call settings (turn-taking, reply timeout, noise gate) the options ask for."""
+    return CallSettings(
+        segmenter=SegmenterSettings(
+            min_speech_ms=args.min_speech_ms,
+            end_silence_ms=args.end_silence_ms,
+            incomplete_silence_ms=args.incomplete_silence_ms,
+            pause_ms=args.pause_ms,
+        ),
+        reply_timeout=args.reply_timeout,
+        noise_gate=not args.no_noise_gate,
+    )
