@@ -214,7 +214,7 @@ async def one_call(url: str, number: int, tally: Tally, rng: random.Random) -> N
                 await barge_in(fake, tally, rng)
             elif action == "key":
                 tally.keys += 1
-                fake.press(rng.choice("0123456789*#"))
+                await fake.press(rng.choice("0123456789*#"))
                 await fake.silence(0.2)
             else:
                 tally.bad_frames += 1

@@ -36,7 +36,7 @@ from .audio import FRAME_MS, FRAME_SAMPLES, PCM, SAMPLE_RATE, ulaw_decode, ulaw_
 from .call import CallResult, CallSettings, run_call
 from .conversation import Conversation
 from .engines import Engines, TextToSpeech, Transcription
-from .errors import EngineError, SocketClosed
+from .errors import ConfigurationError, EngineError, SocketClosed
 from .playback import trim_silence
 from .records import CallObserver
 from .transport import CallSocket
@@ -50,8 +50,10 @@ __all__ = [
     "FakeTwilio",
     "MemorySocket",
     "Played",
+    "load_caller_voice",
     "memory_socket_pair",
     "open_call",
+    "open_twilio_stream",
     "word_error_rate",
 ]
 
@@ -409,13 +411,17 @@ class FakeTwilio:
         """Let ``seconds`` of caller silence go by (trio time)."""
         await self.play(np.zeros(round(seconds * SAMPLE_RATE), dtype=np.int16))
 
-    def press(self, digit: str) -> None:
-        """Press a key: a ``dtmf`` event goes with the next frame."""
-        self._pending_events.append(
-            twilio.Dtmf(
-                sequence_number=0, stream_sid=self.stream_sid, track="inbound_track", digit=digit
-            )
+    async def press(self, digit: str, *, wait: bool = True) -> None:
+        """Press a key: a ``dtmf`` event goes before the next frame. With ``wait``, return once
+        it has been sent (like :meth:`say`)."""
+        event = twilio.Dtmf(
+            sequence_number=0, stream_sid=self.stream_sid, track="inbound_track", digit=digit
         )
+        self._pending_events.append(event)
+        if wait:
+            await self.wait_for(
+                lambda: event not in self._pending_events or self.closed.is_set() or self._stopped
+            )
 
     async def hang_up(self) -> None:
         """The caller hangs up: Twilio sends ``stop`` and closes the socket."""
@@ -731,3 +737,31 @@ async def open_twilio_stream(
         nursery.start_soon(fake.run)
         yield fake
         await fake.hang_up()
+
+
+async def load_caller_voice(
+    tts: str = "hibari", voice: str | None = None, *, speed: float = 1.0
+) -> TextToSpeech:
+    """A real voice for the caller of :func:`open_twilio_stream` (``FakeTwilio.say``): one of
+    the embedded text-to-speech engines, ``"hibari"`` (default) or ``"piper"``, loaded and warmed
+    up. ``voice`` is the engine's voice (its default when ``None``); ``speed`` is hibari's pace.
+
+    Raises :class:`~phoneactors.errors.ConfigurationError` for another engine name, or when the
+    engine's package is not installed.
+    """
+    limiter = trio.CapacityLimiter(1)
+    engine: TextToSpeech
+    if tts == "hibari":
+        from .engines.hibari import HibariTTS
+
+        engine = HibariTTS(voice, limiter=limiter, speed=speed)
+    elif tts == "piper":
+        from .engines.piper import PiperTTS
+
+        engine = PiperTTS(voice, limiter=limiter)
+    else:
+        raise ConfigurationError(
+            f"load_caller_voice: unknown engine {tts!r}; choose 'hibari' or 'piper'"
+        )
+    await engine.load()
+    return engine

@@ -17,7 +17,7 @@ from phoneactors.conversation import Conversation, Interruption, Parrot, ReplyTe
 from phoneactors.errors import ConfigurationError
 from phoneactors.segmenter import SegmenterSettings
 from phoneactors.sentences import split_sentences
-from phoneactors.testing import FakeSpeech, FakeTextToSpeech, open_call, tone
+from phoneactors.testing import FakeSpeech, FakeTextToSpeech, load_caller_voice, open_call, tone
 from phoneactors.timing import TurnTiming
 
 # Every test here takes ``autojump_clock``: trio's MockClock(autojump_threshold=0), so no real
@@ -219,11 +219,36 @@ async def test_dtmf_reaches_the_conversation_and_interrupts(
     made, make = single(Menu)
     async with open_call(make, speech.engines(), speech=speech) as fake:
         await trio.sleep(1.0)
-        fake.press("2")
+        await fake.press("2")
         await fake.wait_for(lambda: bool(fake.clears))
         await fake.wait_for_bot_to_finish()
     assert made[0].digits == ["2"]  # type: ignore[attr-defined]
     assert speech.spoken[-1] == "Support."
+
+
+async def test_a_key_press_is_awaited_until_it_is_sent_and_never_hangs_on_a_closed_call(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    class Keys(Recorder):
+        def __init__(self) -> None:
+            self.digits: list[str] = []
+
+        async def on_dtmf(self, digit: str) -> ReplyText:  # type: ignore[override]
+            self.digits.append(digit)
+            if digit == "#":
+                self.hang_up()
+            return None
+
+    made, make = single(Keys)
+    async with open_call(make, speech.engines(), speech=speech) as fake:
+        sent = fake.caller_frames_sent
+        await fake.press("7")
+        assert fake.caller_frames_sent - sent <= 1  # it went before the next frame
+        await fake.wait_for(lambda: made[0].digits == ["7"])  # type: ignore[attr-defined]
+        await fake.press("#")
+        await fake.closed.wait()
+        with trio.fail_after(1):
+            await fake.press("1")  # nobody is listening: returns instead of waiting for ever
 
 
 async def test_hang_up_waits_for_the_last_words_to_play(
@@ -597,3 +622,8 @@ async def test_silence_around_synthesized_sentences_is_trimmed(
 def test_call_settings_reject_negative_silence() -> None:
     with pytest.raises(ConfigurationError, match="tts_leading_silence_ms must be at least 0"):
         CallSettings(tts_leading_silence_ms=-1)
+
+
+async def test_load_caller_voice_names_the_engines_it_knows() -> None:
+    with pytest.raises(ConfigurationError, match="choose 'hibari' or 'piper'"):
+        await load_caller_voice("espeak")

@@ -16,7 +16,7 @@ from phoneactors.engines.hibari import HibariTTS
 from phoneactors.engines.webrtc import WebRtcVad
 from phoneactors.server import ServerConfig, serve
 from phoneactors.sounds import cough
-from phoneactors.testing import FakeTwilio, open_twilio_stream
+from phoneactors.testing import FakeTwilio, load_caller_voice, open_twilio_stream
 from phoneactors.twilio import SendMark
 from phoneactors.wer import word_error_rate
 
@@ -32,13 +32,12 @@ async def test_a_real_call_greeting_turn_barge_in_and_a_cough() -> None:
     limiter = trio.CapacityLimiter(2)
     stt = FasterWhisperSTT(limiter=limiter)
     engines = Engines(vad=WebRtcVad(), stt=stt, tts=HibariTTS(limiter=limiter))
-    caller_voice = HibariTTS(limiter=limiter, speed=0.9)
     config = ServerConfig(port=0, call_settings=CallSettings())
     with trio.fail_after(180):
         async with trio.open_nursery() as nursery:
             host, port = await nursery.start(serve, Parrot, engines, config)
             await engines.ready.wait()
-            await caller_voice.load()
+            caller_voice = await load_caller_voice(speed=0.9)
             url = f"ws://{host}:{port}/stream"
             async with open_twilio_stream(url, voice=caller_voice) as fake:
                 # 1. The greeting plays and says what it should.

@@ -32,7 +32,7 @@ async def test_streaming(autojump_clock: MockClock, speech: FakeSpeech) -> None:
 async def test_menu(autojump_clock: MockClock, speech: FakeSpeech) -> None:
     async with open_call(Menu, speech.engines(), speech=speech) as twilio:
         await twilio.wait_for_bot_to_finish()
-        twilio.press("2")
+        await twilio.press("2")
         await twilio.wait_for_bot_to_finish()
         assert speech.spoken[-1] == "Connecting you to support."
         await twilio.say("billing please")

@@ -1,13 +1,14 @@
-"""The README's example bot and its example test run as written."""
+"""The README's example bot and its example test run as written, in a folder of their own."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from trio.testing import MockClock
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -20,13 +21,61 @@ def code_block(name: str) -> str:
     raise AssertionError(f"README has no python block starting with '# {name}'")
 
 
-async def test_readme_bot_passes_the_readme_test(
-    autojump_clock: MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "mybot.py").write_text(code_block("mybot.py"))
-    (tmp_path / "readme_test_mybot.py").write_text(code_block("test_mybot.py"))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "mybot", raising=False)
-    import readme_test_mybot  # type: ignore[import-not-found]
+def _own_folder(tmp_path: Path) -> Path:
+    """A newcomer's project: README's bot and test, and nothing of ours (no conftest, no
+    pytest configuration)."""
+    folder = tmp_path / "myproject"
+    folder.mkdir()
+    (folder / "mybot.py").write_text(code_block("mybot.py"))
+    (folder / "test_mybot.py").write_text(code_block("test_mybot.py"))
+    return folder
 
-    await readme_test_mybot.test_goodbye_hangs_up(autojump_clock)
+
+def _environment() -> dict[str, str]:
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PHONEACTORS_", "TWILIO_", "PYTEST_"))
+    }
+
+
+def test_readme_test_passes_when_copied_into_its_own_folder(tmp_path: Path) -> None:
+    folder = _own_folder(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mybot.py"],
+        cwd=folder,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout, done.stdout
+
+
+@pytest.mark.e2e
+def test_readme_bot_answers_in_the_simulator_from_its_own_folder(tmp_path: Path) -> None:
+    folder = _own_folder(tmp_path)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "phoneactors",
+            "simulate",
+            "--conversation",
+            "mybot:Concierge",
+            "--say",
+            "What time do you open on Sunday?",
+            "--say",
+            "ok bye",
+        ],
+        cwd=folder,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "bot: Hello, you have reached the concierge" in done.stdout, done.stdout
+    assert "bot: You asked about" in done.stdout, done.stdout
+    assert "bot: Goodbye!" in done.stdout, done.stdout

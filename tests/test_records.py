@@ -50,7 +50,7 @@ async def test_a_call_is_recorded_as_it_happens(
             _, so_far = read_transcript(db, fake.call_sid)
             kinds = ["bot", "caller", "interrupted", "timing", "caller"]
             assert [e["kind"] for e in so_far] == kinds
-            fake.press("5")
+            await fake.press("5")
             await fake.wait_for_bot_to_finish()
             await fake.say("ok bye")
             await fake.closed.wait()
