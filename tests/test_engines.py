@@ -948,7 +948,11 @@ def ggml_model() -> Path:
     """The whisper.cpp test model; skips the test when it or pywhispercpp is missing."""
     pytest.importorskip("pywhispercpp", reason="pywhispercpp is not installed")
     if not GGML_MODEL.is_file():
-        pytest.skip(f"no ggml test model at {GGML_MODEL} (see ../shared/models/README.md)")
+        pytest.skip(
+            f"no ggml Whisper model at {GGML_MODEL}: download one (for example "
+            "ggml-tiny.en-q8_0.bin from https://huggingface.co/ggerganov/whisper.cpp) and set "
+            "PHONEACTORS_TEST_GGML_MODEL to its path"
+        )
     return GGML_MODEL
 
 

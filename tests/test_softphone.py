@@ -335,13 +335,21 @@ async def test_a_twilio_stream_never_gets_transcripts() -> None:
 
 
 def _browser_missing() -> str | None:
+    """Why the browser test cannot run here, with what to do about it; ``None`` when it can."""
+    how = (
+        f"apt-get install chromium nodejs npm && (cd {BROWSER} && npm ci), or run "
+        "'bash .ci/run', which does both"
+    )
     if not Path(CHROMIUM).exists():
-        return f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does it)"
+        return f"needs Chromium at {CHROMIUM}: {how}"
     if shutil.which("node") is None:
-        return "node is missing (it drives Chromium through playwright-core)"
+        return f"needs node >= 20 to drive Chromium: {how}"
     if not (BROWSER / "node_modules" / "playwright-core").is_dir():
-        return f"playwright-core is missing (cd {BROWSER} && npm ci; .ci/run does it)"
+        return f"needs playwright-core in {BROWSER}/node_modules: {how}"
     return None
+
+
+BROWSER_MISSING = _browser_missing()
 
 
 def write_microphone(path: Path, audio: np.ndarray, *, lead: float, tail: float) -> None:
@@ -360,10 +368,8 @@ def write_microphone(path: Path, audio: np.ndarray, *, lead: float, tail: float)
 
 
 @pytest.mark.e2e
+@pytest.mark.skipif(BROWSER_MISSING is not None, reason=f"{BROWSER_MISSING}")
 async def test_a_call_from_headless_chromium(tmp_path: Path) -> None:
-    missing = _browser_missing()
-    if missing is not None:
-        pytest.skip(missing)
     from phoneactors.engines.registry import build_engines
 
     engines = build_engines(threads=2)
