@@ -83,6 +83,7 @@ class CallLog(logging.LoggerAdapter[logging.Logger]):
         self._on_failure = on_failure
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs["extra"] = {"call_sid": self.call_sid, **kwargs.get("extra", {})}
         return f"call {self.call_sid}: {msg}", kwargs
 
     def failed(self, kind: str, message: str, *, exc_info: BaseException | None = None) -> None:

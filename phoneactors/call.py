@@ -296,6 +296,7 @@ class _Call:
         self.log.info("call started (%s)", type(conversation).__name__)
         self.observe(
             CallStarted(
+                call_sid=self.start.call_sid,
                 stream_sid=self.start.stream_sid,
                 account_sid=self.start.account_sid,
                 caller=conversation.call.caller,
@@ -391,7 +392,7 @@ class _Call:
     def observe(self, event: CallEvent) -> None:
         for observer in self.observers:
             try:
-                observer.observe(self.start.call_sid, event)
+                observer.observe(self.start.stream_sid, event)
             except Exception:
                 self.log.exception("observer %r failed on %s", observer, type(event).__name__)
 

@@ -89,7 +89,7 @@ class Metrics:
             registry=registry,
         )
 
-    def observe(self, call_sid: str, event: CallEvent) -> None:
+    def observe(self, stream_sid: str, event: CallEvent) -> None:
         match event:
             case CallStarted():
                 self.active_calls.inc()

@@ -124,7 +124,10 @@ class ServerConfig:
     """What callers hear when no line is free (or the server is starting or stopping)."""
     call_settings: CallSettings = field(default_factory=CallSettings)
     records: str | None = None
-    """SQLite file that :func:`serve` writes every call's record to (``None``: no records)."""
+    """SQLite file that :func:`serve` writes every call's record to (``None``: no records).
+    It is created readable by its owner only."""
+    records_retention_days: float | None = None
+    """Delete recorded calls older than this many days (``None``: keep them)."""
     softphone: bool = False
     """Serve the browser softphone (``/phone``) even with :attr:`auth_token` set. Without an
     auth token it is always served."""
@@ -156,6 +159,13 @@ class ServerConfig:
             raise ConfigurationError(
                 "drain_timeout must be a finite number of seconds, 0 or more, "
                 f"got {self.drain_timeout!r}"
+            )
+        days = self.records_retention_days
+        if days is not None and (
+            not isinstance(days, int | float) or not math.isfinite(days) or days <= 0
+        ):
+            raise ConfigurationError(
+                f"records_retention_days must be a number of days above 0 (or None), got {days!r}"
             )
         if not isinstance(self.busy_message, str) or not self.busy_message.strip():
             raise ConfigurationError("busy_message must not be empty")
@@ -458,7 +468,11 @@ def _build(
         call_sid = params.get("CallSid", "?")
         base = _external_base(config, request.headers, request.scheme)
         if base is None:
-            logger.warning("webhook for call %s refused: no usable Host header", call_sid)
+            logger.warning(
+                "webhook for call %s refused: no usable Host header",
+                call_sid,
+                extra={"call_sid": call_sid},
+            )
             return _text("a valid Host header is required", 400)
         if config.auth_token is not None:
             urls = _webhook_urls(base, request.path, request.query_string)
@@ -473,7 +487,9 @@ def _build(
                 return _text("invalid Twilio signature", 403)
         refusal = board.refusal()
         if refusal is not None:
-            logger.warning("call %s answered busy: %s", call_sid, refusal)
+            logger.warning(
+                "call %s answered busy: %s", call_sid, refusal, extra={"call_sid": call_sid}
+            )
             return _xml(twilio.say_and_hang_up_twiml(config.busy_message))
         parameters = {
             name: params[field]
@@ -483,10 +499,14 @@ def _build(
         try:
             twiml = twilio.connect_stream_twiml(_stream_urls(base, b"")[0], parameters)
         except ValueError as exc:
-            logger.warning("webhook for call %s refused: %s", call_sid, exc)
+            logger.warning(
+                "webhook for call %s refused: %s", call_sid, exc, extra={"call_sid": call_sid}
+            )
             return _text("the request has text XML cannot carry", 400)
-        logger.info("call %s: connecting its media stream", call_sid)
-        logger.debug("call %s is from %s", call_sid, params.get("From"))
+        logger.info("call %s: connecting its media stream", call_sid, extra={"call_sid": call_sid})
+        logger.debug(
+            "call %s is from %s", call_sid, params.get("From"), extra={"call_sid": call_sid}
+        )
         return _xml(twiml)
 
     async def stream() -> Response | None:
@@ -529,7 +549,12 @@ def _build(
                 config.call_settings,
                 observers=observers,
             )
-            logger.debug("stream for call %s ended: %s", result.call_sid, result.reason)
+            logger.debug(
+                "stream for call %s ended: %s",
+                result.call_sid,
+                result.reason,
+                extra={"call_sid": result.call_sid},
+            )
         if scope.cancelled_caught:
             logger.warning("a call was ended by the shutdown")
         return None
@@ -653,7 +678,11 @@ async def serve(
     seconds to end, the rest are cancelled, then the listening socket closes and this returns.
     Cancelling ``serve`` itself stops everything at once.
     """
-    store = CallStore(config.records) if config.records else None
+    store = (
+        CallStore(config.records, retention_days=config.records_retention_days)
+        if config.records
+        else None
+    )
     app, board = _build(make_conversation, engines, config, store)
     hypercorn_config = _hypercorn_config(
         config, _listening_socket(config.host, config.port).detach()

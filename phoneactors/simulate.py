@@ -150,7 +150,7 @@ class _Session:
     interrupted: bool = False
     """The bot was interrupted since the caller's last ``~`` line."""
 
-    def observe(self, call_sid: str, event: CallEvent) -> None:
+    def observe(self, stream_sid: str, event: CallEvent) -> None:
         """Print what the runtime made of a sound over the bot that was no interruption."""
         if isinstance(event, FalseInterruption):
             heard = f" ({event.text!r})" if event.text else ""

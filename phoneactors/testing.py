@@ -23,6 +23,7 @@ import collections
 import contextlib
 import dataclasses
 import itertools
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -346,8 +347,8 @@ class FakeTwilio:
         socket: CallSocket,
         *,
         voice: TextToSpeech | None = None,
-        call_sid: str = "CA00000000000000000000000000000001",
-        stream_sid: str = "MZ00000000000000000000000000000001",
+        call_sid: str | None = None,
+        stream_sid: str | None = None,
         account_sid: str = "AC00000000000000000000000000000001",
         custom_parameters: Mapping[str, str] | None = None,
         line_noise_dbfs: float | None = None,
@@ -359,8 +360,9 @@ class FakeTwilio:
         included: a noisy line. ``None``: a clean line (digital silence between words)."""
         self._rng = np.random.default_rng(seed)
         self.voice = voice
-        self.call_sid = call_sid
-        self.stream_sid = stream_sid
+        self.call_sid = call_sid or "CA" + uuid.uuid4().hex
+        """The call's sid; by default a new one for every fake, as Twilio gives every call."""
+        self.stream_sid = stream_sid or "MZ" + uuid.uuid4().hex
         self.account_sid = account_sid
         self.custom_parameters = dict(custom_parameters or {"caller": "+15550100001"})
         self.played: list[Played] = []

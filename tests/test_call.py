@@ -412,7 +412,7 @@ async def test_malformed_messages_are_skipped_then_end_the_call(
     async with open_call(Parrot, speech.engines(), speech=speech, settings=settings) as fake:
         await fake.wait_for_bot_to_finish()
         await fake.socket.send("{not json")
-        await fake.socket.send('{"event":"media","streamSid":"MZ00000000000000000000000000000001"}')
+        await fake.socket.send(f'{{"event":"media","streamSid":"{fake.stream_sid}"}}')
         await fake.silence(0.1)
         assert not fake.closed.is_set()
         await fake.socket.send(b"\xff\xfe")

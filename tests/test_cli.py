@@ -9,10 +9,12 @@ which time its signal handlers are in place).
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
@@ -28,7 +30,7 @@ import trio_websocket
 
 from phoneactors import cli, twilio
 from phoneactors.cli import OPTIONS, load_conversation, main, parse_args
-from phoneactors.cli.options import call_settings_from_args
+from phoneactors.cli.options import call_settings_from_args, name_flags
 from phoneactors.conversation import Conversation, Parrot
 from phoneactors.engines import Engines
 from phoneactors.errors import ConfigurationError, ModelNotFoundError
@@ -225,16 +227,22 @@ def test_main_finds_the_conversation_in_the_current_directory(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--max-calls", "0"], "max_calls must be at least 1"),
-        (["--port", "70000"], "port must be between 0 and 65535"),
-        (["--public-url", "bot.example.com"], "public_url must be an http:// or https:// URL"),
-        (["--end-silence-ms", "5"], "end_silence_ms must be at least 20 ms"),
+        (["--max-calls", "0"], "--max-calls must be at least 1, got 0"),
+        (["--max-calls", "-1"], "--max-calls must be at least 1, got -1"),
+        (["--port", "70000"], "--port must be between 0 and 65535"),
+        (["--public-url", "bot.example.com"], "--public-url must be an http:// or https:// URL"),
+        (["--max-message-bytes", "10"], "--max-message-bytes must be at least 1024"),
+        (["--end-silence-ms", "5"], "--end-silence-ms must be at least 20 ms"),
         (
             ["--incomplete-silence-ms", "200"],
-            "incomplete_silence_ms (200) must be at least end_silence_ms (300)",
+            "--incomplete-silence-ms (200) must be at least --end-silence-ms (300)",
         ),
-        (["--pause-ms", "-1"], "pause_ms must not be negative"),
-        (["--reply-timeout", "0"], "reply_timeout must be positive"),
+        (["--pause-ms", "-1"], "--pause-ms must not be negative"),
+        (["--min-speech-ms", "0"], "--min-speech-ms must be at least 20 ms"),
+        (["--reply-timeout", "0"], "--reply-timeout must be positive"),
+        (["--stt-window", "99"], "--stt-window must be between 1 and 30 seconds, got 99"),
+        (["--threads", "0"], "--threads must be at least 1, got 0"),
+        (["--vad-min-rms", "-5"], "--vad-min-rms must be between 0 and 32767"),
     ],
 )
 def test_a_bad_value_exits_2(
@@ -242,6 +250,33 @@ def test_a_bad_value_exits_2(
 ) -> None:
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--drain-timeout", "-1"], "argument --drain-timeout: expected a finite number, 0 or"),
+        (["--records-retention-days", "x"], "argument --records-retention-days: expected a"),
+    ],
+)
+def test_a_bad_number_is_an_argparse_error_naming_the_option(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_settings_are_named_as_options_only_where_they_are_settings() -> None:
+    assert name_flags("host must be a non-empty string") == "--host must be a non-empty string"
+    assert name_flags("public_url must be a URL with a host") == (
+        "--public-url must be a URL with a host"
+    )
+    assert name_flags("the port is taken") == "the port is taken"
+    assert name_flags(
+        "window_s must be between 1 and 30 seconds (or None for the full window)"
+    ) == ("--stt-window must be between 1 and 30 seconds")
 
 
 def test_an_empty_auth_token_exits_2(
@@ -511,12 +546,12 @@ async def test_calls_lists_and_prints_recorded_calls(
     store = CallStore(db)
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
-        store.observe("CA1", CallStarted("MZ1", "AC1", "+15550001", {}))
-        store.observe("CA1", CallerSaid("what time is it"))
-        store.observe("CA1", Interrupted("It is ten", "past four."))
-        store.observe("CA1", FalseInterruption("backchannel", "Okay."))
-        store.observe("CA1", FalseInterruption("no words", "Thank you."))
-        store.observe("CA1", CallEnded("caller hung up"))
+        store.observe("MZ1", CallStarted("CA1", "MZ1", "AC1", "+15550001", {}))
+        store.observe("MZ1", CallerSaid("what time is it"))
+        store.observe("MZ1", Interrupted("It is ten", "past four."))
+        store.observe("MZ1", FalseInterruption("backchannel", "Okay."))
+        store.observe("MZ1", FalseInterruption("no words", "Thank you."))
+        store.observe("MZ1", CallEnded("caller hung up"))
         nursery.cancel_scope.cancel()
     assert main(["calls", "--records", str(db)]) == 0
     listing = capsys.readouterr().out
@@ -531,5 +566,36 @@ async def test_calls_lists_and_prints_recorded_calls(
     assert "(a sound over the bot, heard as 'Thank you.': it played on)" in transcript
     assert "(ended: caller hung up)" in transcript
     assert main(["calls", "CA2", "--records", str(db)]) == 2
-    assert "no call 'CA2'" in capsys.readouterr().err
+    assert "no call or stream 'CA2'" in capsys.readouterr().err
     assert main(["calls", "--records", str(tmp_path / "none.db")]) == 2
+
+
+@pytest.mark.e2e
+def test_the_real_server_logs_json_says_ready_once_and_keeps_records_private(
+    tmp_path: Path,
+) -> None:
+    records = tmp_path / "calls.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PHONEACTORS_", "TWILIO_"))}
+    argv = ["--port", "0", "--log-format", "json", "--records", str(records)]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "phoneactors", *argv],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert LISTENING.fullmatch(line), line
+        assert stat.S_IMODE(records.stat().st_mode) == 0o600
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=60)
+    finally:
+        server.kill()
+    assert server.returncode == 0, err
+    entries = [json.loads(line) for line in err.splitlines()]  # every line is one object
+    messages = [entry["message"] for entry in entries]
+    assert any(m.startswith("ready: listening on http://127.0.0.1:") for m in messages), messages
+    assert not any(m.startswith("Running on") for m in messages), messages

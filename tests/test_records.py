@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,14 @@ from trio.testing import MockClock
 
 from phoneactors.conversation import Conversation, Interruption
 from phoneactors.errors import ConfigurationError
-from phoneactors.records import CallStore, list_calls, read_transcript
+from phoneactors.records import (
+    CallEnded,
+    CallerSaid,
+    CallStarted,
+    CallStore,
+    list_calls,
+    read_transcript,
+)
 from phoneactors.testing import FakeSpeech, open_call
 
 
@@ -47,7 +56,7 @@ async def test_a_call_is_recorded_as_it_happens(
             await fake.wait_for(lambda: bool(fake.clears))
             # Durable before the call is over: a crash now would keep all of this.
             await store.wait_written(5)
-            _, so_far = read_transcript(db, fake.call_sid)
+            [(_, so_far)] = read_transcript(db, fake.call_sid)
             kinds = ["bot", "caller", "interrupted", "timing", "caller"]
             assert [e["kind"] for e in so_far] == kinds
             await fake.press("5")
@@ -55,7 +64,7 @@ async def test_a_call_is_recorded_as_it_happens(
             await fake.say("ok bye")
             await fake.closed.wait()
         nursery.cancel_scope.cancel()
-    call, events = read_transcript(db, fake.call_sid)
+    [(call, events)] = read_transcript(db, fake.call_sid)
     assert call["end_reason"] == "conversation hung up"
     assert call["caller"] == "+15550100001"
     assert call["ended_at"] > call["started_at"]
@@ -89,7 +98,7 @@ async def test_failures_are_recorded(
             await fake.say("hello")
             await fake.wait_for_bot_to_finish()
         nursery.cancel_scope.cancel()  # the writer flushes what is queued before it stops
-    _, events = read_transcript(tmp_path / "calls.db", fake.call_sid)
+    [(_, events)] = read_transcript(tmp_path / "calls.db", fake.call_sid)
     failures = [e for e in events if e["kind"] == "failure"]
     assert len(failures) == 1
     assert "database down" in failures[0]["text"]
@@ -104,5 +113,142 @@ async def test_unusable_paths_and_unknown_calls_are_clear_errors(tmp_path: Path)
         list_calls(tmp_path / "missing.db")
     db = tmp_path / "calls.db"
     sqlite3.connect(db).close()
-    with pytest.raises(ConfigurationError, match="no call 'CAnope'"):
+    with pytest.raises(ConfigurationError, match="no call or stream 'CAnope'"):
         read_transcript(db, "CAnope")
+
+
+async def _record(store: CallStore, stories: list[tuple[str, list[object]]]) -> None:
+    """Write ``(stream_sid, events)`` stories through a running store, then stop it."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        for stream_sid, events in stories:
+            for event in events:
+                store.observe(stream_sid, event)  # type: ignore[arg-type]
+                await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+
+
+async def test_each_stream_is_its_own_entry_linked_by_the_call_sid(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
+    db = tmp_path / "calls.db"
+    started = CallStarted("CAone", "MZfirst", "AC1", "+15550001", {})
+    again = CallStarted("CAone", "MZsecond", "AC1", "+15550001", {})
+    other = CallStarted("CAtwo", "MZother", "AC1", "+15550002", {})
+    await _record(
+        CallStore(db, clock=trio.current_time),
+        [
+            ("MZfirst", [started, CallerSaid("hello"), CallEnded("socket dropped")]),
+            ("MZsecond", [again, CallerSaid("are you there"), CallEnded("caller hung up")]),
+            ("MZother", [other, CallerSaid("hi"), CallEnded("caller hung up")]),
+        ],
+    )
+    listed = list_calls(db)
+    assert [(c["stream_sid"], c["part"], c["parts"]) for c in listed] == [
+        ("MZother", 1, 1),
+        ("MZsecond", 2, 2),
+        ("MZfirst", 1, 2),
+    ]
+    assert [c["turns"] for c in listed] == [1, 1, 1]
+    story = read_transcript(db, "CAone")
+    assert [stream["stream_sid"] for stream, _ in story] == ["MZfirst", "MZsecond"]
+    assert [[e["text"] for e in events] for _, events in story] == [["hello"], ["are you there"]]
+    for stream, events in story:
+        assert all(e["at"] >= stream["started_at"] for e in events)
+        assert stream["ended_at"] > stream["started_at"]
+    [(only, _)] = read_transcript(db, "MZsecond")
+    assert only["end_reason"] == "caller hung up"
+
+
+async def test_two_test_kit_calls_are_two_calls(
+    autojump_clock: MockClock, speech: FakeSpeech, tmp_path: Path
+) -> None:
+    db = tmp_path / "calls.db"
+    store = CallStore(db, clock=trio.current_time)
+    sids = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        for said in ("first call", "second call"):
+            async with open_call(Desk, speech.engines(), speech=speech, observers=[store]) as fake:
+                await fake.say(said)
+                await fake.wait_for_bot_to_finish()
+            sids.append(fake.call_sid)
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    assert sids[0] != sids[1]
+    assert sorted(c["call_sid"] for c in list_calls(db)) == sorted(sids)
+    for sid, said in zip(sids, ("first call", "second call"), strict=True):
+        [(_, events)] = read_transcript(db, sid)
+        assert [e["text"] for e in events if e["kind"] == "caller"] == [said]
+
+
+async def test_the_records_are_private_to_their_owner(tmp_path: Path) -> None:
+    db = tmp_path / "records" / "calls.db"
+    await _record(CallStore(db), [("MZ1", [CallStarted("CA1", "MZ1", "AC1", None, {})])])
+    for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        if path.exists():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+    # A file made before (world-readable) is made private, with a warning.
+    loose = tmp_path / "loose.db"
+    sqlite3.connect(loose).close()
+    loose.chmod(0o644)
+    await _record(CallStore(loose), [])
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o600
+
+
+async def test_retention_deletes_old_calls_at_start_and_every_hour(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
+    db = tmp_path / "calls.db"
+    day = 86400.0
+    now = [100 * day]
+    writer = CallStore(db, clock=lambda: now[0])
+    await _record(
+        writer,
+        [
+            ("MZold", [CallStarted("CAold", "MZold", "AC1", None, {}), CallerSaid("secret")]),
+        ],
+    )
+    now[0] += 6 * day
+    await _record(writer, [("MZnew", [CallStarted("CAnew", "MZnew", "AC1", None, {})])])
+    store = CallStore(db, clock=lambda: now[0] + trio.current_time(), retention_days=7)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        await trio.sleep(1)
+        assert [c["stream_sid"] for c in list_calls(db)] == ["MZnew", "MZold"]  # 6 days old
+        while not store.purged:  # noqa: ASYNC110 (hourly purges; the writer thread takes no mock time)
+            await trio.sleep(60)
+        assert 1 * day < trio.current_time() < 1 * day + 2 * 3600  # MZold turned 7 days at 1 d
+        assert [c["stream_sid"] for c in list_calls(db)] == ["MZnew"]
+        nursery.cancel_scope.cancel()
+    assert store.purged == 1
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM events").fetchone() == (0,)
+    assert b"secret" not in db.read_bytes()  # overwritten, not just unlinked
+    with pytest.raises(ConfigurationError, match="more than 0 days"):
+        CallStore(db, retention_days=0)
+
+
+async def test_a_file_of_the_first_layout_is_migrated(tmp_path: Path) -> None:
+    db = tmp_path / "calls.db"
+    with closing(sqlite3.connect(db)) as connection, connection:
+        connection.executescript(
+            """
+            CREATE TABLE calls (call_sid TEXT PRIMARY KEY, stream_sid TEXT NOT NULL,
+                account_sid TEXT NOT NULL, caller TEXT, parameters TEXT NOT NULL,
+                started_at REAL NOT NULL, ended_at REAL, end_reason TEXT);
+            CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, call_sid TEXT NOT NULL,
+                at REAL NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL, data TEXT);
+            CREATE INDEX events_by_call ON events (call_sid, id);
+            INSERT INTO calls VALUES ('CA1', 'MZ1', 'AC1', '+1555', '{}', 10, 20, 'caller hung up');
+            INSERT INTO events (call_sid, at, kind, text) VALUES ('CA1', 11, 'caller', 'hello');
+            INSERT INTO events (call_sid, at, kind, text) VALUES ('CA1', 12, 'bot', 'hi there');
+            """
+        )
+    [listed] = list_calls(db)
+    assert (listed["stream_sid"], listed["call_sid"], listed["turns"]) == ("MZ1", "CA1", 1)
+    [(_, events)] = read_transcript(db, "CA1")
+    assert [e["text"] for e in events] == ["hello", "hi there"]
+    await _record(CallStore(db), [("MZ2", [CallStarted("CA2", "MZ2", "AC1", None, {})])])
+    assert len(list_calls(db)) == 2

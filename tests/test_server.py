@@ -690,6 +690,6 @@ async def test_metrics_and_call_records(speech: FakeSpeech, tmp_path: Path) -> N
         await server.stopped.wait()  # the records writer flushes as the server stops
     [call] = list_calls(db)
     assert call["end_reason"] == "caller hung up"
-    _, events = read_transcript(db, call["call_sid"])
+    [(_, events)] = read_transcript(db, call["call_sid"])
     kinds = [e["kind"] for e in events if e["kind"] != "timing"]
     assert kinds == ["bot", "caller", "interrupted"]  # the caller hung up during the reply

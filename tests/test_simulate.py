@@ -351,6 +351,16 @@ def test_simulate_configuration_errors_exit_2(
     record = tmp_path / "no" / "such" / "call.wav"
     assert cli.main(["simulate", "--say", "hi", "--record", str(record)]) == 2
     assert "its folder does not exist" in capsys.readouterr().err
+    assert cli.main(["simulate", "--say", "hi", "--record", str(tmp_path)]) == 2
+    assert "that is a folder" in capsys.readouterr().err
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        unwritable = locked / "call.wav"
+    else:  # root may write anywhere, but not into sysfs
+        unwritable = Path("/sys/kernel/phoneactors-test.wav")
+    assert cli.main(["simulate", "--say", "hi", "--record", str(unwritable)]) == 2
+    assert "cannot write it (Permission denied)" in capsys.readouterr().err
     assert cli.main(["simulate", "--conversation", "nowhere_x:Bot"]) == 2
     assert "there is no module named 'nowhere_x'" in capsys.readouterr().err
 

@@ -55,7 +55,7 @@ class Events:
     def __init__(self) -> None:
         self.events: list[CallEvent] = []
 
-    def observe(self, call_sid: str, event: CallEvent) -> None:
+    def observe(self, stream_sid: str, event: CallEvent) -> None:
         self.events.append(event)
 
     def of(self, kind: type) -> list[CallEvent]:

@@ -23,7 +23,15 @@ def build_calls_parser() -> argparse.ArgumentParser:
         prog=f"{PROG} calls",
         description="List the recorded calls, newest first, or print one call's transcript.",
     )
-    parser.add_argument("call_sid", nargs="?", help="print this call's transcript")
+    parser.add_argument(
+        "sid",
+        nargs="?",
+        metavar="CALL_SID",
+        help=(
+            "print this call's transcript (every media stream of it, in order); a stream sid "
+            "(MZ…) prints that stream only"
+        ),
+    )
     parser.add_argument(
         "--records",
         default=os.environ.get(ENV_PREFIX + "RECORDS", DEFAULT_RECORDS),
@@ -47,33 +55,45 @@ def _print_calls(args: argparse.Namespace) -> int:
     from .. import records
 
     try:
-        if args.call_sid is None:
-            calls = records.list_calls(args.records, args.limit)
-            if not calls:
-                print(f"no calls recorded in {args.records}")
-            for call in calls:
-                started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(call["started_at"]))
-                length = (
-                    f"{call['ended_at'] - call['started_at']:6.1f} s"
-                    if call["ended_at"] is not None
-                    else "   (live)"
-                )
-                print(
-                    f"{started}  {call['call_sid']}  {call['caller'] or '-':>16}  {length}  "
-                    f"{call['turns']:3d} turns  {call['end_reason'] or ''}"
-                )
+        if args.sid is None:
+            _print_list(records.list_calls(args.records, args.limit), args.records)
             return 0
-        call, events = records.read_transcript(args.records, args.call_sid)
+        story = records.read_transcript(args.records, args.sid)
     except ConfigurationError as exc:
         error(str(exc))
         return EXIT_USAGE
-    print(f"call {call['call_sid']} from {call['caller'] or 'unknown'}")
-    for event in events:
-        offset = event["at"] - call["started_at"]
-        print(f"{offset:8.2f}  {_describe_event(event)}")
-    if call["end_reason"] is not None:
-        print(f"{call['ended_at'] - call['started_at']:8.2f}  (ended: {call['end_reason']})")
+    for number, (stream, events) in enumerate(story):
+        if number:
+            print()
+        part = f", stream {number + 1} of {len(story)}" if len(story) > 1 else ""
+        print(
+            f"call {stream['call_sid']} from {stream['caller'] or 'unknown'} "
+            f"(stream {stream['stream_sid']}{part})"
+        )
+        for event in events:
+            offset = event["at"] - stream["started_at"]
+            print(f"{offset:8.2f}  {_describe_event(event)}")
+        if stream["end_reason"] is not None:
+            length = stream["ended_at"] - stream["started_at"]
+            print(f"{length:8.2f}  (ended: {stream['end_reason']})")
     return 0
+
+
+def _print_list(streams: Sequence[Mapping[str, Any]], path: str) -> None:
+    if not streams:
+        print(f"no calls recorded in {path}")
+    for stream in streams:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stream["started_at"]))
+        length = (
+            f"{stream['ended_at'] - stream['started_at']:6.1f} s"
+            if stream["ended_at"] is not None
+            else "   (live)"
+        )
+        part = f"  (stream {stream['part']} of {stream['parts']})" if stream["parts"] > 1 else ""
+        print(
+            f"{started}  {stream['call_sid']}  {stream['caller'] or '-':>16}  {length}  "
+            f"{stream['turns']:3d} turns  {stream['end_reason'] or ''}{part}"
+        )
 
 
 def _describe_event(event: Mapping[str, Any]) -> str:

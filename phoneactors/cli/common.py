@@ -41,12 +41,17 @@ EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log to standard error at ``level``: readable lines (``text``) or one JSON object a line
+    (``json``, see :mod:`phoneactors.logs`)."""
+    from ..logs import TEXT_FORMAT, JsonFormatter, ServerNoise
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     )
+    handler.addFilter(ServerNoise())
+    logging.basicConfig(level=level, handlers=[handler])
     # faster-whisper logs every transcription at INFO; at DEBUG the user asked for it.
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)
@@ -58,9 +63,12 @@ def error(message: str) -> None:
 
 
 def report_configuration_error(exc: ConfigurationError) -> None:
-    """Say ``exc``; the exception that caused it (the user's module failing to import) follows
-    with its traceback, which is where the user's mistake is."""
-    error(str(exc))
+    """Say ``exc`` (naming options, not the Python API's settings); the exception that caused
+    it (the user's module failing to import) follows with its traceback, which is where the
+    user's mistake is."""
+    from .options import name_flags
+
+    error(name_flags(str(exc)))
     if exc.__cause__ is not None:
         traceback.print_exception(exc.__cause__, file=sys.stderr)
 
@@ -83,7 +91,7 @@ def run_trio(main: Callable[[], Awaitable[object]], failure: str) -> int:
         if isinstance(problem, KeyboardInterrupt):  # before the signal handlers were in place
             return EXIT_INTERRUPTED
         if isinstance(problem, ConfigurationError):
-            error(str(problem))
+            report_configuration_error(problem)
             return EXIT_USAGE
         if isinstance(problem, OSError):  # the port is taken, a file could not be used, …
             error(str(problem))

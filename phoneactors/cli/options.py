@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -34,6 +35,7 @@ __all__ = [
 
 DEFAULT_CONVERSATION: Final = "phoneactors.conversation:Parrot"
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS: Final = ("text", "json")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 
@@ -42,14 +44,21 @@ _CALL_DEFAULTS: Final = CallSettings()
 
 
 def _non_negative_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
     if not value >= 0 or value == float("inf"):
-        raise ValueError(f"expected a finite number, 0 or more, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a finite number, 0 or more, got {text!r}")
     return value
 
 
 def _log_level(text: str) -> str:
     return text.strip().upper()
+
+
+def _word(text: str) -> str:
+    return text.strip().lower()
 
 
 @dataclass(frozen=True)
@@ -212,7 +221,22 @@ OPTIONS: Final = (
         DEFAULT_RECORDS,
         metavar="PATH",
     ),
+    Option(
+        "--records-retention-days",
+        "delete recorded calls older than this, at start and every hour (0: keep them)",
+        0.0,
+        _non_negative_float,
+        "DAYS",
+    ),
     Option("--log-level", "logging level", "INFO", _log_level, choices=LOG_LEVELS),
+    Option(
+        "--log-format",
+        "log lines on stderr: 'text' for people, 'json' for log shippers (one object a line, "
+        "with the call sid as a field)",
+        "text",
+        _word,
+        choices=LOG_FORMATS,
+    ),
 )
 """Every option of the ``serve`` command, in ``--help`` order."""
 
@@ -233,6 +257,7 @@ SERVER_ONLY: Final = frozenset(
         "--drain-timeout",
         "--softphone",
         "--records",
+        "--records-retention-days",
     }
 )
 """Options of ``serve`` that ``simulate`` has no use for; it takes every other one."""
@@ -421,3 +446,21 @@ def call_settings_from_args(args: argparse.Namespace) -> CallSettings:
         reply_timeout=args.reply_timeout,
         noise_gate=not args.no_noise_gate,
     )
+
+
+_SETTING_FLAGS: Final = {"window_s": "--stt-window", "min_rms": "--vad-min-rms"}
+"""Settings of the Python API whose option has another name."""
+
+
+def name_flags(message: str) -> str:
+    """``message`` (from a :class:`ConfigurationError` of the Python API) with the settings it
+    names written as the options that set them: "max_calls must be at least 1" becomes
+    "--max-calls must be at least 1". A plain word ("host", "port") is taken for a setting only
+    at the start of the message."""
+    names = {option.dest: option.flag for option in OPTIONS} | _SETTING_FLAGS
+    for name, flag in names.items():
+        if message.startswith(name + " "):
+            message = flag + message[len(name) :]
+        if "_" in name:
+            message = re.sub(rf"(?<![\w-]){name}\b", flag, message)
+    return message.replace(" (or None for the full window)", "")

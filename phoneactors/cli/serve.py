@@ -37,7 +37,7 @@ def serve_command(argv: Sequence[str]) -> int:
     """``phoneactors [serve]``: exit 0 after a shutdown by signal, 2 for a bad command line or
     configuration, 1 when serving fails."""
     args = parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     use_working_directory()
 
     from ..server import ServerConfig  # quart and hypercorn: not needed for `--help`
@@ -59,6 +59,7 @@ def serve_command(argv: Sequence[str]) -> int:
             drain_timeout=args.drain_timeout,
             softphone=args.softphone,
             records=None if args.records in ("", "off") else args.records,
+            records_retention_days=args.records_retention_days or None,
             call_settings=call_settings_from_args(args),
         )
         engines = engines_from_args(args)
@@ -111,10 +112,9 @@ async def _serve_until_signalled(
                 nursery.start_soon(watch_signals)
                 host, port = await nursery.start(run_server)
                 await engines.ready.wait()
-                print(
-                    f"{PROG} listening on {_http_url(host, port)} (webhook POST /, stream /stream)",
-                    flush=True,
-                )
+                url = _http_url(host, port)
+                print(f"{PROG} listening on {url} (webhook POST /, stream /stream)", flush=True)
+                logger.info("ready: listening on %s", url)
         finally:
             await engines.aclose()  # the remote engines' connection pools
 

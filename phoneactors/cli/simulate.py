@@ -117,18 +117,34 @@ async def _stdin_lines() -> AsyncIterator[str]:
         yield line
 
 
+def _check_writable(path: str) -> None:
+    """Fail now, not after the whole call, when the recording could not be written."""
+    if not os.path.isdir(os.path.dirname(path) or "."):
+        raise ConfigurationError(f"--record {path!r}: its folder does not exist")
+    if os.path.isdir(path):
+        raise ConfigurationError(f"--record {path!r}: that is a folder; name a .wav file in it")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise ConfigurationError(f"--record {path!r}: cannot write it ({exc.strerror})") from None
+    if not existed:
+        os.unlink(path)
+
+
 def simulate_command(argv: Sequence[str]) -> int:
     """``phoneactors simulate``: exit 0 once the call is over, 2 for a bad command line or
     configuration, 1 when the engines or the call fail, 130 on Ctrl-C."""
     args = parse_simulate_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     use_working_directory()
     try:
         conversation = load_conversation(args.conversation)
         settings = call_settings_from_args(args)
         lines = _scripted_lines(args)
-        if args.record is not None and not os.path.isdir(os.path.dirname(args.record) or "."):
-            raise ConfigurationError(f"--record {args.record!r}: its folder does not exist")
+        if args.record is not None:
+            _check_writable(args.record)
         engines = engines_from_args(args)
     except ConfigurationError as exc:
         report_configuration_error(exc)
