@@ -379,6 +379,10 @@ class CallStore:
         while self.written < count:
             await self._progress.wait()
 
+    async def next_write(self) -> None:
+        """Wait until the writer has finished its next batch (for tests and tools)."""
+        await self._progress.wait()
+
     def _queued(self) -> list[tuple[str, float, CallEvent | _Purge]]:
         events = []
         while True:

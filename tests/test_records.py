@@ -198,31 +198,38 @@ async def test_the_records_are_private_to_their_owner(tmp_path: Path) -> None:
 
 
 async def test_retention_deletes_old_calls_at_start_and_every_hour(
-    autojump_clock: MockClock, tmp_path: Path
+    mock_clock: MockClock, tmp_path: Path
 ) -> None:
+    # Stepped by hand: an autojumping clock would race hours ahead while the writer's thread
+    # works (a thread is not a runnable task), and the purges are hourly timers.
     db = tmp_path / "calls.db"
     day = 86400.0
-    now = [100 * day]
-    writer = CallStore(db, clock=lambda: now[0])
-    await _record(
-        writer,
-        [
-            ("MZold", [CallStarted("CAold", "MZold", "AC1", None, {}), CallerSaid("secret")]),
-        ],
-    )
-    now[0] += 6 * day
-    await _record(writer, [("MZnew", [CallStarted("CAnew", "MZnew", "AC1", None, {})])])
-    store = CallStore(db, clock=lambda: now[0] + trio.current_time(), retention_days=7)
+    old = CallStarted("CAold", "MZold", "AC1", None, {})
+    earlier = CallStore(db, clock=lambda: 100 * day)
+    earlier.observe("MZold", old)
+    earlier.observe("MZold", CallerSaid("secret"))
+    later = CallStore(db, clock=lambda: 106 * day)
+    later.observe("MZnew", CallStarted("CAnew", "MZnew", "AC1", None, {}))
+    for writer, count in ((earlier, 2), (later, 1)):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            await writer.wait_written(count)
+            nursery.cancel_scope.cancel()
+
+    store = CallStore(db, clock=lambda: 106 * day + trio.current_time(), retention_days=7)
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
-        await trio.sleep(1)
-        assert [c["stream_sid"] for c in list_calls(db)] == ["MZnew", "MZold"]  # 6 days old
-        while not store.purged:  # noqa: ASYNC110 (hourly purges; the writer thread takes no mock time)
-            await trio.sleep(60)
-        assert 1 * day < trio.current_time() < 1 * day + 2 * 3600  # MZold turned 7 days at 1 d
+        await store.next_write()  # the purge at start: MZold is 6 days old and stays
+        for _ in range(24):
+            assert [c["stream_sid"] for c in list_calls(db)] == ["MZnew", "MZold"]
+            mock_clock.jump(3600)
+            await store.next_write()  # an hour on: the next purge
+        assert store.purged == 0  # exactly 7 days old: kept
+        mock_clock.jump(3600)
+        await store.next_write()
+        assert store.purged == 1
         assert [c["stream_sid"] for c in list_calls(db)] == ["MZnew"]
         nursery.cancel_scope.cancel()
-    assert store.purged == 1
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT COUNT(*) FROM events").fetchone() == (0,)
     assert b"secret" not in db.read_bytes()  # overwritten, not just unlinked
