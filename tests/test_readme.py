@@ -79,3 +79,40 @@ def test_readme_bot_answers_in_the_simulator_from_its_own_folder(tmp_path: Path)
     assert "bot: Hello, you have reached the concierge" in done.stdout, done.stdout
     assert "bot: You asked about" in done.stdout, done.stdout
     assert "bot: Goodbye!" in done.stdout, done.stdout
+
+
+def test_every_option_is_in_the_configuration_table() -> None:
+    from phoneactors.cli import OPTIONS
+
+    text = README.read_text()
+    for option in OPTIONS:
+        assert f"`{option.flag}`" in text, option.flag
+        assert f"`{option.env}`" in text, option.env
+
+
+def test_links_to_files_of_the_repository_lead_somewhere() -> None:
+    root = README.parent
+    documents = [README, *sorted((root / "docs").glob("*.md"))]
+    for document in documents:
+        for target in re.findall(r"\]\(([^)#:\s]+)(?:#[^)]*)?\)", document.read_text()):
+            assert (document.parent / target).exists(), f"{document.name}: {target}"
+
+
+def test_the_contents_line_names_every_section() -> None:
+    text = README.read_text()
+    anchors = set(re.findall(r"\]\(#([a-z0-9-]+)\)", text))
+    for heading in re.findall(r"^## (.+)$", text, flags=re.MULTILINE):
+        anchor = re.sub(r"[^a-z0-9 -]", "", heading.lower()).replace(" ", "-")
+        assert anchor in anchors, heading
+
+
+def test_the_container_image_uses_real_options_and_files() -> None:
+    from phoneactors.cli import OPTIONS
+
+    containerfile = (README.parent / "Containerfile").read_text()
+    variables = {option.env for option in OPTIONS}
+    for name in re.findall(r"\b(PHONEACTORS_[A-Z_]+)=", containerfile):
+        assert name in variables, name
+    for copied in re.findall(r"^COPY (.+) \S+$", containerfile, flags=re.MULTILINE):
+        for path in copied.split():
+            assert (README.parent / path).exists(), path
