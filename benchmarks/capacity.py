@@ -1,7 +1,8 @@
 """Capacity: how many concurrent calls one server process carries, and where its CPU goes.
 
     python benchmarks/capacity.py [--engines fake|real] [--start 10] [--step 10] [--max 200]
-                                  [--seconds 20] [--clients 0]
+                                  [--seconds 20] [--clients 0] [--spread S] [--webhook]
+                                  [--server-arg=--OPTION=VALUE …]
     python benchmarks/capacity.py --profile 50 [--seconds 15]
 
 **Ramp.** Starts the server in a subprocess — with ``--engines fake`` a small ``python -c``
@@ -11,11 +12,21 @@ phoneactors --port 0`` — then, for each level of ``N`` concurrent calls, start
 subprocesses (``--clients``; 0 = one per 100 calls, at most 2) that each run their share of the
 calls as :class:`~phoneactors.testing.FakeTwilio` over real websockets (``open_twilio_stream``).
 Every caller talks about 40 % of the time: an utterance of 1.3 to 2.4 s, then silence until its
-talk time is 40 % of the cycle. Calls connect and hear the greeting first; only the next
-``--seconds`` count. Per level: p50/p95 voice-to-voice (caller's last utterance frame sent →
-first bot media received, client side; a turn with no reply in 5 s counts as 5 s), server CPU
-(psutil, 100 % = one core), the clients' CPU, and dropped inbound frames (the server's
-``dropped inbound frame`` warnings). The ramp stops at the first level with p95 > 1.5 s, a
+talk time is 40 % of the cycle. Every phrase reads complete, so the server answers after the
+short end-of-turn silence: one that trails off (a number being read out) would make it wait
+for more on purpose, which ``turn_taking.py`` measures, not this. Calls connect (over
+``--spread`` seconds; with ``--webhook`` each first posts the voice webhook as Twilio does, and
+a busy answer counts as busy) and hear the greeting first; only the next ``--seconds`` count
+(with ``--spread``, callers start talking as soon as they are connected, as they would; the
+first turns are counted only once all have had time to arrive). Per level: p50/p95
+voice-to-voice (caller's last utterance frame sent → first bot media received, client side; a
+turn with no reply in 5 s counts as 5 s), server CPU (psutil, 100 % = one core), the clients'
+CPU, dropped inbound frames (the server's
+``dropped inbound frame`` warnings), and, from the server's own turn log (real engines), how
+long speech-to-text still ran after the end-of-turn silence (``stt``) and how long the first
+sentence took to synthesize (``tts``), after the silence that ended the turn (``end of turn``:
+300 ms when the words at the pause were judged in time, up to 1.6 s when not), p50 / p90 in
+ms: where a slow turn waited. The ramp stops at the first level with p95 > 1.5 s, a
 dropped frame, or a saturated server (≥ ``--cpu-limit`` % of one core with fake engines, of all
 cores with real ones).
 
@@ -36,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
@@ -55,7 +67,7 @@ PHRASES = [
     "I would like my account balance.",
     "How much is a museum ticket?",
     "Do you deliver to the north side?",
-    "My order number is four five six.",
+    "My order number is four five six, please.",
     "Could you repeat that please?",
 ]
 
@@ -92,13 +104,42 @@ class Server:
     def drops(self) -> int:
         return sum("dropped inbound frame" in line for line in self.log)
 
+    def inference_waits(self) -> dict[str, list[float]]:
+        """The server's ``phoneactors_inference_wait_seconds`` histogram from ``/metrics``:
+        cumulative counts by priority, one per bucket (``+Inf`` last)."""
+        try:
+            with urllib.request.urlopen(self.url + "/metrics", timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            return {}
+        found: dict[str, list[float]] = {}
+        pattern = (
+            r'phoneactors_inference_wait_seconds_bucket\{le="([^"]+)",priority="(\w+)"\} (\S+)'
+        )
+        for _, priority, count in re.findall(pattern, text):
+            found.setdefault(priority, []).append(float(count))
+        return found
 
-def start_server(engines: str, max_calls: int, prefix: list[str] | None = None) -> Server:
+    def stages(self, since: int) -> dict[str, list[float]]:
+        """The server's own turn timing (its ``turn: total=…ms stt=…ms …`` log lines) from
+        log line ``since`` on: milliseconds by stage."""
+        found: dict[str, list[float]] = {}
+        for line in self.log[since:]:
+            if " turn: total=" not in line:
+                continue
+            for stage, ms in re.findall(r"(\w+)=(\d+)ms", line.split(" turn: ", 1)[1]):
+                found.setdefault(stage, []).append(float(ms))
+        return found
+
+
+def start_server(
+    engines: str, max_calls: int, prefix: list[str] | None = None, extra: list[str] | None = None
+) -> Server:
     if engines == "fake":
         command = [sys.executable, "-c", FAKE_LAUNCHER, json.dumps(PHRASES)]
     else:
         command = [sys.executable, "-m", "phoneactors", "--port", "0"]
-        command += ["--max-calls", str(max_calls), "--log-level", "WARNING"]
+        command += ["--max-calls", str(max_calls), "--log-level", "INFO", *(extra or [])]
     records = tempfile.mkdtemp(prefix="phoneactors-capacity-")
     process = subprocess.Popen(
         [*(prefix or []), *command],
@@ -171,8 +212,21 @@ async def _real_speech() -> list[Any]:
     return clips
 
 
-def client_main(url: str, calls: int, start: float, end: float, seed: int, idle: bool) -> None:
-    """Run ``calls`` callers until wall time ``end``; print one JSON line of results."""
+def client_main(
+    url: str,
+    calls: int,
+    start: float,
+    end: float,
+    seed: int,
+    idle: bool,
+    spread: float = 0.0,
+    webhook: bool = False,
+) -> None:
+    """Run ``calls`` callers until wall time ``end``; print one JSON line of results.
+
+    Callers arrive over ``spread`` seconds (0: within the first 3). With ``webhook`` each first
+    posts Twilio's voice webhook, as Twilio does, and connects its stream only when the answer
+    says so; a busy answer counts as ``busy``."""
     import random
 
     import trio
@@ -186,17 +240,38 @@ def client_main(url: str, calls: int, start: float, end: float, seed: int, idle:
         speech = FakeSpeech()
         audio = [speech.caller_audio(text) for text in PHRASES]  # slots 0..7, as the launcher's
     rng = random.Random(seed)
-    result: dict[str, object] = {"latencies": [], "ready": 0, "failed": 0, "frames": 0}
+    result: dict[str, object] = {
+        "latencies": [],
+        "ready": 0,
+        "failed": 0,
+        "frames": 0,
+        "busy": 0,
+    }
+    webhook_url = url.replace("ws://", "http://").removesuffix("/stream") + "/"
+
+    def admitted(index: int) -> bool:
+        form = urllib.parse.urlencode(
+            {"CallSid": f"CA{seed:016d}{index:016d}", "From": "+15550100001", "To": "+15550100002"}
+        ).encode()
+        with urllib.request.urlopen(webhook_url, data=form, timeout=10) as response:
+            return "<Connect>" in response.read().decode()
+
     latencies: list[float] = result["latencies"]  # type: ignore[assignment]
 
     async def caller(index: int) -> None:
-        await trio.sleep(rng.uniform(0, min(3.0, max(0.5, start - time.time() - 2))))
+        window = spread or min(3.0, max(0.5, start - time.time() - 2))
+        await trio.sleep(rng.uniform(0, window))
         try:
+            if webhook and not await trio.to_thread.run_sync(admitted, index):
+                result["busy"] += 1  # type: ignore[operator]
+                return
             async with open_twilio_stream(url) as fake:
                 with trio.move_on_after(10):
                     await fake.wait_for_bot_to_finish()  # the greeting
                 result["ready"] += 1  # type: ignore[operator]
-                await trio.sleep(max(0.0, start - time.time()) + rng.uniform(0, 2))
+                await trio.sleep(
+                    (0 if spread else max(0.0, start - time.time())) + rng.uniform(0, 2)
+                )
                 while time.time() < end and not fake.closed.is_set():
                     if idle:
                         await trio.sleep(end - time.time())
@@ -215,7 +290,7 @@ def client_main(url: str, calls: int, start: float, end: float, seed: int, idle:
                     first = next(
                         (t for t, e in fake.outbound[sent:] if isinstance(e, SendMedia)), None
                     )
-                    if time.time() < end:
+                    if start <= time.time() < end:
                         latencies.append(NO_REPLY_MS if first is None else (first - said) * 1000)
                     with trio.move_on_after(max(0.1, end - time.time())):
                         await fake.wait_for_bot_to_finish()
@@ -246,6 +321,8 @@ class Level:
     drops: int
     ready: int
     failed: int
+    stages: dict[str, list[float]] = field(default_factory=dict)
+    busy: int = 0
 
     def row(self) -> str:
         lat = self.latencies or [float("nan")]
@@ -253,13 +330,50 @@ class Level:
         return (
             f"| {self.calls} | {percentile(lat, 50):.0f} ms | {percentile(lat, 95):.0f} ms"
             f" | {len(self.latencies)} | {self.server_cpu:.0f} % | {clients} % | {self.drops}"
-            f" | {self.ready}/{self.calls} |"
+            f" | {self.ready}/{self.calls} | {self.busy} | {self._stage('end_of_speech')}"
+            f" | {self._stage('stt')} | {self._stage('tts')} | {self._wait()} |"
         )
 
+    def _wait(self) -> str:
+        wait = self.stages.get("wait")
+        return f"≤ {wait[0]:.0f} ms" if wait else "-"
 
-def run_level(server: Server, calls: int, seconds: float, clients: int, idle: bool) -> Level:
+    def _stage(self, name: str) -> str:
+        values = self.stages.get(name)
+        if not values:
+            return "-"
+        return f"{percentile(values, 50):.0f} / {percentile(values, 90):.0f}"
+
+
+WAIT_BOUNDS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+"""The server's wait histogram's bucket bounds, in ms (phoneactors.engines.scheduling)."""
+
+
+def _wait_p90(before: dict[str, list[float]], after: dict[str, list[float]]) -> list[float]:
+    """The 90th percentile (as its bucket's bound, ms) of the speech-to-text waits for a CPU
+    thread between two scrapes; empty when there were none."""
+    old = before.get("listen", [0.0] * (len(WAIT_BOUNDS) + 1))
+    new = after.get("listen")
+    if not new or new[-1] - old[-1] <= 0:
+        return []
+    counts = [n - o for n, o in zip(new, old, strict=True)]
+    for bound, count in zip((*WAIT_BOUNDS, float("inf")), counts, strict=True):
+        if count >= 0.9 * counts[-1]:
+            return [float(bound)]
+    return []
+
+
+def run_level(
+    server: Server,
+    calls: int,
+    seconds: float,
+    clients: int,
+    idle: bool,
+    spread: float = 0.0,
+    webhook: bool = False,
+) -> Level:
     clients = clients or min(2, 1 + (calls - 1) // 100)
-    warmup = 4.0 + calls / 50
+    warmup = max(4.0 + calls / 50, spread + 4.0)
     start = time.time() + warmup
     end = start + seconds
     shares = [calls // clients + (i < calls % clients) for i in range(clients)]
@@ -268,6 +382,7 @@ def run_level(server: Server, calls: int, seconds: float, clients: int, idle: bo
             [
                 *[sys.executable, __file__, "--client", server.ws_url, str(share)],
                 *[repr(start), repr(end), str(1000 * calls + i), "1" if idle else "0"],
+                *[repr(spread), "1" if webhook else "0"],
             ],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
@@ -279,6 +394,8 @@ def run_level(server: Server, calls: int, seconds: float, clients: int, idle: bo
     client_ps = [psutil.Process(p.pid) for p in procs]
     time.sleep(max(0.0, start - time.time()))
     drops_before = server.drops()
+    log_before = len(server.log)
+    waits_before = server.inference_waits()
     server_ps.cpu_percent(None)
     for c in client_ps:
         c.cpu_percent(None)
@@ -286,33 +403,47 @@ def run_level(server: Server, calls: int, seconds: float, clients: int, idle: bo
     server_cpu = server_ps.cpu_percent(None)
     client_cpu = [c.cpu_percent(None) for c in client_ps]
     drops = server.drops() - drops_before
+    stages = server.stages(log_before)
+    stages["wait"] = _wait_p90(waits_before, server.inference_waits())
     latencies: list[float] = []
-    ready = failed = 0
+    ready = failed = busy = 0
     for p in procs:
         out, _ = p.communicate(timeout=60)
         data = json.loads(out.strip().splitlines()[-1])
         latencies += data["latencies"]
         ready += data["ready"]
         failed += data["failed"]
-    return Level(calls, latencies, server_cpu, client_cpu, drops, ready, failed)
+        busy += data["busy"]
+    return Level(calls, latencies, server_cpu, client_cpu, drops, ready, failed, stages, busy)
 
 
 def ramp(args: argparse.Namespace) -> None:
     os.environ[VOICE_ENV] = args.engines  # inherited by the client processes
     cores = len(os.sched_getaffinity(0))
     cpu_limit = args.cpu_limit * (1 if args.engines == "fake" else cores)
-    server = start_server(args.engines, args.max + 10)
+    server = start_server(args.engines, args.max + 10, extra=args.server_arg)
     print(f"machine: {machine()}")
     print(f"engines: {args.engines}; {args.seconds:.0f} s per level")
     print()
-    header = "| calls | p50 v2v | p95 v2v | turns | server CPU | client CPU | drops | ready |"
+    header = (
+        "| calls | p50 v2v | p95 v2v | turns | server CPU | client CPU | drops | ready | busy "
+        "| server: end of turn p50 / p90 | stt | tts | stt wait for a thread p90 |"
+    )
     print(header)
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     reason = f"reached --max {args.max}"
     try:
         calls = args.start
         while calls <= args.max:
-            level = run_level(server, calls, args.seconds, args.clients, idle=False)
+            level = run_level(
+                server,
+                calls,
+                args.seconds,
+                args.clients,
+                idle=False,
+                spread=args.spread,
+                webhook=args.webhook,
+            )
             print(level.row(), flush=True)
             p95 = percentile(level.latencies, 95) if level.latencies else float("inf")
             if p95 > V2V_LIMIT_MS:
@@ -321,7 +452,7 @@ def ramp(args: argparse.Namespace) -> None:
                 reason = f"{level.drops} dropped inbound frames at {calls} calls"
             elif level.server_cpu >= cpu_limit:
                 reason = f"server CPU {level.server_cpu:.0f} % ≥ {cpu_limit:.0f} % at {calls} calls"
-            elif level.ready < calls:
+            elif level.ready + level.busy < calls:
                 reason = f"only {level.ready}/{calls} calls connected"
             else:
                 calls += args.step
@@ -429,8 +560,17 @@ def profile(args: argparse.Namespace) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
-        url, calls, start, end, seed, idle = sys.argv[2:8]
-        client_main(url, int(calls), float(start), float(end), int(seed), idle == "1")
+        url, calls, start, end, seed, idle, spread, webhook = sys.argv[2:10]
+        client_main(
+            url,
+            int(calls),
+            float(start),
+            float(end),
+            int(seed),
+            idle == "1",
+            float(spread),
+            webhook == "1",
+        )
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engines", choices=["fake", "real"], default="fake")
@@ -441,6 +581,21 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=0, help="client processes (0: auto)")
     parser.add_argument("--cpu-limit", type=float, default=90.0, help="%% of a core: saturated")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="profile N idle calls")
+    parser.add_argument(
+        "--spread", type=float, default=0.0, help="seconds over which callers arrive (0: 3)"
+    )
+    parser.add_argument(
+        "--webhook",
+        action="store_true",
+        help="callers post the voice webhook first, as Twilio does; a busy answer counts as busy",
+    )
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="an option for the real-engine server (repeat it; e.g. --server-arg=--threads=1)",
+    )
     args = parser.parse_args()
     if args.profile:
         profile(args)

@@ -6,10 +6,14 @@ format by :meth:`Metrics.render` for ``GET /metrics``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from .engines.scheduling import WAIT_BUCKETS, InferenceSlots
 from .records import (
     BotSaid,
     CallEnded,
@@ -89,6 +93,11 @@ class Metrics:
             registry=registry,
         )
 
+    def watch_inference(self, slots: InferenceSlots) -> None:
+        """Also report the engines' inference slots: how long inferences waited for threads
+        (a histogram by priority), how many wait now, and the threads in use."""
+        self.registry.register(_InferenceCollector(slots))
+
     def observe(self, stream_sid: str, event: CallEvent) -> None:
         match event:
             case CallStarted():
@@ -120,3 +129,41 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class _InferenceCollector(Collector):
+    """Reads an :class:`InferenceSlots` at each scrape (it keeps its own counts)."""
+
+    def __init__(self, slots: InferenceSlots) -> None:
+        self.slots = slots
+
+    def collect(self) -> Iterator[Metric]:
+        waits = HistogramMetricFamily(
+            "phoneactors_inference_wait_seconds",
+            "Time inferences waited for a CPU thread, by priority (speak: text-to-speech, "
+            "listen: speech-to-text, prepare: loading).",
+            labels=["priority"],
+        )
+        for priority, stats in self.slots.waits.items():
+            bounds = [str(bound) for bound in WAIT_BUCKETS] + ["+Inf"]
+            waits.add_metric(
+                [priority.name.lower()],
+                list(zip(bounds, (float(n) for n in stats.buckets), strict=True)),
+                stats.total_s,
+            )
+        yield waits
+        yield GaugeMetricFamily(
+            "phoneactors_inference_waiting",
+            "Inferences waiting for a CPU thread now.",
+            value=self.slots.waiting,
+        )
+        yield GaugeMetricFamily(
+            "phoneactors_inference_threads_in_use",
+            "CPU threads inference is running on now (of phoneactors_inference_threads).",
+            value=self.slots.in_use,
+        )
+        yield GaugeMetricFamily(
+            "phoneactors_inference_threads",
+            "CPU threads inference may use at once (--threads).",
+            value=self.slots.total,
+        )

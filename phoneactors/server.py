@@ -123,6 +123,10 @@ class ServerConfig:
     busy_message: str = "Sorry, all our lines are busy. Please call again later."
     """What callers hear when no line is free (or the server is starting or stopping)."""
     call_settings: CallSettings = field(default_factory=CallSettings)
+    max_inference_wait_ms: float | None = 250.0
+    """New callers (at the webhook) hear :attr:`busy_message` while the speech engines are this
+    far behind: the 90th percentile of the recent inferences' waits for a CPU thread
+    (:meth:`~phoneactors.engines.scheduling.InferenceSlots.recent_wait`). ``None``: never."""
     records: str | None = None
     """SQLite file that :func:`serve` writes every call's record to (``None``: no records).
     It is created readable by its owner only."""
@@ -159,6 +163,14 @@ class ServerConfig:
             raise ConfigurationError(
                 "drain_timeout must be a finite number of seconds, 0 or more, "
                 f"got {self.drain_timeout!r}"
+            )
+        wait = self.max_inference_wait_ms
+        if wait is not None and (
+            not isinstance(wait, int | float) or not math.isfinite(wait) or wait <= 0
+        ):
+            raise ConfigurationError(
+                f"max_inference_wait_ms must be a number of milliseconds above 0 (or None), "
+                f"got {wait!r}"
             )
         days = self.records_retention_days
         if days is not None and (
@@ -202,22 +214,35 @@ def _check_public_url(url: str) -> None:
 class _Switchboard:
     """The calls in progress, and whether new ones are taken. One per app."""
 
-    def __init__(self, engines: Engines, max_calls: int) -> None:
+    def __init__(
+        self, engines: Engines, max_calls: int, max_inference_wait: float | None = None
+    ) -> None:
         self.engines = engines
         self.max_calls = max_calls
+        self.max_inference_wait = max_inference_wait
         self.active = 0
         self.draining = False
         self._scopes: set[trio.CancelScope] = set()
         self._changed = trio.Event()
 
-    def refusal(self) -> str | None:
-        """Why a new call cannot be taken now, or ``None`` if it can."""
+    def refusal(self, *, new_caller: bool = False) -> str | None:
+        """Why a call cannot be taken now, or ``None`` if it can. A ``new_caller`` (Twilio's
+        webhook, where the busy message can still be played) is also refused while the speech
+        engines are behind: more calls would slow every call down."""
         if self.draining:
             return "the server is shutting down"
         if not self.engines.ready.is_set():
             return "the speech engines are still loading"
         if self.active >= self.max_calls:
             return f"all {self.max_calls} lines are busy"
+        slots = self.engines.inference
+        if new_caller and self.max_inference_wait is not None and slots is not None:
+            wait = slots.recent_wait()
+            if wait > self.max_inference_wait:
+                return (
+                    f"the speech engines are behind: inferences wait {wait * 1000:.0f} ms for a "
+                    f"CPU thread (over {self.max_inference_wait * 1000:.0f} ms)"
+                )
         return None
 
     @contextmanager
@@ -440,10 +465,16 @@ def _build(
 ) -> tuple[QuartTrio, _Switchboard]:
     app = QuartTrio("phoneactors.app")
     metrics = Metrics()
+    if engines.inference is not None:
+        metrics.watch_inference(engines.inference)
     observers: list[CallObserver] = [metrics] if store is None else [metrics, store]
     app.asgi_websocket_class = _StreamConnection
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
-    board = _Switchboard(engines, config.max_calls)
+    board = _Switchboard(
+        engines,
+        config.max_calls,
+        None if config.max_inference_wait_ms is None else config.max_inference_wait_ms / 1000,
+    )
     phone = softphone.SoftphoneTokens() if config.auth_token is None or config.softphone else None
 
     async def warn_if_unauthenticated() -> None:
@@ -485,7 +516,7 @@ def _build(
                     urls[0],
                 )
                 return _text("invalid Twilio signature", 403)
-        refusal = board.refusal()
+        refusal = board.refusal(new_caller=True)
         if refusal is not None:
             logger.warning(
                 "call %s answered busy: %s", call_sid, refusal, extra={"call_sid": call_sid}

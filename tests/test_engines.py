@@ -325,7 +325,8 @@ def test_build_engines_defaults_share_one_limiter() -> None:
     assert isinstance(engines.stt, FasterWhisperSTT)
     assert isinstance(engines.tts, HibariTTS)
     assert engines.stt.limiter is engines.tts.limiter
-    assert engines.stt.limiter.total_tokens == default_thread_count()
+    assert engines.stt.limiter is engines.inference
+    assert engines.inference.total == default_thread_count()
 
 
 def test_build_engines_threads_sizes_the_limiter(ggml_file: Path) -> None:
@@ -333,7 +334,8 @@ def test_build_engines_threads_sizes_the_limiter(ggml_file: Path) -> None:
     assert isinstance(engines.stt, WhisperCppSTT)
     assert isinstance(engines.tts, HibariTTS)
     assert engines.stt.limiter is engines.tts.limiter
-    assert engines.stt.limiter.total_tokens == 3
+    assert engines.inference is not None
+    assert engines.inference.total == 3
     assert engines.stt.n_threads == 3
 
 

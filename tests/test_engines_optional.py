@@ -1099,7 +1099,9 @@ def test_build_engines_silero() -> None:
     engines = build_engines(vad="silero", threads=2)
     assert isinstance(engines.vad, SileroVad)
     assert isinstance(engines.vad, VoiceActivityEngine)
-    assert engines.vad.limiter.total_tokens == 2
+    assert engines.vad.limiter is engines.inference
+    assert engines.inference is not None
+    assert engines.inference.total == 2
 
 
 @needs_piper_voice

@@ -41,6 +41,8 @@ _FALSE: Final = frozenset({"0", "false", "no", "off"})
 
 _SEGMENTER_DEFAULTS: Final = SegmenterSettings()
 _CALL_DEFAULTS: Final = CallSettings()
+_CALL_DEFAULTS_SERVER_WAIT: Final = 250.0
+"""The default of ``--max-inference-wait-ms`` (:attr:`ServerConfig.max_inference_wait_ms`)."""
 
 
 def _non_negative_float(text: str) -> float:
@@ -105,6 +107,14 @@ OPTIONS: Final = (
     ),
     Option("--max-calls", "calls served at once; more hear the busy message", 20, int, "N"),
     Option(
+        "--max-inference-wait-ms",
+        "new callers hear the busy message while speech inferences wait longer than this for a "
+        "CPU thread (the 90th percentile of the last 5 s): the box is full (0: never)",
+        _CALL_DEFAULTS_SERVER_WAIT,
+        _non_negative_float,
+        "MS",
+    ),
+    Option(
         "--max-message-bytes",
         "largest websocket message accepted; a larger one ends its call",
         65536,
@@ -155,7 +165,13 @@ OPTIONS: Final = (
         "(default: OPENAI_API_KEY if set, else no key)",
         metavar="NAME",
     ),
-    Option("--threads", "inference threads (default: one per core)", None, int, "N"),
+    Option(
+        "--threads",
+        "CPU threads inference may use at once, shared by all calls (default: one per core)",
+        None,
+        int,
+        "N",
+    ),
     Option(
         "--stt-window",
         "faster-whisper encoder window in seconds, 1-30 (default 15; 30: Whisper's full window, "
@@ -253,6 +269,7 @@ SERVER_ONLY: Final = frozenset(
         "--port",
         "--public-url",
         "--max-calls",
+        "--max-inference-wait-ms",
         "--max-message-bytes",
         "--drain-timeout",
         "--softphone",

@@ -55,6 +55,7 @@ def serve_command(argv: Sequence[str]) -> int:
             public_url=args.public_url,
             auth_token=auth_token,
             max_calls=args.max_calls,
+            max_inference_wait_ms=args.max_inference_wait_ms or None,
             max_message_bytes=args.max_message_bytes,
             drain_timeout=args.drain_timeout,
             softphone=args.softphone,

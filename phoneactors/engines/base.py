@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+from typing import Generic, Protocol, TypeAlias, TypeVar, cast, runtime_checkable
 
 import trio
 
 from ..audio import PCM
 from ..errors import ConfigurationError, EngineError
 from ..messages import Transcription as Transcription
+from .scheduling import InferenceSlots, Priority
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -82,23 +83,41 @@ def default_thread_count() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
 
-async def run_inference(fn: Callable[..., T], *args: object, limiter: trio.CapacityLimiter) -> T:
-    """Run blocking ``fn(*args)`` in a worker thread, at most ``limiter.total_tokens`` at once.
+Limiter: TypeAlias = "trio.CapacityLimiter | InferenceSlots"
+"""What bounds a process's inferences: its :class:`InferenceSlots` (threads, by priority), or a
+plain :class:`trio.CapacityLimiter` (one token an inference, first come first served)."""
 
-    Cancellation returns at once; the thread runs to completion in the background and keeps its
-    limiter token until then, so a cancelled call never lets more inferences run than allowed.
+
+async def run_inference(
+    fn: Callable[..., T],
+    *args: object,
+    limiter: Limiter,
+    cost: int = 1,
+    priority: Priority = Priority.LISTEN,
+) -> T:
+    """Run blocking ``fn(*args)`` in a worker thread once ``limiter`` allows it.
+
+    With :class:`InferenceSlots` the inference claims ``cost`` threads (the threads it runs on)
+    at ``priority``; with a :class:`trio.CapacityLimiter`, one token. Cancellation returns at
+    once; the thread runs to completion in the background and keeps what it claimed until then,
+    so a cancelled call never lets more inferences run than allowed.
     """
-    return await trio.to_thread.run_sync(fn, *args, limiter=limiter, abandon_on_cancel=True)
+    claim = limiter.claim(cost, priority) if isinstance(limiter, InferenceSlots) else limiter
+    # trio takes any object with a CapacityLimiter's acquire/release_on_behalf_of (a Claim).
+    return await trio.to_thread.run_sync(
+        fn, *args, limiter=cast(trio.CapacityLimiter, claim), abandon_on_cancel=True
+    )
 
 
 class LoadOnce(Generic[M]):
     """A model that a thread-backed engine loads once, warms up, and then runs for every call.
 
     ``load`` (blocking) makes the model and ``warm_up`` (blocking, optional) runs it once, both in
-    a worker thread behind ``limiter``. A failed warm-up raises
-    :class:`~phoneactors.errors.ConfigurationError` with ``warm_up_failure`` and the original
-    error; a failure in :meth:`run` raises :class:`~phoneactors.errors.EngineError` naming the
-    engine ``name``. Cancelling :meth:`load` discards the worker's model; the next call starts over.
+    a worker thread behind ``limiter``; each inference claims ``cost`` threads at ``priority``.
+    A failed warm-up raises :class:`~phoneactors.errors.ConfigurationError` with
+    ``warm_up_failure`` and the original error; a failure in :meth:`run` raises
+    :class:`~phoneactors.errors.EngineError` naming the engine ``name``. Cancelling :meth:`load`
+    discards the worker's model; the next call starts over.
     """
 
     def __init__(
@@ -106,12 +125,18 @@ class LoadOnce(Generic[M]):
         name: str,
         load: Callable[[], M],
         *,
-        limiter: trio.CapacityLimiter,
+        limiter: Limiter,
         warm_up: Callable[[M], object] | None = None,
         warm_up_failure: str = "",
+        cost: int = 1,
+        priority: Priority = Priority.LISTEN,
     ) -> None:
         self.name = name
         self.limiter = limiter
+        self.cost = cost
+        """CPU threads one inference runs on (its claim on :class:`InferenceSlots`)."""
+        self.priority = priority
+        """How urgent this engine's inferences are; loading and warm-up are ``PREPARE``."""
         self.model: M | None = None
         """The loaded, warmed-up model; ``None`` until :meth:`load` has finished."""
         self._load = load
@@ -124,14 +149,19 @@ class LoadOnce(Generic[M]):
         async with self._lock:
             if self.model is not None:
                 return self.model
-            model = await run_inference(self._load, limiter=self.limiter)
+            model = await self._prepare(self._load)
             if self._warm_up is not None:
                 try:
-                    await run_inference(self._warm_up, model, limiter=self.limiter)
+                    await self._prepare(self._warm_up, model)
                 except Exception as exc:
                     raise ConfigurationError(f"{self._warm_up_failure}: {exc!r}") from exc
             self.model = model
             return model
+
+    async def _prepare(self, fn: Callable[..., T], *args: object) -> T:
+        return await run_inference(
+            fn, *args, limiter=self.limiter, cost=self.cost, priority=Priority.PREPARE
+        )
 
     async def run(self, fn: Callable[..., T], *args: object, failure: str) -> T:
         """``fn(model, *args)`` in a worker thread, loading the model first if needed.
@@ -140,7 +170,9 @@ class LoadOnce(Generic[M]):
         """
         model = await self.load()
         try:
-            return await run_inference(fn, model, *args, limiter=self.limiter)
+            return await run_inference(
+                fn, model, *args, limiter=self.limiter, cost=self.cost, priority=self.priority
+            )
         except Exception as exc:
             raise EngineError(f"{self.name} failed to {failure}: {exc!r}") from exc
 
@@ -153,6 +185,10 @@ class Engines:
     stt: SpeechToText
     tts: TextToSpeech
     ready: trio.Event = field(default_factory=trio.Event, repr=False)
+    inference: InferenceSlots | None = None
+    """The slots the engines' inferences share, when they share one (``/metrics`` reports its
+    waits, and the server refuses new calls while they are long); ``None`` for engines made
+    with a plain limiter, or none."""
 
     async def load(self) -> None:
         """Load every engine (models, warm-up); sets :attr:`ready` when done."""

@@ -22,11 +22,11 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-import trio
 
 from ..audio import PCM, SAMPLE_RATE, float_to_pcm, resample
 from ..errors import ConfigurationError, ModelNotFoundError
-from .base import LoadOnce, Transcription, default_thread_count
+from .base import Limiter, LoadOnce, Transcription
+from .scheduling import InferenceSlots, Priority
 
 __all__ = ["DEFAULT_WINDOW_S", "FasterWhisperSTT"]
 
@@ -121,6 +121,13 @@ def _resolve_model(model: str | None, allow_download: bool) -> tuple[str, bool]:
     )
 
 
+def _parallel_inferences(limiter: Limiter) -> int:
+    """How many one-thread inferences ``limiter`` lets run at once."""
+    if isinstance(limiter, InferenceSlots):
+        return limiter.total
+    return max(1, int(limiter.total_tokens))
+
+
 class FasterWhisperSTT:
     """Whisper speech-to-text through faster-whisper, tuned for short phone utterances.
 
@@ -133,7 +140,13 @@ class FasterWhisperSTT:
     :class:`~phoneactors.errors.ConfigurationError`.
 
     ``limiter`` bounds the inferences running at once across every engine of the process.
-    ``cpu_threads`` is CTranslate2's threads per inference (default: one per core);
+    ``cpu_threads`` is CTranslate2's threads per transcription (default 1) and ``workers`` how
+    many transcriptions it runs at once (default: as many as ``limiter`` lets run on one thread
+    each: one per core). Under load, one thread each on every core transcribes more per second
+    than all cores on one transcription at a time, and on an idle server the early
+    transcription at the pause still finishes inside the end-of-turn silence
+    (``benchmarks/capacity.py``, ``benchmarks/voice_to_voice.py``). Each worker costs about
+    35 MB;
     ``device`` is CTranslate2's device (``"cpu"``; ``"cuda"`` or ``"auto"`` for a GPU).
     Decoding is greedy by default (``beam_size=1``), in the fixed ``language``, without
     timestamps, without conditioning on earlier text and without temperature fallback, so a
@@ -157,18 +170,23 @@ class FasterWhisperSTT:
         self,
         model: str | None = None,
         *,
-        limiter: trio.CapacityLimiter,
+        limiter: Limiter,
         compute_type: str = "int8",
-        cpu_threads: int | None = None,
+        cpu_threads: int = 1,
         beam_size: int = 1,
         language: str = "en",
         allow_download: bool = False,
         device: str = "cpu",
         window_s: float | None = DEFAULT_WINDOW_S,
+        workers: int | None = None,
     ) -> None:
         _require_package()
-        if cpu_threads is not None and cpu_threads < 1:
-            raise ConfigurationError(f"cpu_threads must be at least 1, got {cpu_threads}")
+        if isinstance(cpu_threads, bool) or not isinstance(cpu_threads, int) or cpu_threads < 1:
+            raise ConfigurationError(f"cpu_threads must be at least 1, got {cpu_threads!r}")
+        if workers is not None and (
+            isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+        ):
+            raise ConfigurationError(f"workers must be at least 1, got {workers!r}")
         if beam_size < 1:
             raise ConfigurationError(f"beam_size must be at least 1, got {beam_size}")
         if window_s is not None and not 1.0 <= window_s <= FULL_WINDOW_S:
@@ -181,7 +199,8 @@ class FasterWhisperSTT:
         self._fallbacks_lock = threading.Lock()
         self.model, self._download = _resolve_model(model, allow_download)
         self.compute_type = compute_type
-        self.cpu_threads = cpu_threads if cpu_threads is not None else default_thread_count()
+        self.cpu_threads = cpu_threads
+        self.workers = workers if workers is not None else _parallel_inferences(limiter)
         self.beam_size = beam_size
         self.language = language
         self.device = device
@@ -190,6 +209,8 @@ class FasterWhisperSTT:
             self.name,
             self._load_sync,
             limiter=limiter,
+            cost=self.cpu_threads,
+            priority=Priority.LISTEN,
             warm_up=lambda whisper: self._transcribe_sync(whisper, _warm_up_audio()),
             warm_up_failure=(
                 f"{self.name}: the model {self.model!r} loaded but failed its warm-up transcription"
@@ -199,7 +220,7 @@ class FasterWhisperSTT:
     def __repr__(self) -> str:
         return (
             f"FasterWhisperSTT({self.model!r}, compute_type={self.compute_type!r}, "
-            f"cpu_threads={self.cpu_threads}, beam_size={self.beam_size}, "
+            f"cpu_threads={self.cpu_threads}, workers={self.workers}, beam_size={self.beam_size}, "
             f"language={self.language!r}, window_s={self.window_s})"
         )
 
@@ -261,7 +282,7 @@ class FasterWhisperSTT:
                 device=self.device,
                 compute_type=self.compute_type,
                 cpu_threads=self.cpu_threads,
-                num_workers=1,
+                num_workers=self.workers,
                 local_files_only=True,
             )
         except Exception as exc:

@@ -18,11 +18,11 @@ import os
 from typing import Any, Final
 
 import numpy as np
-import trio
 
 from ..audio import PCM, SAMPLE_RATE, float_to_pcm, resample
 from ..errors import ConfigurationError, ModelNotFoundError
-from .base import LoadOnce
+from .base import Limiter, LoadOnce
+from .scheduling import Priority
 
 __all__ = ["HibariTTS"]
 
@@ -81,7 +81,7 @@ class HibariTTS:
         self,
         voice: str | None = None,
         *,
-        limiter: trio.CapacityLimiter,
+        limiter: Limiter,
         speed: float = 1.0,
         allow_download: bool = False,
     ) -> None:
@@ -97,6 +97,8 @@ class HibariTTS:
             self.name,
             self._load_sync,
             limiter=limiter,
+            cost=1,  # hibari runs onnxruntime on one thread
+            priority=Priority.SPEAK,
             warm_up=lambda hibari: self._synthesize_sync(hibari, _WARM_UP_TEXT),
             warm_up_failure=(
                 f"{self.name}: the voice {self.voice!r} loaded but failed its warm-up synthesis"

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-import trio
 
 from ..audio import PCM, SAMPLE_RATE, float_to_pcm, resample
 from ..errors import ConfigurationError, ModelNotFoundError
-from .base import LoadOnce
+from .base import Limiter, LoadOnce, default_thread_count
+from .scheduling import Priority
 
 __all__ = ["HOW_TO_GET_A_VOICE", "PiperTTS", "resolve_voice"]
 
@@ -106,7 +106,7 @@ class PiperTTS:
         self,
         voice: str | None = None,
         *,
-        limiter: trio.CapacityLimiter,
+        limiter: Limiter,
         length_scale: float | None = None,
         speaker_id: int | None = None,
     ) -> None:
@@ -127,6 +127,8 @@ class PiperTTS:
             self.name,
             self._load_sync,
             limiter=limiter,
+            cost=default_thread_count(),  # piper's onnxruntime uses a thread per core
+            priority=Priority.SPEAK,
             warm_up=lambda voice: self._synthesize_sync(voice, _WARM_UP_TEXT),
             warm_up_failure=(
                 f"{self.name}: the voice {self.model_path!r} loaded but failed its warm-up "

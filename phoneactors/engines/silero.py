@@ -28,11 +28,11 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-import trio
 
 from ..audio import FRAME_SAMPLES, PCM, SAMPLE_RATE
 from ..errors import ConfigurationError, EngineError
-from .base import LoadOnce
+from .base import Limiter, LoadOnce
+from .scheduling import Priority
 
 __all__ = ["SileroDetector", "SileroVad", "bundled_model_path"]
 
@@ -187,7 +187,7 @@ class SileroVad:
     def __init__(
         self,
         *,
-        limiter: trio.CapacityLimiter,
+        limiter: Limiter,
         threshold: float = DEFAULT_THRESHOLD,
         model_path: str | None = None,
     ) -> None:
@@ -208,7 +208,9 @@ class SileroVad:
         self.model_path = str(path)
         self.threshold = threshold
         self.limiter = limiter
-        self._session: LoadOnce[Any] = LoadOnce(self.name, self._load_sync, limiter=limiter)
+        self._session: LoadOnce[Any] = LoadOnce(
+            self.name, self._load_sync, limiter=limiter, priority=Priority.SPEAK
+        )
 
     def __repr__(self) -> str:
         return f"SileroVad(threshold={self.threshold}, model_path={self.model_path!r})"

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-import trio
 
 from ..audio import PCM, SAMPLE_RATE, float_to_pcm, resample
 from ..errors import ConfigurationError, ModelNotFoundError
-from .base import LoadOnce, default_thread_count
+from .base import Limiter, LoadOnce, default_thread_count
+from .scheduling import Priority
 
 __all__ = ["WhisperCppSTT", "audio_ctx_for"]
 
@@ -108,7 +108,7 @@ class WhisperCppSTT:
         self,
         model_path: str,
         *,
-        limiter: trio.CapacityLimiter,
+        limiter: Limiter,
         n_threads: int | None = None,
         audio_ctx: int | None = None,
         language: str = "en",
@@ -142,6 +142,8 @@ class WhisperCppSTT:
             self.name,
             self._load_sync,
             limiter=limiter,
+            cost=self.n_threads,
+            priority=Priority.LISTEN,
             warm_up=lambda whisper: self._transcribe_sync(
                 whisper, _warm_up_audio(), threading.Event()
             ),
