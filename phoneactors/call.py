@@ -47,7 +47,15 @@ from .actors import (
     transmit,
     worth_logging,
 )
-from .conversation import CallInfo, Conversation, Interruption, Reply, ReplyText, TurnSoFar
+from .conversation import (
+    CallInfo,
+    Conversation,
+    Interruption,
+    Reply,
+    ReplyText,
+    TurnSoFar,
+    as_factory,
+)
 from .endpointing import judge_turn
 from .engines import Engines
 from .errors import ConfigurationError, EngineError, PhoneActorsError, ProtocolError, SocketClosed
@@ -170,7 +178,7 @@ class _ActiveReply:
 
 async def run_call(
     socket: CallSocket,
-    make_conversation: Callable[[], Conversation],
+    make_conversation: Callable[..., Conversation],
     engines: Engines,
     settings: CallSettings | None = None,
     *,
@@ -181,8 +189,10 @@ async def run_call(
     ``observers`` hear the call's story as it happens (:mod:`phoneactors.records`): call
     records, metrics.
 
-    Waits for Twilio's ``start``, creates the conversation, runs the actors, and closes the
-    socket at the end. Closing the socket is how a call is hung up: Twilio then carries on with
+    Waits for Twilio's ``start``, creates the conversation (``make_conversation``: a
+    :class:`Conversation` subclass, or a factory given the :class:`CallInfo`; see
+    :func:`~phoneactors.conversation.as_factory`), runs the actors, and closes the socket at the
+    end. Closing the socket is how a call is hung up: Twilio then carries on with
     the TwiML after ``<Connect>``, and at its end the call hangs up.
     """
     settings = settings or CallSettings()
@@ -204,7 +214,7 @@ async def run_call(
     call = _Call(socket, start, engines, settings, stats, observers)
     log = call.log
     try:
-        conversation = make_conversation()
+        conversation = as_factory(make_conversation)(call.info)
         if not isinstance(conversation, Conversation):
             raise ConfigurationError(
                 f"the conversation factory returned {type(conversation).__name__}, "
@@ -285,14 +295,18 @@ class _Call:
         self.conversation: Conversation
         self.outbound: trio.MemorySendChannel[twilio.OutboundEvent]
 
-    async def run(self, conversation: Conversation) -> str:
-        self.conversation = conversation
-        conversation._call = CallInfo(
+    @property
+    def info(self) -> CallInfo:
+        return CallInfo(
             call_sid=self.start.call_sid,
             stream_sid=self.start.stream_sid,
             account_sid=self.start.account_sid,
             custom_parameters=self.start.custom_parameters,
         )
+
+    async def run(self, conversation: Conversation) -> str:
+        self.conversation = conversation
+        conversation._call = self.info
         self.log.info("call started (%s)", type(conversation).__name__)
         self.observe(
             CallStarted(

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Collection, Mapping
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 from .audio import PCM
 from .endpointing import DEFAULT_BACKCHANNELS, is_backchannel, judge_turn
+from .errors import ConfigurationError
 from .timing import TurnTiming
 
 __all__ = [
     "CallInfo",
     "Conversation",
+    "ConversationFactory",
     "Interruption",
     "Parrot",
     "Reply",
     "ReplyText",
     "TurnSoFar",
+    "as_factory",
+    "is_lifespan",
+    "open_conversations",
 ]
 
 ReplyText: TypeAlias = str | AsyncIterator[str] | None
@@ -158,3 +165,75 @@ class Parrot(Conversation):
 
     async def reply(self, text: str) -> str:
         return f'You said: "{text}"'
+
+
+ConversationFactory: TypeAlias = "Callable[[CallInfo], Conversation]"
+"""Makes the conversation of one call, given the call's facts (its sid, the caller, the stream's
+custom parameters)."""
+
+
+def as_factory(make: Callable[..., Conversation]) -> ConversationFactory:
+    """``make`` as a :data:`ConversationFactory`: a :class:`Conversation` subclass (or any
+    callable without required arguments) is called with none; any other callable is given the
+    :class:`CallInfo`.
+
+    Raises :class:`~phoneactors.errors.ConfigurationError` when ``make`` is not callable or
+    needs more than one argument.
+    """
+    if isinstance(make, type):
+        if not issubclass(make, Conversation):
+            raise ConfigurationError(f"expected a subclass of Conversation, got {make!r}")
+        return lambda call: make()
+    if not callable(make):
+        raise ConfigurationError(f"expected a Conversation class or factory, got {make!r}")
+    try:
+        signature = inspect.signature(make)
+    except (TypeError, ValueError):  # some builtins: assume the documented contract
+        return make
+    required = [
+        parameter
+        for parameter in signature.parameters.values()
+        if parameter.default is parameter.empty
+        and parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    if not required:
+        return lambda call: make()
+    if len(required) > 1:
+        raise ConfigurationError(
+            f"a conversation factory takes the call (a CallInfo) or nothing, but {make!r} "
+            f"needs {len(required)} arguments"
+        )
+    return make
+
+
+def is_lifespan(target: object) -> bool:
+    """Whether ``target`` is a lifespan: a function decorated with
+    :func:`contextlib.asynccontextmanager` that holds what every call shares (an HTTP client, a
+    database pool) and yields the conversation class or factory that uses it."""
+    return callable(target) and inspect.isasyncgenfunction(getattr(target, "__wrapped__", None))
+
+
+@asynccontextmanager
+async def open_conversations(target: object) -> AsyncIterator[ConversationFactory]:
+    """The :data:`ConversationFactory` of ``target`` for as long as the block runs.
+
+    ``target`` is a :class:`Conversation` subclass, a factory (see :func:`as_factory`), or a
+    lifespan (:func:`is_lifespan`), which is entered here, so its resources open before the first
+    call, and left when the block ends, after the last call. The server and ``phoneactors
+    simulate`` run their calls inside this block.
+    """
+    if is_lifespan(target):
+        async with cast(Callable[[], AbstractAsyncContextManager[object]], target)() as made:
+            yield as_factory(_checked(made, f"the lifespan {target!r} yielded"))
+    else:
+        yield as_factory(_checked(target, "expected"))
+
+
+def _checked(made: object, what: str) -> Callable[..., Conversation]:
+    if isinstance(made, type) and issubclass(made, Conversation):
+        return made
+    if callable(made) and not isinstance(made, type):
+        return cast(Callable[..., Conversation], made)
+    raise ConfigurationError(
+        f"{what} {made!r}: a Conversation subclass, or a function that makes one, is needed"
+    )

@@ -446,7 +446,7 @@ def _xml(body: str) -> Response:
 
 
 def create_app(
-    make_conversation: Callable[[], Conversation], engines: Engines, config: ServerConfig
+    make_conversation: Callable[..., Conversation], engines: Engines, config: ServerConfig
 ) -> QuartTrio:
     """The Quart-Trio app serving Twilio calls with ``make_conversation`` (one per call).
 
@@ -458,7 +458,7 @@ def create_app(
 
 
 def _build(
-    make_conversation: Callable[[], Conversation],
+    make_conversation: Callable[..., Conversation],
     engines: Engines,
     config: ServerConfig,
     store: CallStore | None = None,
@@ -691,7 +691,7 @@ async def _load_engines(engines: Engines) -> None:
 
 
 async def serve(
-    make_conversation: Callable[[], Conversation],
+    make_conversation: Callable[..., Conversation],
     engines: Engines,
     config: ServerConfig,
     *,

@@ -55,7 +55,15 @@ import trio
 from . import sounds, twilio
 from .audio import PCM, SAMPLE_RATE, ulaw_decode
 from .call import CallResult, CallSettings, run_call
-from .conversation import CallInfo, Conversation, Interruption, Reply, ReplyText, TurnSoFar
+from .conversation import (
+    CallInfo,
+    Conversation,
+    Interruption,
+    Reply,
+    ReplyText,
+    TurnSoFar,
+    as_factory,
+)
 from .engines import Engines, TextToSpeech
 from .errors import ProtocolError
 from .records import CallEvent, FalseInterruption
@@ -449,7 +457,7 @@ async def _aiter(lines: AsyncIterable[str] | Iterable[str]) -> AsyncGenerator[st
 
 
 async def simulate(
-    conversation: Callable[[], Conversation],
+    conversation: Callable[..., Conversation],
     engines: Engines,
     lines: AsyncIterable[str] | Iterable[str],
     *,
@@ -477,8 +485,10 @@ async def simulate(
     results: list[CallResult] = []
     started = trio.current_time()
 
-    def make_conversation() -> Conversation:
-        return _Narrated(conversation(), session)
+    make = as_factory(conversation)
+
+    def make_conversation(call: CallInfo) -> Conversation:
+        return _Narrated(make(call), session)
 
     async def serve() -> None:
         results.append(

@@ -681,7 +681,7 @@ def _with_sequence(event: twilio.InboundEvent, number: int) -> twilio.InboundEve
 
 @asynccontextmanager
 async def open_call(
-    conversation: Callable[[], Conversation],
+    conversation: Callable[..., Conversation],
     engines: Engines,
     *,
     settings: CallSettings | None = None,
@@ -690,7 +690,9 @@ async def open_call(
     observers: Sequence[CallObserver] = (),
     **twilio_options: Any,
 ) -> AsyncIterator[FakeTwilio]:
-    """Run one call of ``conversation`` against a :class:`FakeTwilio`; yields the fake.
+    """Run one call of ``conversation`` (a :class:`Conversation` subclass, or a factory given
+    the :class:`~phoneactors.conversation.CallInfo`) against a :class:`FakeTwilio`; yields the
+    fake.
 
     On exit the caller hangs up (if the bot has not), and the call's :class:`CallResult` is
     available as ``twilio.result``. ``voice`` is the caller's voice for :meth:`FakeTwilio.say`

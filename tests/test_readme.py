@@ -116,3 +116,60 @@ def test_the_container_image_uses_real_options_and_files() -> None:
     for copied in re.findall(r"^COPY (.+) \S+$", containerfile, flags=re.MULTILINE):
         for path in copied.split():
             assert (README.parent / path).exists(), path
+
+
+async def test_the_asyncio_thread_of_the_readme_runs_asyncio_code_and_cancels_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import threading
+
+    import trio
+
+    (tmp_path / "readme_asyncio_thread.py").write_text(code_block("asyncio_thread.py"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import readme_asyncio_thread  # type: ignore[import-not-found]
+
+    bridge = readme_asyncio_thread.AsyncioThread()
+    cancelled = asyncio.Event()
+
+    async def asyncio_only(value: int) -> int:
+        await asyncio.sleep(0)  # fails under trio itself
+        return value * 2
+
+    started = threading.Event()
+
+    async def forever() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    try:
+        assert await bridge.run(asyncio_only(21)) == 42
+        scope = trio.CancelScope()
+
+        async def interrupted() -> None:
+            with scope:
+                await bridge.run(forever())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(interrupted)
+            await trio.to_thread.run_sync(started.wait)
+            scope.cancel()  # the trio side is cancelled: so is the asyncio task
+        waiter = asyncio.run_coroutine_threadsafe(cancelled.wait(), bridge.loop)
+        await trio.to_thread.run_sync(waiter.result, 5)
+    finally:
+        bridge.close()
+
+
+def test_the_lifespan_of_the_readme_is_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "readme_assistant.py").write_text(code_block("assistant.py"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    from phoneactors.cli import load_conversation
+    from phoneactors.conversation import is_lifespan
+
+    assert is_lifespan(load_conversation("readme_assistant:lifespan"))

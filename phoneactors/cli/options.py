@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..call import CallSettings
-from ..conversation import Conversation
+from ..conversation import Conversation, as_factory, is_lifespan
 from ..engines import Engines
 from ..errors import ConfigurationError
 from ..segmenter import SegmenterSettings
@@ -94,8 +94,9 @@ OPTIONS: Final = (
     Option("--port", "TCP port to listen on (0: any free port)", 8080, int, "PORT"),
     Option(
         "--conversation",
-        "the Conversation subclass to serve, as module:Class (the module is looked up in the "
-        "current directory too)",
+        "what makes each call's conversation, as module:name: a Conversation subclass, a "
+        "function given the call, or an @asynccontextmanager lifespan yielding either (the "
+        "module is looked up in the current directory first)",
         DEFAULT_CONVERSATION,
         metavar="MODULE:CLASS",
     ),
@@ -391,8 +392,12 @@ def apply_environment(
         setattr(args, option.dest, value)
 
 
-def load_conversation(spec: str) -> type[Conversation]:
-    """Import ``module:Class`` (``Class`` may be dotted) and check it is a Conversation.
+def load_conversation(spec: str) -> object:
+    """Import ``module:name`` (``name`` may be dotted) and check it makes conversations: a
+    :class:`Conversation` subclass, a factory function (given the call's
+    :class:`~phoneactors.conversation.CallInfo`, or nothing), or a lifespan (an
+    ``@asynccontextmanager`` function yielding either; see
+    :func:`~phoneactors.conversation.open_conversations`).
 
     Raises :class:`~phoneactors.errors.ConfigurationError` saying what is wrong; an exception
     raised while the module itself runs is chained as the cause.
@@ -425,12 +430,20 @@ def load_conversation(spec: str) -> type[Conversation]:
             raise ConfigurationError(
                 f"--conversation {spec!r}: {module_name!r} has no attribute {attribute!r}"
             ) from None
-    if not (isinstance(target, type) and issubclass(target, Conversation)):
-        raise ConfigurationError(
-            f"--conversation {spec!r}: expected a subclass of phoneactors.Conversation, "
-            f"got {target!r}"
-        )
-    return target
+    if is_lifespan(target):
+        return target
+    if isinstance(target, type) and issubclass(target, Conversation):
+        return target
+    if callable(target) and not isinstance(target, type):
+        try:
+            as_factory(target)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"--conversation {spec!r}: {exc}") from None
+        return target
+    raise ConfigurationError(
+        f"--conversation {spec!r}: expected a subclass of phoneactors.Conversation, a function "
+        f"that makes one, or an @asynccontextmanager lifespan that yields one; got {target!r}"
+    )
 
 
 def engines_from_args(args: argparse.Namespace) -> Engines:

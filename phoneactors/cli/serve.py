@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
 
-from ..conversation import Conversation
+from ..conversation import open_conversations
 from ..engines import Engines
 from ..errors import ConfigurationError
 from .common import (
@@ -70,7 +70,7 @@ def serve_command(argv: Sequence[str]) -> int:
     return _run(conversation, engines, config)
 
 
-def _run(conversation: Callable[[], Conversation], engines: Engines, config: ServerConfig) -> int:
+def _run(conversation: object, engines: Engines, config: ServerConfig) -> int:
     """Serve until a signal; map what went wrong to an exit status."""
     return run_trio(
         partial(_serve_until_signalled, conversation, engines, config), "the server failed"
@@ -78,7 +78,7 @@ def _run(conversation: Callable[[], Conversation], engines: Engines, config: Ser
 
 
 async def _serve_until_signalled(
-    conversation: Callable[[], Conversation], engines: Engines, config: ServerConfig
+    conversation: object, engines: Engines, config: ServerConfig
 ) -> None:
     from ..server import serve
 
@@ -88,13 +88,15 @@ async def _serve_until_signalled(
             async with trio.open_nursery() as nursery:
 
                 async def run_server(task_status: trio.TaskStatus[tuple[str, int]]) -> None:
-                    await serve(
-                        conversation,
-                        engines,
-                        config,
-                        task_status=task_status,
-                        shutdown_trigger=shutdown.wait,
-                    )
+                    # A lifespan's resources open before the first call and close after the last.
+                    async with open_conversations(conversation) as factory:
+                        await serve(
+                            factory,
+                            engines,
+                            config,
+                            task_status=task_status,
+                            shutdown_trigger=shutdown.wait,
+                        )
                     nursery.cancel_scope.cancel()
 
                 async def watch_signals() -> None:

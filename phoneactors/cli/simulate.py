@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 import trio
 
+from ..conversation import open_conversations
 from ..engines import Engines
 from ..errors import ConfigurationError
 from .common import (
@@ -160,7 +161,8 @@ def simulate_command(argv: Sequence[str]) -> int:
 
     async def simulate_with(engines: Engines) -> None:
         names = f"vad={engines.vad.name}, stt={engines.stt.name}, tts={engines.tts.name}"
-        print(f"{PROG} simulate: {conversation.__name__} ({names})", flush=True)
+        name = getattr(conversation, "__name__", args.conversation)
+        print(f"{PROG} simulate: {name} ({names})", flush=True)
         started = trio.current_time()
         await engines.load()
         how = (
@@ -170,13 +172,14 @@ def simulate_command(argv: Sequence[str]) -> int:
             else "calling"
         )
         print(f"speech engines ready in {trio.current_time() - started:.1f} s; {how}", flush=True)
-        await simulate(
-            conversation,
-            engines,
-            _stdin_lines() if lines is None else lines,
-            out=sys.stdout,
-            record=args.record,
-            settings=settings,
-        )
+        async with open_conversations(conversation) as factory:
+            await simulate(
+                factory,
+                engines,
+                _stdin_lines() if lines is None else lines,
+                out=sys.stdout,
+                record=args.record,
+                settings=settings,
+            )
 
     return run_trio(run, "the simulation failed")
