@@ -27,6 +27,8 @@ from .errors import ProtocolError as ProtocolError
 from .errors import ReplyError as ReplyError
 from .errors import SocketClosed as SocketClosed
 from .errors import TwilioApiError as TwilioApiError
+from .history import History as History
+from .history import Turn as Turn
 from .segmenter import SegmenterSettings as SegmenterSettings
 from .transport import CallSocket as CallSocket
 
@@ -41,6 +43,7 @@ __all__ = [
     "Conversation",
     "EngineError",
     "Engines",
+    "History",
     "Interruption",
     "ModelNotFoundError",
     "Parrot",
@@ -51,6 +54,7 @@ __all__ = [
     "SocketClosed",
     "SpeechToText",
     "TextToSpeech",
+    "Turn",
     "TurnSoFar",
     "TwilioApiError",
     "VoiceActivityDetector",

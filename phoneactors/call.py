@@ -59,6 +59,7 @@ from .conversation import (
 from .endpointing import judge_turn
 from .engines import Engines
 from .errors import ConfigurationError, EngineError, PhoneActorsError, ProtocolError, SocketClosed
+from .history import History
 from .messages import (
     KeyPressed,
     Sentence,
@@ -288,6 +289,7 @@ class _Call:
         self.reply: _ActiveReply | None = None
         self.reply_count = 0
         self.open_utterances = 0
+        self.history = History()
         """Caller utterances begun (``SpeechStarted``) and not yet transcribed: while any is
         open, the caller may be talking, and no reply plays."""
         self.end_reason = "call ended"
@@ -307,6 +309,7 @@ class _Call:
     async def run(self, conversation: Conversation) -> str:
         self.conversation = conversation
         conversation._call = self.info
+        conversation._history = self.history
         self.log.info("call started (%s)", type(conversation).__name__)
         self.observe(
             CallStarted(
@@ -478,6 +481,7 @@ class _Call:
                     case KeyPressed(digit=digit):
                         self.log.info("caller pressed %r", digit)
                         self.observe(KeyPress(digit))
+                        self.history.caller_pressed(digit)
                         await self.interrupt()
                         self.start_reply(replies, partial(conversation.on_dtmf, digit))
 
@@ -501,6 +505,9 @@ class _Call:
         # The caller heard nothing of the reply to their last turn: they were still talking.
         if interruption is not None and not interruption.heard and active and active.turn:
             text = f"{active.turn} {text}"
+            self.history.caller_went_on(text)
+        else:
+            self.history.caller_said(text)
         timing = TurnTiming(
             speech_ended=event.speech_ended_at,
             utterance_ended=event.utterance_ended_at,
@@ -568,6 +575,7 @@ class _Call:
         interruption = active.ledger.close()
         self.log.info("caller interrupted; heard %r", interruption.heard)
         self.observe(Interrupted(interruption.heard, interruption.unheard))
+        self.history.bot_said(interruption.heard, interrupted=True)
         if (timing := active.timing) is not None:
             active.timing = None
             timing.interrupted = True
@@ -599,6 +607,7 @@ class _Call:
                     # the call is ending. Record what the caller heard of it.
                     cut = active.ledger.close()
                     self.observe(Interrupted(cut.heard, cut.unheard))
+                    self.history.bot_said(cut.heard, interrupted=True)
                 # Once per turn: here, or in interrupt() (which clears active.timing first).
                 # Shielded, so a turn cut short by the end of the call is reported too.
                 if (timing := active.timing) is not None:
@@ -606,7 +615,9 @@ class _Call:
                     with trio.CancelScope(shield=True):
                         await self.report_turn(timing)
             if failure is None and active.ledger.sentences:
-                self.observe(BotSaid(" ".join(active.ledger.sentences)))
+                said = " ".join(active.ledger.sentences)
+                self.observe(BotSaid(said))
+                self.history.bot_said(said)
             if failure is not None:
                 self.stats.engine_errors += 1
                 self.log.failed("tts", f"{failure}; trying to apologise")

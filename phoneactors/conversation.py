@@ -12,6 +12,7 @@ from typing import TypeAlias, cast
 from .audio import PCM
 from .endpointing import DEFAULT_BACKCHANNELS, is_backchannel, judge_turn
 from .errors import ConfigurationError
+from .history import History
 from .timing import TurnTiming
 
 __all__ = [
@@ -92,6 +93,7 @@ class Conversation:
     Said while the bot is quiet, it is an ordinary turn."""
 
     _call: CallInfo | None = None
+    _history: History | None = None
     _hang_up_requested: bool = False
 
     @property
@@ -100,6 +102,16 @@ class Conversation:
         if self._call is None:
             raise RuntimeError("call facts are available once the call has started")
         return self._call
+
+    @property
+    def history(self) -> History:
+        """What has been said on this call so far, as the caller experienced it
+        (:class:`~phoneactors.history.History`): when :meth:`reply` runs, its last turn is the
+        caller's words being answered. ``history.as_messages(system=…)`` is an LLM prompt.
+        Empty before the call starts."""
+        if self._history is None:
+            self._history = History()
+        return self._history
 
     def reply(self, text: str) -> Reply:
         """Answer what the caller said. Return a string, or yield chunks (an LLM's tokens).
