@@ -75,6 +75,7 @@ PHRASES = [
 # launcher registers PHRASES in order: slot i <-> the tone the clients make for PHRASES[i].
 FAKE_LAUNCHER = """
 import logging, sys, trio
+from phoneactors.call import CallSettings
 from phoneactors.conversation import Parrot
 from phoneactors.server import ServerConfig, serve
 from phoneactors.testing import FakeSpeech
@@ -83,7 +84,9 @@ speech = FakeSpeech()
 for text in json.loads(sys.argv[1]):
     speech.stt.register(text)
 async def main():
-    config = ServerConfig(port=0, max_calls=100000, records=None)
+    # Idle calls (--profile) stay idle: no "are you still there?".
+    settings = CallSettings(idle_timeout=None)
+    config = ServerConfig(port=0, max_calls=100000, records=None, call_settings=settings)
     async with trio.open_nursery() as nursery:
         host, port = await nursery.start(serve, Parrot, speech.engines(), config)
         print(f"listening on http://{host}:{port}", flush=True)

@@ -98,8 +98,8 @@ def main() -> None:
     costs = [frame_cost(args.frames, payloads) for _ in range(5)]
     results: dict[str, object] = {"frame_us": costs}
     if not args.frames_only:
-        with running_server(
-            "--log-level", "WARNING", "--max-calls", str(args.calls + 10)
+        with running_server(  # idle calls stay idle: no "are you still there?"
+            "--log-level", "WARNING", "--max-calls", str(args.calls + 10), "--idle-timeout", "0"
         ) as server:
             per_call, cpu = trio.run(idle_calls, server.ws_url, server.process.pid, args.calls)
         results.update(mb_per_call=per_call, cpu_percent=cpu)

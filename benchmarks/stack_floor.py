@@ -70,12 +70,14 @@ SERVER = textwrap.dedent(
             while True:
                 await websocket.receive()
     if mode == "phoneactors":
+        from phoneactors.call import CallSettings
         from phoneactors.conversation import Parrot
         from phoneactors.server import ServerConfig, serve as serve_phoneactors
         from phoneactors.testing import FakeSpeech
 
-        config = ServerConfig(
-            host="127.0.0.1", port=port, max_calls=10_000, records=None
+        config = ServerConfig(  # idle calls: no "are you still there?"
+            host="127.0.0.1", port=port, max_calls=10_000, records=None,
+            call_settings=CallSettings(idle_timeout=None),
         )
         trio.run(serve_phoneactors, Parrot, FakeSpeech().engines(), config)
     else:

@@ -138,6 +138,13 @@ class CallSettings:
     noise_gate: bool = True
     """Follow each line's noise floor: a frame is speech only when clearly above the hiss of
     that line (:class:`~phoneactors.noise.NoiseGate`)."""
+    idle_timeout: float | None = 10.0
+    """Seconds of quiet on both sides (the bot done talking, the caller silent) after which the
+    conversation's :meth:`~phoneactors.Conversation.on_idle` is asked what to say (by default
+    "Are you still there?", then goodbye). ``None``: never."""
+    max_call_seconds: float | None = None
+    """Longest call: past it the bot stops, says
+    :attr:`~phoneactors.Conversation.time_limit_message` and hangs up. ``None``: no limit."""
 
     def __post_init__(self) -> None:
         positive = ("reply_timeout", "stt_timeout", "tts_timeout", "playback_lead", "start_timeout")
@@ -145,6 +152,10 @@ class CallSettings:
             value = getattr(self, name)
             if not value > 0:
                 raise ConfigurationError(f"{name} must be positive, got {value}")
+        for name in ("idle_timeout", "max_call_seconds"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigurationError(f"{name} must be positive (or None), got {value}")
         for name in ("tts_leading_silence_ms", "tts_trailing_silence_ms"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -290,6 +301,11 @@ class _Call:
         self.reply_count = 0
         self.open_utterances = 0
         self.history = History()
+        self.quiet_since = 0.0
+        """When the line last went quiet: the caller's last sound or key, a reply's end."""
+        self.caller_active_at = 0.0
+        """When the caller last began to speak or pressed a key."""
+        self.replies: trio.Nursery
         """Caller utterances begun (``SpeechStarted``) and not yet transcribed: while any is
         open, the caller may be talking, and no reply plays."""
         self.end_reason = "call ended"
@@ -359,6 +375,8 @@ class _Call:
                         )
                     )
                     nursery.start_soon(self.take_turns, turns_in, outbound_out)
+                    if settings.max_call_seconds is not None:
+                        nursery.start_soon(self.limit_call, settings.max_call_seconds)
                     self.end_reason = await receive_twilio(
                         self.socket,
                         frames_out,
@@ -417,11 +435,12 @@ class _Call:
         if self.reply is not None:
             self.reply.ledger.mark_echoed(name)
 
-    async def run_hook(self, hook: Callable[[], Any], name: str) -> None:
-        """Run a conversation hook; its failure or timeout is logged, never raised."""
+    async def run_hook(self, hook: Callable[[], Any], name: str) -> Any:
+        """Run a conversation hook and return what it returns; its failure or timeout is
+        logged, never raised (and returns ``None``)."""
         try:
             with trio.fail_after(self.settings.hook_timeout):
-                await hook()
+                return await hook()
         except trio.TooSlowError:
             self.log.failed("hook", f"{name} took longer than {self.settings.hook_timeout:g} s")
         except Exception as exc:
@@ -460,6 +479,10 @@ class _Call:
         conversation = self.conversation
         self.outbound = outbound
         async with outbound, turns_in, trio.open_nursery() as replies:
+            self.replies = replies
+            self.quiet_since = trio.current_time()
+            if self.settings.idle_timeout is not None:
+                replies.start_soon(self.watch_idle, self.settings.idle_timeout)
             await self.run_hook(conversation.on_start, "on_start")
             greeting = conversation.greeting
             if greeting:
@@ -470,9 +493,11 @@ class _Call:
                 match event:
                     case SpeechStarted():
                         self.open_utterances += 1
+                        self.quiet_since = self.caller_active_at = trio.current_time()
                         await self.pause()
                     case Transcript():
                         self.open_utterances = max(0, self.open_utterances - 1)
+                        self.quiet_since = trio.current_time()
                         await self.take_transcript(replies, event)
                     case TranscriptionFailed():
                         self.open_utterances = max(0, self.open_utterances - 1)
@@ -480,6 +505,7 @@ class _Call:
                         self.start_reply(replies, partial(_constant, conversation.apology))
                     case KeyPressed(digit=digit):
                         self.log.info("caller pressed %r", digit)
+                        self.quiet_since = self.caller_active_at = trio.current_time()
                         self.observe(KeyPress(digit))
                         self.history.caller_pressed(digit)
                         await self.interrupt()
@@ -593,6 +619,40 @@ class _Call:
         self.observe(TurnTimed(timing.stages_ms()))
         await self.run_hook(partial(self.conversation.on_turn_timing, timing), "on_turn_timing")
 
+    async def watch_idle(self, quiet_for: float) -> None:
+        """Ask the conversation what to say after ``quiet_for`` seconds of quiet on both sides.
+        The count of silences it is given starts again when the caller speaks or presses."""
+        silences = 0
+        asked_at = trio.current_time()
+        while True:
+            await trio.sleep_until(self.quiet_since + quiet_for)
+            active = self.reply
+            if active is not None and not active.done.is_set():
+                await active.done.wait()  # the bot is talking (or thinking): not quiet
+                continue
+            if self.open_utterances:
+                await trio.sleep(min(1.0, quiet_for))  # a long utterance: look again soon
+                continue
+            if trio.current_time() < self.quiet_since + quiet_for:
+                continue  # something happened meanwhile
+            silences = 1 if self.caller_active_at > asked_at else silences + 1
+            asked_at = trio.current_time()
+            self.log.info("quiet for %g s (%d in a row)", quiet_for, silences)
+            text = await self.run_hook(partial(self.conversation.on_idle, silences), "on_idle")
+            self.quiet_since = trio.current_time()
+            if isinstance(text, str) and text.strip():
+                self.start_reply(self.replies, partial(_constant, text))
+            elif self.conversation.hang_up_requested:
+                self.end_call("conversation hung up")
+
+    async def limit_call(self, seconds: float) -> None:
+        """End the call after ``seconds``: stop the bot, say the time-limit line, hang up."""
+        await trio.sleep(seconds)
+        self.log.info("the call reached its time limit (%g s)", seconds)
+        await self.interrupt()
+        self.conversation.hang_up()
+        self.start_reply(self.replies, partial(_constant, self.conversation.time_limit_message))
+
     async def run_reply(self, active: _ActiveReply, make_reply: Callable[[], Reply]) -> None:
         with active.scope:
             completed = False
@@ -626,6 +686,7 @@ class _Call:
                 if again is not None:
                     self.log.error("could not apologise either: %s", again)
             active.done.set()
+            self.quiet_since = trio.current_time()
             if self.conversation.hang_up_requested:
                 self.end_call("conversation hung up")
 

@@ -92,6 +92,13 @@ class Conversation:
     said over a reply, the reply plays on and it is not answered (:meth:`is_backchannel`).
     Said while the bot is quiet, it is an ordinary turn."""
 
+    still_there: str = "Are you still there?"
+    """What :meth:`on_idle` says, by default, the first time the line goes quiet."""
+    idle_goodbye: str = "I'll hang up now. Goodbye."
+    """What :meth:`on_idle` says, by default, before hanging up when the line stays quiet."""
+    time_limit_message: str = "I'm sorry, this call has reached its time limit. Goodbye."
+    """Said before the call ends at ``CallSettings.max_call_seconds``."""
+
     _call: CallInfo | None = None
     _history: History | None = None
     _hang_up_requested: bool = False
@@ -160,6 +167,17 @@ class Conversation:
 
     async def on_end(self, reason: str) -> None:
         """The call is over (``reason`` says why). Runs exactly once per call."""
+
+    async def on_idle(self, silences: int) -> str | None:
+        """Nobody has said anything for ``CallSettings.idle_timeout`` seconds (the bot is done
+        talking, the caller silent): what to say now (``None``: nothing). ``silences`` counts
+        the quiet spells in a row (it starts again when the caller speaks or presses a key).
+        The default asks :attr:`still_there` the first time, and then says
+        :attr:`idle_goodbye` and hangs up."""
+        if silences == 1:
+            return self.still_there
+        self.hang_up()
+        return self.idle_goodbye
 
     def hang_up(self) -> None:
         """End the call once what is being said now (including this reply) has been heard."""

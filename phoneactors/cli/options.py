@@ -233,6 +233,21 @@ OPTIONS: Final = (
         "SECONDS",
     ),
     Option(
+        "--idle-timeout",
+        "seconds of quiet on both sides before the bot asks 'Are you still there?' (and "
+        "after a second time says goodbye and hangs up; Conversation.on_idle decides) (0: never)",
+        _CALL_DEFAULTS.idle_timeout,
+        _non_negative_float,
+        "SECONDS",
+    ),
+    Option(
+        "--max-call-seconds",
+        "longest call: past it the bot says the time-limit line and hangs up (0: no limit)",
+        0.0,
+        _non_negative_float,
+        "SECONDS",
+    ),
+    Option(
         "--records",
         "SQLite file that every call's transcript is written to as it happens ('off': none)",
         DEFAULT_RECORDS,
@@ -475,6 +490,8 @@ def call_settings_from_args(args: argparse.Namespace) -> CallSettings:
         ),
         reply_timeout=args.reply_timeout,
         noise_gate=not args.no_noise_gate,
+        idle_timeout=args.idle_timeout or None,
+        max_call_seconds=args.max_call_seconds or None,
     )
 
 
