@@ -326,6 +326,7 @@ class _Call:
         self.conversation = conversation
         conversation._call = self.info
         conversation._history = self.history
+        conversation._say = self.say
         self.log.info("call started (%s)", type(conversation).__name__)
         self.observe(
             CallStarted(
@@ -644,6 +645,15 @@ class _Call:
                 self.start_reply(self.replies, partial(_constant, text))
             elif self.conversation.hang_up_requested:
                 self.end_call("conversation hung up")
+
+    def say(self, text: str) -> None:
+        """The conversation speaks on its own: after the reply in progress, if any."""
+        self.replies.start_soon(self.say_when_free, text)
+
+    async def say_when_free(self, text: str) -> None:
+        while (active := self.reply) is not None and not active.done.is_set():
+            await active.done.wait()
+        self.start_reply(self.replies, partial(_constant, text))
 
     async def limit_call(self, seconds: float) -> None:
         """End the call after ``seconds``: stop the bot, say the time-limit line, hang up."""

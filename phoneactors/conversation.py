@@ -101,6 +101,7 @@ class Conversation:
 
     _call: CallInfo | None = None
     _history: History | None = None
+    _say: Callable[[str], None] | None = None
     _hang_up_requested: bool = False
 
     @property
@@ -178,6 +179,15 @@ class Conversation:
             return self.still_there
         self.hang_up()
         return self.idle_goodbye
+
+    def say(self, text: str) -> None:
+        """Speak ``text`` on your own, not as an answer: now if the bot is quiet, else once
+        what it is saying has played. The caller can interrupt it like any reply, and it goes
+        into :attr:`history` as the bot's turn. Works from :meth:`on_start` on (any hook, or a
+        task of your own during the call)."""
+        if self._say is None:
+            raise RuntimeError("say() works once the call has started (from on_start on)")
+        self._say(text)
 
     def hang_up(self) -> None:
         """End the call once what is being said now (including this reply) has been heard."""

@@ -117,3 +117,40 @@ async def test_a_call_past_its_time_limit_ends_with_a_line(
 def test_the_limits_must_be_positive(name: str) -> None:
     with pytest.raises(ConfigurationError, match=f"{name} must be positive"):
         CallSettings(**{name: 0})  # type: ignore[arg-type]
+
+
+async def test_the_bot_can_speak_on_its_own_after_what_it_is_saying(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    class Holding(Desk):
+        async def on_start(self) -> None:
+            self.say("Please hold while I look that up.")
+
+        async def on_dtmf(self, digit: str) -> str:
+            self.say("Thanks for waiting.")
+            return f"You pressed {digit}."
+
+    made: list[Holding] = []
+
+    def make() -> Holding:
+        made.append(Holding())
+        return made[-1]
+
+    async with open_call(make, speech.engines(), speech=speech, settings=SETTINGS) as fake:
+        await fake.wait_for_bot_to_finish()
+        await fake.press("3")
+        await fake.wait_for_bot_to_finish()
+    assert speech.spoken == [
+        "Hello.",  # the greeting plays first; what on_start said follows it
+        "Please hold while I look that up.",
+        "You pressed 3.",
+        "Thanks for waiting.",
+    ]
+    assert [turn.text for turn in made[0].history if turn.speaker == "bot"] == [
+        "Hello.",
+        "Please hold while I look that up.",
+        "You pressed 3.",
+        "Thanks for waiting.",
+    ]
+    with pytest.raises(RuntimeError, match="once the call has started"):
+        Holding().say("too early")
