@@ -58,7 +58,14 @@ from .conversation import (
 )
 from .endpointing import judge_turn
 from .engines import Engines
-from .errors import ConfigurationError, EngineError, PhoneActorsError, ProtocolError, SocketClosed
+from .errors import (
+    ConfigurationError,
+    EngineError,
+    PhoneActorsError,
+    ProtocolError,
+    SocketClosed,
+    TwilioApiError,
+)
 from .history import History
 from .messages import (
     KeyPressed,
@@ -69,6 +76,7 @@ from .messages import (
     TurnEvent,
 )
 from .noise import NoiseGate
+from .outbound import CallControlApi
 from .playback import Pacer, Playback, ReplyAudio, ReplyLedger
 from .records import (
     BotSaid,
@@ -195,11 +203,13 @@ async def run_call(
     settings: CallSettings | None = None,
     *,
     observers: Sequence[CallObserver] = (),
+    twilio_api: CallControlApi | None = None,
 ) -> CallResult:
     """Serve one call on ``socket`` until it ends; never raises except ``trio.Cancelled``.
 
     ``observers`` hear the call's story as it happens (:mod:`phoneactors.records`): call
-    records, metrics.
+    records, metrics. ``twilio_api`` lets the conversation hand the call on
+    (:meth:`~phoneactors.Conversation.transfer`).
 
     Waits for Twilio's ``start``, creates the conversation (``make_conversation``: a
     :class:`Conversation` subclass, or a factory given the :class:`CallInfo`; see
@@ -223,7 +233,7 @@ async def run_call(
         await _close(socket)
         return CallResult(None, reason, stats)
 
-    call = _Call(socket, start, engines, settings, stats, observers)
+    call = _Call(socket, start, engines, settings, stats, observers, twilio_api)
     log = call.log
     try:
         conversation = as_factory(make_conversation)(call.info)
@@ -286,8 +296,10 @@ class _Call:
         settings: CallSettings,
         stats: CallStats,
         observers: Sequence[CallObserver],
+        twilio_api: CallControlApi | None = None,
     ) -> None:
         self.socket = socket
+        self.twilio_api = twilio_api
         self.start = start
         self.engines = engines
         self.settings = settings
@@ -327,6 +339,7 @@ class _Call:
         conversation._call = self.info
         conversation._history = self.history
         conversation._say = self.say
+        conversation._transfer = self.transfer
         self.log.info("call started (%s)", type(conversation).__name__)
         self.observe(
             CallStarted(
@@ -654,6 +667,39 @@ class _Call:
         while (active := self.reply) is not None and not active.done.is_set():
             await active.done.wait()
         self.start_reply(self.replies, partial(_constant, text))
+
+    def transfer(self, to: str, say: str | None) -> None:
+        """Check ``to`` and the API access now; hand the call on once the bot is quiet."""
+        try:
+            twiml = twilio.dial_twiml(to)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        if self.twilio_api is None:
+            raise ConfigurationError(
+                f"transfer to {to!r}: the server has no access to Twilio's API (set "
+                "TWILIO_AUTH_TOKEN)"
+            )
+        self.replies.start_soon(self.run_transfer, self.twilio_api, to, twiml, say)
+
+    async def run_transfer(self, api: CallControlApi, to: str, twiml: str, say: str | None) -> None:
+        while (active := self.reply) is not None and not active.done.is_set():
+            await active.done.wait()  # what is being said now (the reply asking, too) plays
+        if say:
+            self.start_reply(self.replies, partial(_constant, say))
+            if (line := self.reply) is not None:
+                await line.done.wait()
+        self.log.info("transferring the call to %s", to)
+        try:
+            await api.redirect(self.start.account_sid, self.start.call_sid, twiml)
+        except TwilioApiError as exc:
+            self.log.failed("transfer", f"to {to}: {exc}")
+            text = await self.run_hook(
+                partial(self.conversation.on_transfer_failed, to, str(exc)), "on_transfer_failed"
+            )
+            if isinstance(text, str) and text.strip():
+                self.start_reply(self.replies, partial(_constant, text))
+            return
+        self.end_call(f"transferred to {to}")
 
     async def limit_call(self, seconds: float) -> None:
         """End the call after ``seconds``: stop the bot, say the time-limit line, hang up."""

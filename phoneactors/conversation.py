@@ -102,6 +102,7 @@ class Conversation:
     _call: CallInfo | None = None
     _history: History | None = None
     _say: Callable[[str], None] | None = None
+    _transfer: Callable[[str, str | None], None] | None = None
     _hang_up_requested: bool = False
 
     @property
@@ -188,6 +189,26 @@ class Conversation:
         if self._say is None:
             raise RuntimeError("say() works once the call has started (from on_start on)")
         self._say(text)
+
+    transfer_failed_message: str = "Sorry, I could not put you through. How else can I help?"
+    """What :meth:`on_transfer_failed` says, by default."""
+
+    def transfer(self, to: str, *, say: str | None = None) -> None:
+        """Hand the caller on to ``to`` (a number, ``+15551234567``, or ``sip:desk@example.com``)
+        once what is being said now (including this reply) has played: ``say`` is spoken, then
+        Twilio is told to dial ``to``, and this call's stream ends. Needs the server's access to
+        Twilio's API (``TWILIO_AUTH_TOKEN``). Raises
+        :class:`~phoneactors.errors.ConfigurationError` at once for a bad ``to`` or no API
+        access; if Twilio refuses, :meth:`on_transfer_failed` says what happens, and the call
+        goes on."""
+        if self._transfer is None:
+            raise RuntimeError("transfer() works once the call has started (from on_start on)")
+        self._transfer(to, say)
+
+    async def on_transfer_failed(self, to: str, error: str) -> str | None:
+        """Twilio refused to hand the call on to ``to`` (``error`` says why): what to say now
+        (``None``: nothing). The default says :attr:`transfer_failed_message`."""
+        return self.transfer_failed_message
 
     def hang_up(self) -> None:
         """End the call once what is being said now (including this reply) has been heard."""

@@ -14,7 +14,7 @@ upgrade with the same account's token, so nothing else is needed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import urlsplit
 
 from . import twilio
@@ -23,7 +23,14 @@ from .errors import ConfigurationError, TwilioApiError
 if TYPE_CHECKING:
     from twilio.http import HttpClient
 
-__all__ = ["PlacedCall", "TwilioApiError", "place_call", "stream_url"]
+__all__ = [
+    "CallControlApi",
+    "PlacedCall",
+    "TwilioApi",
+    "TwilioApiError",
+    "place_call",
+    "stream_url",
+]
 
 STREAM_PATH: Final = "/stream"
 API_TIMEOUT: Final = 30.0
@@ -130,3 +137,45 @@ def _describe_refusal(exc: Any) -> str:
     if code is not None:
         text += f" (see https://www.twilio.com/docs/errors/{code})"
     return text
+
+
+class CallControlApi(Protocol):
+    """What a call needs to hand itself on: Twilio's API (:class:`TwilioApi`), or a fake."""
+
+    async def redirect(self, account_sid: str, call_sid: str, twiml: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class TwilioApi:
+    """What a call in progress needs of Twilio's REST API (to hand the call on): the account's
+    auth token; the account sid comes with each call. ``http_client`` as for
+    :func:`place_call`."""
+
+    auth_token: str
+    http_client: HttpClient | None = None
+
+    async def redirect(self, account_sid: str, call_sid: str, twiml: str) -> None:
+        """Replace the call's instructions with ``twiml`` (one HTTPS request, in a worker
+        thread). Raises :class:`TwilioApiError` when Twilio refuses or cannot be reached."""
+        import trio
+
+        await trio.to_thread.run_sync(self.redirect_blocking, account_sid, call_sid, twiml)
+
+    def redirect_blocking(self, account_sid: str, call_sid: str, twiml: str) -> None:
+        """:meth:`redirect`, blocking."""
+        from twilio.base.exceptions import TwilioException
+        from twilio.rest import Client
+
+        client = Client(
+            account_sid,
+            self.auth_token,
+            http_client=self.http_client or _http_client(API_TIMEOUT),
+        )
+        try:
+            client.calls(call_sid).update(twiml=twiml)
+        except TwilioException as exc:
+            if getattr(exc, "status", None) is None:
+                raise TwilioApiError(f"the twilio client failed: {exc}") from exc
+            raise TwilioApiError(_describe_refusal(exc)) from None
+        except OSError as exc:
+            raise TwilioApiError(f"could not reach Twilio's API: {exc}") from exc

@@ -71,6 +71,7 @@ from .engines import Engines
 from .errors import ConfigurationError, ProtocolError, SocketClosed
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
+from .outbound import TwilioApi
 from .records import CallObserver, CallStore
 from .transport import CallSocket
 
@@ -470,6 +471,8 @@ def _build(
     observers: list[CallObserver] = [metrics] if store is None else [metrics, store]
     app.asgi_websocket_class = _StreamConnection
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
+    # With the account's auth token, a conversation may hand its call on (transfer).
+    twilio_api = None if config.auth_token is None else TwilioApi(config.auth_token)
     board = _Switchboard(
         engines,
         config.max_calls,
@@ -579,6 +582,7 @@ def _build(
                 call_engines,
                 config.call_settings,
                 observers=observers,
+                twilio_api=twilio_api,
             )
             logger.debug(
                 "stream for call %s ended: %s",

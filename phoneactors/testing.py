@@ -38,6 +38,7 @@ from .call import CallResult, CallSettings, run_call
 from .conversation import Conversation
 from .engines import Engines, TextToSpeech, Transcription
 from .errors import ConfigurationError, EngineError, SocketClosed
+from .outbound import CallControlApi
 from .playback import trim_silence
 from .records import CallObserver
 from .transport import CallSocket
@@ -688,6 +689,7 @@ async def open_call(
     voice: TextToSpeech | None = None,
     speech: FakeSpeech | None = None,
     observers: Sequence[CallObserver] = (),
+    twilio_api: CallControlApi | None = None,
     **twilio_options: Any,
 ) -> AsyncIterator[FakeTwilio]:
     """Run one call of ``conversation`` (a :class:`Conversation` subclass, or a factory given
@@ -706,7 +708,14 @@ async def open_call(
 
     async def serve() -> None:
         results.append(
-            await run_call(server_side, conversation, engines, settings, observers=observers)
+            await run_call(
+                server_side,
+                conversation,
+                engines,
+                settings,
+                observers=observers,
+                twilio_api=twilio_api,
+            )
         )
 
     async with trio.open_nursery() as nursery:

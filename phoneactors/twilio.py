@@ -718,6 +718,26 @@ def connect_stream_twiml(stream_url: str, parameters: Mapping[str, str] = _EMPTY
     return "".join(parts)
 
 
+_NUMBER: Final = re.compile(r"\+[1-9][0-9]{6,14}")
+_SIP: Final = re.compile(r"sip:\S+", re.IGNORECASE)
+
+
+def dial_twiml(to: str) -> str:
+    """TwiML that hands the call to ``to``: a phone number in E.164 form (``+15551234567``) or
+    a SIP address (``sip:desk@example.com``). Raises ``ValueError`` for anything else."""
+    target = to.strip()
+    if _NUMBER.fullmatch(target):
+        element = f"<Number>{escape(target)}</Number>"
+    elif _SIP.fullmatch(target):
+        element = f"<Sip>{escape(_xml_text(target, 'SIP address'))}</Sip>"
+    else:
+        raise ValueError(
+            f"transfer to {to!r}: expected a phone number in E.164 form (+15551234567) or a "
+            "SIP address (sip:desk@example.com)"
+        )
+    return f"{_XML_DECLARATION}<Response><Dial>{element}</Dial></Response>"
+
+
 def say_and_hang_up_twiml(message: str) -> str:
     """TwiML that speaks ``message`` and hangs up (used when the line is busy)."""
     text = escape(_xml_text(message, "message"))
