@@ -10,6 +10,7 @@ from .call import CallResult as CallResult
 from .call import CallSettings as CallSettings
 from .call import run_call as run_call
 from .conversation import CallInfo as CallInfo
+from .conversation import Clip as Clip
 from .conversation import Conversation as Conversation
 from .conversation import Interruption as Interruption
 from .conversation import Parrot as Parrot
@@ -39,6 +40,7 @@ __all__ = [
     "CallResult",
     "CallSettings",
     "CallSocket",
+    "Clip",
     "ConfigurationError",
     "Conversation",
     "EngineError",

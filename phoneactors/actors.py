@@ -18,7 +18,7 @@ import trio
 
 from . import twilio
 from .audio import PCM, SAMPLE_RATE, Framer, ulaw_decode, ulaw_encode
-from .conversation import Reply, TurnSoFar
+from .conversation import Clip, Reply, TurnSoFar
 from .engines import (
     SpeechToText,
     TextToSpeech,
@@ -387,6 +387,11 @@ async def generate_sentences(
                 if isinstance(result, str):
                     for sentence in splitter.feed(result):
                         await emit(sentence)
+                elif isinstance(result, Clip):
+                    if timing is not None and timing.first_sentence is None:
+                        timing.first_sentence = trio.current_time()
+                    index = ledger.add_sentence(result.text)
+                    await sentences_out.send(Sentence(index, result.text, audio=result.audio))
                 elif hasattr(result, "__aiter__"):
                     async with aclosing(result) as chunks:
                         async for chunk in chunks:
@@ -398,7 +403,7 @@ async def generate_sentences(
                                 await emit(sentence)
                 elif result is not None:
                     raise ReplyError(
-                        f"reply returned {type(result).__name__}, expected str, "
+                        f"reply returned {type(result).__name__}, expected str, a Clip, "
                         "an async iterator of str, or None"
                     )
         except trio.TooSlowError:
@@ -438,6 +443,11 @@ async def synthesize_sentences(
     async with sentences_in:
         async for sentence in sentences_in:
             await audio.wait_for_room()
+            if sentence.audio is not None:  # a clip: played as it is
+                if timing is not None and timing.first_audio is None:
+                    timing.first_audio = trio.current_time()
+                audio.add(sentence.audio)
+                continue
             try:
                 with trio.fail_after(time_limit):
                     pcm = await tts.synthesize(sentence.text)

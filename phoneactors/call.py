@@ -49,6 +49,7 @@ from .actors import (
 )
 from .conversation import (
     CallInfo,
+    Clip,
     Conversation,
     Interruption,
     Reply,
@@ -659,11 +660,11 @@ class _Call:
             elif self.conversation.hang_up_requested:
                 self.end_call("conversation hung up")
 
-    def say(self, text: str) -> None:
+    def say(self, text: str | Clip) -> None:
         """The conversation speaks on its own: after the reply in progress, if any."""
         self.replies.start_soon(self.say_when_free, text)
 
-    async def say_when_free(self, text: str) -> None:
+    async def say_when_free(self, text: str | Clip) -> None:
         while (active := self.reply) is not None and not active.done.is_set():
             await active.done.wait()
         self.start_reply(self.replies, partial(_constant, text))
@@ -806,7 +807,7 @@ class _Call:
         return failure
 
 
-async def _constant(text: str) -> ReplyText:
+async def _constant(text: str | Clip) -> ReplyText:
     return text
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeAlias, cast
 
+from . import dtmf
 from .audio import PCM
 from .endpointing import DEFAULT_BACKCHANNELS, is_backchannel, judge_turn
 from .errors import ConfigurationError
@@ -17,6 +18,7 @@ from .timing import TurnTiming
 
 __all__ = [
     "CallInfo",
+    "Clip",
     "Conversation",
     "ConversationFactory",
     "Interruption",
@@ -29,8 +31,20 @@ __all__ = [
     "open_conversations",
 ]
 
-ReplyText: TypeAlias = str | AsyncIterator[str] | None
-"""What a reply produces: the whole text, text chunks as they are generated, or nothing."""
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Clip:
+    """Audio to play as it is (8 kHz int16 mono): a reply, :meth:`Conversation.say` or
+    :meth:`Conversation.play` may give one instead of text. ``text`` is what it stands for in
+    the history ("[hold music]")."""
+
+    audio: PCM
+    text: str
+
+
+ReplyText: TypeAlias = str | Clip | AsyncIterator[str] | None
+"""What a reply produces: the whole text, text chunks as they are generated, a :class:`Clip`,
+or nothing."""
 Reply: TypeAlias = Awaitable[ReplyText] | AsyncIterator[str]
 """``reply`` may be ``async def`` returning :data:`ReplyText`, or an async generator of chunks."""
 
@@ -101,7 +115,7 @@ class Conversation:
 
     _call: CallInfo | None = None
     _history: History | None = None
-    _say: Callable[[str], None] | None = None
+    _say: Callable[[str | Clip], None] | None = None
     _transfer: Callable[[str, str | None], None] | None = None
     _hang_up_requested: bool = False
 
@@ -181,7 +195,7 @@ class Conversation:
         self.hang_up()
         return self.idle_goodbye
 
-    def say(self, text: str) -> None:
+    def say(self, text: str | Clip) -> None:
         """Speak ``text`` on your own, not as an answer: now if the bot is quiet, else once
         what it is saying has played. The caller can interrupt it like any reply, and it goes
         into :attr:`history` as the bot's turn. Works from :meth:`on_start` on (any hook, or a
@@ -192,6 +206,17 @@ class Conversation:
 
     transfer_failed_message: str = "Sorry, I could not put you through. How else can I help?"
     """What :meth:`on_transfer_failed` says, by default."""
+
+    def play(self, audio: PCM, text: str = "[audio]") -> None:
+        """Play ready-made ``audio`` (8 kHz int16 mono) as :meth:`say` speaks text: after what
+        is playing, interruptible; ``text`` stands for it in :attr:`history`."""
+        self.say(Clip(audio, text))
+
+    def send_digits(self, digits: str) -> None:
+        """Press keys towards the other end, as in-band tones (DTMF), to drive a phone menu
+        the call is connected to: ``0``-``9``, ``*``, ``#``, ``A``-``D``, and ``w`` for a
+        half-second wait. Played like :meth:`play`; raises ``ValueError`` for other keys."""
+        self.play(dtmf.tones(digits), f"[keys {digits}]")
 
     def transfer(self, to: str, *, say: str | None = None) -> None:
         """Hand the caller on to ``to`` (a number, ``+15551234567``, or ``sip:desk@example.com``)

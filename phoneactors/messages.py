@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .audio import PCM
 
@@ -112,3 +112,5 @@ class Sentence:
 
     index: int
     text: str
+    audio: PCM | None = field(default=None, compare=False)
+    """Ready-made audio to play instead of synthesizing ``text`` (a reply's ``Clip``)."""
