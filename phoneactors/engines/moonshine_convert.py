@@ -19,8 +19,8 @@ deterministic for a given input and onnxruntime version.
 
 Needs ``numpy``, ``onnx``, ``onnxruntime`` and ``onnx-ir`` (the ``moonshine`` extra). The
 ``moonshine_cpp`` module itself is never imported (its C library loads its own onnxruntime and
-dies on CPUs without AVX-512); only its model files are read. Blocking and CPU-heavy: call it
-from a worker thread.
+has died with SIGILL on AVX2-only CPUs); only its model files are read. Blocking and CPU-heavy:
+call it from a worker thread.
 """
 
 from __future__ import annotations
