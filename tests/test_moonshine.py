@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import platform
 import subprocess
 import sys
@@ -814,3 +815,43 @@ async def test_real_moonshine_waits_for_its_thread(real_moonshine: RealMoonshine
     assert done.is_set()
     assert slots.in_use == 0
     assert slots.waits[Priority.LISTEN].total_s >= 0.2
+
+
+needs_converter = pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("onnx", "onnx_ir", "onnxruntime")),
+    reason="onnx, onnx-ir or onnxruntime is not installed (pip install 'phoneactors[moonshine]')",
+)
+
+
+@needs_converter
+async def test_files_that_are_not_ort_models_fail_to_load_clearly(tmp_path: Path) -> None:
+    stt = MoonshineSTT(
+        str(model_folder(tmp_path / "model")),
+        limiter=trio.CapacityLimiter(1),
+        cache_dir=tmp_path / "cache",
+    )
+    with (
+        trio.fail_after(30),
+        pytest.raises(ConfigurationError, match=r"could not convert .*not an ORT-format model"),
+    ):
+        await stt.load()
+    assert [p for p in (tmp_path / "cache").iterdir() if p.is_dir()] == []
+
+
+@needs_converter
+def test_importing_the_quantizer_leaves_the_root_logger_alone() -> None:
+    from phoneactors.engines.moonshine_convert import _quantizer
+
+    code = (
+        "import logging\n"
+        "from phoneactors.engines.moonshine_convert import _quantizer\n"
+        "_quantizer()\n"
+        "root = logging.getLogger()\n"
+        "print(len(root.handlers), root.level,"
+        " logging.getLogger('onnxruntime.quantization.matmul_nbits_quantizer').level)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    )
+    assert result.stdout.split() == ["0", str(logging.WARNING), str(logging.WARNING)]
+    assert _quantizer()[1].__name__ == "MatMulNBitsQuantizer"
