@@ -27,7 +27,7 @@ nothing outlives :func:`run_call`, and no failure inside a call escapes it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final
@@ -318,6 +318,7 @@ class _Call:
         """When the line last went quiet: the caller's last sound or key, a reply's end."""
         self.caller_active_at = 0.0
         """When the caller last began to speak or pressed a key."""
+        self.transferring = False
         self.replies: trio.Nursery
         """Caller utterances begun (``SpeechStarted``) and not yet transcribed: while any is
         open, the caller may be talking, and no reply plays."""
@@ -522,8 +523,8 @@ class _Call:
                         self.log.info("caller pressed %r", digit)
                         self.quiet_since = self.caller_active_at = trio.current_time()
                         self.observe(KeyPress(digit))
-                        self.history.caller_pressed(digit)
                         await self.interrupt()
+                        self.history.caller_pressed(digit)
                         self.start_reply(replies, partial(conversation.on_dtmf, digit))
 
     async def take_transcript(self, replies: trio.Nursery, event: Transcript) -> None:
@@ -650,23 +651,38 @@ class _Call:
                 continue
             if trio.current_time() < self.quiet_since + quiet_for:
                 continue  # something happened meanwhile
+            if self.transferring:
+                await trio.sleep(min(1.0, quiet_for))  # handing the call on: not idle
+                continue
             silences = 1 if self.caller_active_at > asked_at else silences + 1
             asked_at = trio.current_time()
             self.log.info("quiet for %g s (%d in a row)", quiet_for, silences)
             text = await self.run_hook(partial(self.conversation.on_idle, silences), "on_idle")
             self.quiet_since = trio.current_time()
+            if self.caller_active_at > asked_at:
+                continue  # the caller spoke up while the conversation was deciding
             if isinstance(text, str) and text.strip():
-                self.start_reply(self.replies, partial(_constant, text))
+                await self.say_when_free(text)
             elif self.conversation.hang_up_requested:
                 self.end_call("conversation hung up")
 
     def say(self, text: str | Clip) -> None:
         """The conversation speaks on its own: after the reply in progress, if any."""
-        self.replies.start_soon(self.say_when_free, text)
+        self.start_own(self.say_when_free, text)
+
+    def start_own(self, work: Callable[..., Awaitable[None]], *args: object) -> None:
+        """Start what the conversation asked for on its own (a line, a transfer) in the call."""
+        try:
+            self.replies.start_soon(work, *args)
+        except RuntimeError:  # the replies' nursery is closed
+            raise RuntimeError("the call is over: there is nobody left to speak to") from None
 
     async def say_when_free(self, text: str | Clip) -> None:
+        """Start a reply of ``text`` once no other reply is in progress: the only way a reply
+        starts outside the responder, so two never play at once."""
         while (active := self.reply) is not None and not active.done.is_set():
             await active.done.wait()
+        # No checkpoint since the loop's test: nothing else can have started a reply.
         self.start_reply(self.replies, partial(_constant, text))
 
     def transfer(self, to: str, say: str | None) -> None:
@@ -680,17 +696,16 @@ class _Call:
                 f"transfer to {to!r}: the server has no access to Twilio's API (set "
                 "TWILIO_AUTH_TOKEN)"
             )
-        self.replies.start_soon(self.run_transfer, self.twilio_api, to, twiml, say)
+        self.start_own(self.run_transfer, self.twilio_api, to, twiml, say)
 
     async def run_transfer(self, api: CallControlApi, to: str, twiml: str, say: str | None) -> None:
-        while (active := self.reply) is not None and not active.done.is_set():
-            await active.done.wait()  # what is being said now (the reply asking, too) plays
-        if say:
-            self.start_reply(self.replies, partial(_constant, say))
-            if (line := self.reply) is not None:
-                await line.done.wait()
-        self.log.info("transferring the call to %s", to)
+        self.transferring = True
         try:
+            if say:  # after what is being said now (the reply asking, too)
+                await self.say_when_free(say)
+            while (active := self.reply) is not None and not active.done.is_set():
+                await active.done.wait()
+            self.log.info("transferring the call to %s", to)
             await api.redirect(self.start.account_sid, self.start.call_sid, twiml)
         except TwilioApiError as exc:
             self.log.failed("transfer", f"to {to}: {exc}")
@@ -698,8 +713,10 @@ class _Call:
                 partial(self.conversation.on_transfer_failed, to, str(exc)), "on_transfer_failed"
             )
             if isinstance(text, str) and text.strip():
-                self.start_reply(self.replies, partial(_constant, text))
+                await self.say_when_free(text)
             return
+        finally:
+            self.transferring = False
         self.end_call(f"transferred to {to}")
 
     async def limit_call(self, seconds: float) -> None:
@@ -707,10 +724,19 @@ class _Call:
         await trio.sleep(seconds)
         self.log.info("the call reached its time limit (%g s)", seconds)
         await self.interrupt()
-        self.conversation.hang_up()
-        self.start_reply(self.replies, partial(_constant, self.conversation.time_limit_message))
+        self.conversation.hang_up()  # once the line below has played
+        await self.say_when_free(self.conversation.time_limit_message)
 
     async def run_reply(self, active: _ActiveReply, make_reply: Callable[[], Reply]) -> None:
+        try:
+            await self.play_reply(active, make_reply)
+        finally:  # however it ended (played, interrupted, the call ending): whoever waits goes on
+            active.done.set()
+            self.quiet_since = trio.current_time()
+        if not active.scope.cancelled_caught and self.conversation.hang_up_requested:
+            self.end_call("conversation hung up")
+
+    async def play_reply(self, active: _ActiveReply, make_reply: Callable[[], Reply]) -> None:
         with active.scope:
             completed = False
             try:
@@ -742,10 +768,6 @@ class _Call:
                 again = await self.speak(apology, active.ledger, active.playback)
                 if again is not None:
                     self.log.error("could not apologise either: %s", again)
-            active.done.set()
-            self.quiet_since = trio.current_time()
-            if self.conversation.hang_up_requested:
-                self.end_call("conversation hung up")
 
     async def speak(
         self,

@@ -259,9 +259,9 @@ custom parameters)."""
 
 
 def as_factory(make: Callable[..., Conversation]) -> ConversationFactory:
-    """``make`` as a :data:`ConversationFactory`: a :class:`Conversation` subclass (or any
-    callable without required arguments) is called with none; any other callable is given the
-    :class:`CallInfo`.
+    """``make`` as a :data:`ConversationFactory`: a :class:`Conversation` subclass, or a
+    callable without required arguments, is called with none (a parameter with a default keeps
+    it); a callable with one required argument is given the :class:`CallInfo`.
 
     Raises :class:`~phoneactors.errors.ConfigurationError` when ``make`` is not callable or
     needs more than one argument.
@@ -282,7 +282,7 @@ def as_factory(make: Callable[..., Conversation]) -> ConversationFactory:
         if parameter.default is parameter.empty
         and parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
     ]
-    if not required:
+    if not required:  # parameters with defaults keep them (``def make(to=to)`` closures)
         return lambda call: make()
     if len(required) > 1:
         raise ConfigurationError(

@@ -159,7 +159,9 @@ class TwilioApi:
         thread). Raises :class:`TwilioApiError` when Twilio refuses or cannot be reached."""
         import trio
 
-        await trio.to_thread.run_sync(self.redirect_blocking, account_sid, call_sid, twiml)
+        await trio.to_thread.run_sync(
+            self.redirect_blocking, account_sid, call_sid, twiml, abandon_on_cancel=True
+        )
 
     def redirect_blocking(self, account_sid: str, call_sid: str, twiml: str) -> None:
         """:meth:`redirect`, blocking."""

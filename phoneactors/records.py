@@ -181,8 +181,8 @@ DROP INDEX IF EXISTS events_by_call;
 INSERT INTO streams SELECT stream_sid, call_sid, account_sid, caller, parameters, started_at,
     ended_at, end_reason FROM calls_v0;
 INSERT INTO events (stream_sid, at, kind, text, data)
-    SELECT c.stream_sid, e.at, e.kind, e.text, e.data FROM events_v0 e
-    JOIN calls_v0 c ON c.call_sid = e.call_sid ORDER BY e.id;
+    SELECT COALESCE(c.stream_sid, e.call_sid), e.at, e.kind, e.text, e.data FROM events_v0 e
+    LEFT JOIN calls_v0 c ON c.call_sid = e.call_sid ORDER BY e.id;
 DROP TABLE calls_v0;
 DROP TABLE events_v0;
 """
@@ -215,19 +215,15 @@ def _prepare(connection: sqlite3.Connection) -> None:
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA secure_delete=ON")
-    version = connection.execute("PRAGMA user_version").fetchone()[0]
-    if version == SCHEMA_VERSION:
+    if _version(connection) == SCHEMA_VERSION:
         return
-    if version > SCHEMA_VERSION:
-        raise sqlite3.DatabaseError(
-            f"the file was written by a newer phoneactors (schema {version}; this one knows "
-            f"{SCHEMA_VERSION})"
-        )
-    old = connection.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'calls'"
-    ).fetchone()
-    connection.execute("BEGIN IMMEDIATE")
+    connection.execute("BEGIN IMMEDIATE")  # one process migrates; the others see it done
     try:
+        version = _version(connection)
+        if version == SCHEMA_VERSION:
+            connection.execute("COMMIT")
+            return
+        old = _has_old_layout(connection)
         script = _MIGRATE_FROM_0 if old else _SCHEMA
         for statement in _statements(script):
             connection.execute(statement)
@@ -240,15 +236,48 @@ def _prepare(connection: sqlite3.Connection) -> None:
         logger.info("call records: moved the file to the per-stream layout")
 
 
+def _version(connection: sqlite3.Connection) -> int:
+    version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"the file was written by a newer phoneactors (schema {version}; this one knows "
+            f"{SCHEMA_VERSION})"
+        )
+    return version
+
+
+def _has_old_layout(connection: sqlite3.Connection) -> bool:
+    found = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'calls'"
+    ).fetchone()
+    return found is not None
+
+
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
 @contextmanager
-def _connect(path: Path) -> Iterator[sqlite3.Connection]:
-    with closing(sqlite3.connect(path, isolation_level=None)) as connection:
-        _prepare(connection)
-        yield connection
+def _reading(path: str | Path) -> Iterator[sqlite3.Connection | None]:
+    """The records file opened read-only (``None`` when it holds no records yet): reading never
+    changes the file, even while a server of another version writes it."""
+    if not Path(path).exists():
+        raise ConfigurationError(f"no call records at {path}")
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+    try:
+        with closing(sqlite3.connect(uri, uri=True, isolation_level=None)) as connection:
+            if _version(connection) != SCHEMA_VERSION:
+                if _has_old_layout(connection):
+                    raise ConfigurationError(
+                        f"the call records at {path} are in the layout of an older phoneactors; "
+                        "start the server on them once (--records PATH) to move them to this one"
+                    )
+                yield None
+                return
+            connection.row_factory = sqlite3.Row
+            yield connection
+    except sqlite3.DatabaseError as exc:
+        raise ConfigurationError(f"cannot read the call records at {path}: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,13 +460,13 @@ def _delete_before(connection: sqlite3.Connection, before: float) -> int:
         " (SELECT stream_sid FROM streams WHERE started_at < ?)",
         (before,),
     )
-    return connection.execute("DELETE FROM streams WHERE started_at < ?", (before,)).rowcount
-
-
-def _existing(path: str | Path) -> Path:
-    if not Path(path).exists():
-        raise ConfigurationError(f"no call records at {path}")
-    return Path(path)
+    deleted = connection.execute("DELETE FROM streams WHERE started_at < ?", (before,)).rowcount
+    # Events of a stream whose start was never recorded (a full queue dropped it): by their age.
+    connection.execute(
+        "DELETE FROM events WHERE at < ? AND stream_sid NOT IN (SELECT stream_sid FROM streams)",
+        (before,),
+    )
+    return int(deleted)
 
 
 def list_calls(path: str | Path, limit: int = 50) -> list[dict[str, Any]]:
@@ -447,8 +476,9 @@ def list_calls(path: str | Path, limit: int = 50) -> list[dict[str, Any]]:
     ``ended_at``, ``end_reason``, …), ``turns`` (the caller's utterances), and ``part`` /
     ``parts``: which of its call's streams it is, and how many the call has.
     """
-    with _connect(_existing(path)) as connection:
-        connection.row_factory = sqlite3.Row
+    with _reading(path) as connection:
+        if connection is None:
+            return []
         rows = connection.execute(
             "SELECT s.*,"
             " (SELECT COUNT(*) FROM events e WHERE e.stream_sid = s.stream_sid"
@@ -468,8 +498,9 @@ def read_transcript(
     """The story of a call sid (every stream of the call, in order) or of one stream sid: a
     list of (the stream's facts, its events in order). Raises ConfigurationError if ``sid`` is
     unknown."""
-    with _connect(_existing(path)) as connection:
-        connection.row_factory = sqlite3.Row
+    with _reading(path) as connection:
+        if connection is None:
+            raise ConfigurationError(f"no call or stream {sid!r} in {path}")
         streams = connection.execute(
             "SELECT * FROM streams WHERE call_sid = ? OR stream_sid = ?"
             " ORDER BY started_at, stream_sid",

@@ -582,7 +582,8 @@ def _build(
                 call_engines,
                 config.call_settings,
                 observers=observers,
-                twilio_api=twilio_api,
+                # A softphone's start message is the browser's own: its sids name no real call.
+                twilio_api=None if is_softphone else twilio_api,
             )
             logger.debug(
                 "stream for call %s ended: %s",

@@ -69,6 +69,7 @@ from .errors import ProtocolError
 from .records import CallEvent, FalseInterruption
 from .softphone import Speaker, with_transcripts
 from .testing import FakeTwilio, Played, memory_socket_pair
+from .timing import TurnTiming
 from .transport import CallSocket
 
 __all__ = [
@@ -174,37 +175,34 @@ class _Session:
             self.silences += 1
 
 
+def _passed_on(name: str) -> Any:
+    """A property that reads and sets ``name`` on the wrapped conversation (``self._inner``)."""
+    return property(
+        lambda self: getattr(self._inner, name),
+        lambda self, value: setattr(self._inner, name, value),
+    )
+
+
 class _Narrated(Conversation):
     """The user's conversation, as :func:`run_call` sees it in a simulation: every hook goes to
-    ``inner``; interruptions are printed, and turns that get no answer are counted."""
+    ``inner``; interruptions are printed, and turns that get no answer are counted. What the
+    runtime sets on a conversation (its call, history, ``say``) and reads from it (its lines)
+    is the inner conversation's own."""
+
+    greeting = _passed_on("greeting")
+    apology = _passed_on("apology")
+    still_there = _passed_on("still_there")
+    idle_goodbye = _passed_on("idle_goodbye")
+    time_limit_message = _passed_on("time_limit_message")
+    transfer_failed_message = _passed_on("transfer_failed_message")
+    _call = _passed_on("_call")
+    _history = _passed_on("_history")
+    _say = _passed_on("_say")
+    _transfer = _passed_on("_transfer")
 
     def __init__(self, inner: Conversation, session: _Session) -> None:
         self._inner = inner
         self._session = session
-
-    @property
-    def greeting(self) -> str | None:
-        return self._inner.greeting
-
-    @greeting.setter
-    def greeting(self, value: str | None) -> None:
-        self._inner.greeting = value
-
-    @property
-    def apology(self) -> str:
-        return self._inner.apology
-
-    @apology.setter
-    def apology(self, value: str) -> None:
-        self._inner.apology = value
-
-    @property
-    def _call(self) -> CallInfo | None:
-        return self._inner._call
-
-    @_call.setter
-    def _call(self, value: CallInfo | None) -> None:
-        self._inner._call = value
 
     @property
     def hang_up_requested(self) -> bool:
@@ -240,6 +238,15 @@ class _Narrated(Conversation):
 
     async def is_turn_complete(self, turn: TurnSoFar) -> bool:
         return await self._inner.is_turn_complete(turn)
+
+    async def on_idle(self, silences: int) -> str | None:
+        return await self._inner.on_idle(silences)
+
+    async def on_transfer_failed(self, to: str, error: str) -> str | None:
+        return await self._inner.on_transfer_failed(to, error)
+
+    async def on_turn_timing(self, timing: TurnTiming) -> None:
+        await self._inner.on_turn_timing(timing)
 
     async def on_end(self, reason: str) -> None:
         await self._inner.on_end(reason)

@@ -128,3 +128,25 @@ def test_as_messages_is_an_llm_prompt() -> None:
 
 def test_a_conversation_outside_a_call_has_an_empty_history() -> None:
     assert list(Conversation().history) == []
+
+
+async def test_a_key_pressed_over_a_reply_comes_after_what_was_heard_of_it(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    class Greeter(Remembering):
+        greeting = "Welcome to the library, where every book has a story of its own to tell."
+
+        async def on_dtmf(self, digit: str) -> str:
+            return "Opening hours."
+
+    bot = Greeter()
+    async with open_call(lambda: bot, speech.engines(), speech=speech) as fake:
+        await fake.wait_for(lambda: bool(fake.played))
+        await trio.sleep(0.5)
+        await fake.press("1")
+        await fake.wait_for_bot_to_finish()
+    assert [(t.speaker, t.interrupted, t.keys) for t in bot.history] == [
+        ("bot", True, False),
+        ("caller", False, True),
+        ("bot", False, False),
+    ]

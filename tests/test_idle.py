@@ -154,3 +154,50 @@ async def test_the_bot_can_speak_on_its_own_after_what_it_is_saying(
     ]
     with pytest.raises(RuntimeError, match="once the call has started"):
         Holding().say("too early")
+
+
+async def test_an_interrupted_reply_leaves_the_idle_watch_and_queued_lines_working(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    class Chatty(Desk):
+        greeting = None
+
+        async def reply(self, text: str) -> str:
+            if text == "tell me a story":
+                self.say("By the way, we close at five.")
+            return await super().reply(text)
+
+    short = CallSettings(idle_timeout=3.0)
+    async with open_call(Chatty, speech.engines(), speech=speech, settings=short) as fake:
+        await fake.say("tell me a story")
+        await fake.wait_for(lambda: bool(fake.played))
+        await trio.sleep(1.0)
+        await fake.say("stop")  # talks over the story: it is cut
+        await fake.wait_for(lambda: "Are you still there?" in speech.spoken)
+    assert fake.clears
+    assert "By the way, we close at five." in speech.spoken  # still said, after the story
+    assert speech.spoken.index("By the way, we close at five.") < speech.spoken.index(
+        "Are you still there?"
+    )
+
+
+async def test_an_idle_line_is_dropped_when_the_caller_speaks_up_meanwhile(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    class Slow(Desk):
+        greeting = None
+
+        async def reply(self, text: str) -> str:
+            return "Yes?"
+
+        async def on_idle(self, silences: int) -> str | None:
+            await trio.sleep(2.0)  # an LLM writing the prompt, say
+            return "Hello? Anyone?"
+
+    short = CallSettings(idle_timeout=3.0)
+    async with open_call(Slow, speech.engines(), speech=speech, settings=short) as fake:
+        await trio.sleep(3.5)  # on_idle is thinking now
+        await fake.say("I am here")
+        await fake.wait_for(lambda: "Yes?" in speech.spoken)
+        await fake.wait_for_bot_to_finish()
+    assert speech.spoken[0] == "Yes?"  # the idle line of that moment was not said over it

@@ -251,11 +251,18 @@ async def test_a_file_of_the_first_layout_is_migrated(tmp_path: Path) -> None:
             INSERT INTO calls VALUES ('CA1', 'MZ1', 'AC1', '+1555', '{}', 10, 20, 'caller hung up');
             INSERT INTO events (call_sid, at, kind, text) VALUES ('CA1', 11, 'caller', 'hello');
             INSERT INTO events (call_sid, at, kind, text) VALUES ('CA1', 12, 'bot', 'hi there');
+            INSERT INTO events (call_sid, at, kind, text) VALUES ('CA9', 13, 'caller', 'orphan');
             """
         )
-    [listed] = list_calls(db)
-    assert (listed["stream_sid"], listed["call_sid"], listed["turns"]) == ("MZ1", "CA1", 1)
+    # Reading never changes the file (an older server may still be writing it): it says what
+    # to do. The writer moves the file to the new layout.
+    with pytest.raises(ConfigurationError, match="start the server on them once"):
+        list_calls(db)
+    await _record(CallStore(db), [("MZ2", [CallStarted("CA2", "MZ2", "AC1", None, {})])])
+    assert [c["stream_sid"] for c in list_calls(db)] == ["MZ2", "MZ1"]
     [(_, events)] = read_transcript(db, "CA1")
     assert [e["text"] for e in events] == ["hello", "hi there"]
-    await _record(CallStore(db), [("MZ2", [CallStarted("CA2", "MZ2", "AC1", None, {})])])
-    assert len(list_calls(db)) == 2
+    with sqlite3.connect(db) as connection:  # an event whose call row was missing is kept
+        assert connection.execute(
+            "SELECT stream_sid FROM events WHERE text = 'orphan'"
+        ).fetchone() == ("CA9",)

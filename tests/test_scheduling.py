@@ -7,6 +7,7 @@ import threading
 
 import pytest
 import trio
+import trio.lowlevel
 from trio.testing import MockClock
 
 from phoneactors.engines import Engines, run_inference
@@ -68,6 +69,23 @@ async def test_an_inference_claims_its_threads_and_the_head_of_the_queue_waits_f
     assert slots.claim(0).cost == 1
 
 
+async def test_an_urgent_inference_that_fits_starts_at_once_past_a_costly_head(
+    autojump_clock: MockClock,
+) -> None:
+    slots = InferenceSlots(4)
+    order: list[str] = []
+    async with trio.open_nursery() as nursery:
+        for i in range(3):
+            nursery.start_soon(_hold, slots, 1, Priority.LISTEN, order, f"stt {i}", 1.0)
+        await trio.sleep(0.1)
+        nursery.start_soon(_hold, slots, 2, Priority.LISTEN, order, "two threads", 1.0)
+        await trio.sleep(0.1)
+        nursery.start_soon(_hold, slots, 1, Priority.SPEAK, order, "speak", 0.1)
+        await trio.sleep(0.01)
+        assert "speak" in order  # one thread was free, and it goes first: it starts now
+    assert slots.waits[Priority.SPEAK].total_s == 0.0
+
+
 async def test_a_cancelled_waiter_leaves_the_queue_and_lets_the_next_in(
     autojump_clock: MockClock,
 ) -> None:
@@ -97,9 +115,22 @@ async def test_recent_wait_is_the_90th_percentile_of_the_last_seconds_and_of_tho
         nursery.start_soon(_hold, slots, 1, Priority.LISTEN, order, "waiting", 0.1)
         await trio.sleep(1.0)
         assert slots.recent_wait() == pytest.approx(1.0)  # still waiting, for 1 s so far
-    assert slots.recent_wait() == pytest.approx(2.5)  # it waited 2.5 s, 0.1 s ago
+    assert slots.recent_wait() == 0.0  # one slow wait, over: too few to tell
+    async with trio.open_nursery() as nursery:
+        for i in range(9):  # nine more, each waiting 0.1 s longer than the one before
+            nursery.start_soon(_hold, slots, 1, Priority.LISTEN, order, f"short {i}", 0.1)
+            await trio.lowlevel.checkpoint()
+    waits = sorted([0.0, 2.5] + [0.1 * i for i in range(9)])
+    assert slots.recent_wait() == pytest.approx(waits[int(0.9 * len(waits))])
     await trio.sleep(6.0)
     assert slots.recent_wait() == 0.0  # forgotten after 5 s
+    loading = slots.claim(1, Priority.PREPARE)
+    await loading.acquire_on_behalf_of("load")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_hold, slots, 1, Priority.PREPARE, order, "warm-up", 0.1)
+        await trio.sleep(3.0)
+        assert slots.recent_wait() == 0.0  # loading models is no sign of load
+        loading.release_on_behalf_of("load")
 
 
 async def test_an_abandoned_inference_keeps_its_threads_until_its_worker_is_done() -> None:

@@ -411,3 +411,18 @@ def test_cli_simulate_with_the_real_engines(
     assert any(line.startswith("(latency ") for line in lines)
     assert "(call ended: caller hung up)" in lines
     assert path.stat().st_size > 8000 * 4
+
+
+async def test_a_simulated_conversation_has_its_history_and_can_speak_on_its_own(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    class Noting(Conversation):
+        async def reply(self, text: str) -> str:
+            self.say("One more thing.")
+            return f"I have heard {len(self.history)} turns."
+
+    out = io.StringIO()
+    await simulate(Noting, speech.engines(), ["hello there"], out=out, voice=speech.caller_voice)
+    lines = transcript(out)
+    assert "bot: I have heard 1 turns." in lines
+    assert lines.index("bot: I have heard 1 turns.") < lines.index("bot: One more thing.")

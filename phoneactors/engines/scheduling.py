@@ -36,6 +36,8 @@ __all__ = ["Claim", "InferenceSlots", "Priority", "WaitStats"]
 
 RECENT_WINDOW_S: Final = 5.0
 """How far back :meth:`InferenceSlots.recent_wait` looks."""
+MIN_SAMPLES: Final = 5
+"""Waits :meth:`InferenceSlots.recent_wait` needs before it takes their percentile."""
 WAIT_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 """Upper bounds (seconds) of the wait histogram's buckets; one more counts everything."""
 
@@ -117,12 +119,15 @@ class InferenceSlots:
     def recent_wait(self) -> float:
         """How far behind the engines are, in seconds: the 90th percentile of the waits for
         threads of the inferences that started in the last :data:`RECENT_WINDOW_S` seconds,
-        counting those still waiting with their wait so far. 0 when nothing waited."""
+        counting those still waiting with their wait so far (loading and warm-ups aside). With
+        fewer than :data:`MIN_SAMPLES` waits, only those still waiting count: one slow
+        inference a while ago says little. 0 when nothing waits."""
         now = trio.current_time()
         self._forget_before(now - RECENT_WINDOW_S)
-        waits = sorted([wait for _, wait in self._recent] + [now - w.since for w in self._queue])
-        if not waits:
-            return 0.0
+        waiting = [now - w.since for w in self._queue if w.priority != Priority.PREPARE]
+        waits = sorted([wait for _, wait in self._recent] + waiting)
+        if len(waits) < MIN_SAMPLES:  # too few to tell: only those still waiting count
+            return max(waiting, default=0.0)
         return waits[min(len(waits) - 1, int(0.9 * len(waits)))]
 
     # -- the claims' side -------------------------------------------------------------------
@@ -138,6 +143,7 @@ class InferenceSlots:
             return
         waiter = _Waiter(int(priority), next(self._arrivals), cost, now)
         heapq.heappush(self._queue, waiter)
+        self._grant()  # it may be the new head, and fit where the old head did not
         try:
             await waiter.event.wait()
         except BaseException:
@@ -152,6 +158,8 @@ class InferenceSlots:
 
     def _note_wait(self, priority: Priority, seconds: float) -> None:
         self.waits[priority].add(seconds)
+        if priority == Priority.PREPARE:
+            return  # loading is not a sign of load
         now = trio.current_time()
         self._recent.append((now, seconds))
         self._forget_before(now - RECENT_WINDOW_S)
