@@ -41,6 +41,7 @@ up, the remaining lines are dropped. With ``record``, the call's audio is writte
 
 from __future__ import annotations
 
+import re
 import wave
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
 from contextlib import aclosing
@@ -109,6 +110,11 @@ class Line:
     text: str
     barge_in: bool = False
     aside: bool = False
+    keys: bool = False
+    """A ``[12#]`` line: keys pressed (``text`` holds them), over the bot like a ``!`` line."""
+
+
+_KEYS: Final = re.compile(r"\[\s*([0-9*#A-Da-d ]+?)\s*\]")
 
 
 def parse_line(line: str) -> Line | None:
@@ -116,6 +122,8 @@ def parse_line(line: str) -> Line | None:
     text = line.strip()
     if not text or text.startswith("#"):
         return None
+    if keys := _KEYS.fullmatch(text):
+        return Line(keys.group(1).replace(" ", "").upper(), keys=True)
     if text[0] in "!~":
         rest = text[1:].strip()
         return Line(rest, barge_in=text[0] == "!", aside=text[0] == "~") if rest else None
@@ -424,7 +432,7 @@ class _Caller:
                     if line is None:
                         continue
                     await turn.answered.wait()
-                    if line.barge_in or line.aside:
+                    if line.barge_in or line.aside or line.keys:
                         if turn.answer_start is not None:
                             await trio.sleep_until(turn.answer_start + BARGE_IN_AFTER)
                     else:
@@ -435,6 +443,13 @@ class _Caller:
                         self.session.interrupted = False
                         await self._aside(line)
                         continue  # no new turn: the bot's answer goes on
+                    if line.keys:
+                        self.session.narrate(f"(caller presses {' '.join(line.text)})")
+                        for key in line.text:
+                            await fake.press(key)
+                            await fake.silence(0.1)
+                        turn = self._begin_turn(nursery)
+                        continue
                     over = " over the bot" if line.barge_in else ""
                     self.session.narrate(f"(caller speaking{over}: {line.text})")
                     await fake.say(line.text)

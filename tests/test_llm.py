@@ -4,10 +4,8 @@ a stream that breaks, an interruption mid-stream, and tool calls that act on the
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 import trio
 from trio.testing import MockClock
@@ -18,6 +16,7 @@ from phoneactors.call import CallSettings  # noqa: E402
 from phoneactors.conversation import CallInfo  # noqa: E402
 from phoneactors.errors import ConfigurationError  # noqa: E402
 from phoneactors.llm import Assistant, assistant  # noqa: E402
+from phoneactors.llm_testing import BREAK, FakeChatModel, say, tool_call  # noqa: E402
 from phoneactors.testing import FakeSpeech, open_call  # noqa: E402
 
 SETTINGS = CallSettings(idle_timeout=None)
@@ -27,71 +26,8 @@ SETTINGS = CallSettings(idle_timeout=None)
 # not ours to fix: a ResourceWarning, which Python shows only in development mode.
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
-Step = tuple[float, dict[str, Any] | str]
-"""Seconds to wait, then a delta to send (or "break" to cut the stream)."""
 
-
-def words(text: str, every: float = 0.2) -> list[Step]:
-    return [(every, {"content": word + " "}) for word in text.split()]
-
-
-def tool(name: str, arguments: dict[str, Any]) -> list[Step]:
-    call = {"index": 0, "id": "call_1", "type": "function"}
-    return [
-        (0.0, {"tool_calls": [{**call, "function": {"name": name, "arguments": ""}}]}),
-        (0.0, {"tool_calls": [{"index": 0, "function": {"arguments": json.dumps(arguments)}}]}),
-    ]
-
-
-class FakeModel:
-    """An OpenAI-compatible chat endpoint in memory: one scripted stream per request."""
-
-    def __init__(self, *scripts: list[Step]) -> None:
-        self.scripts = list(scripts)
-        self.requests: list[dict[str, Any]] = []
-        self.sent_last: list[float] = []
-        self.closed_early = 0
-
-    def client(self) -> Any:
-        transport = httpx.MockTransport(self.handle)
-        return openai.AsyncOpenAI(
-            base_url="http://model.test/v1",
-            api_key="test",
-            max_retries=0,
-            http_client=httpx.AsyncClient(transport=transport),
-        )
-
-    async def handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(json.loads(request.content))
-        script = self.scripts.pop(0)
-        return httpx.Response(
-            200, headers={"content-type": "text/event-stream"}, content=self.events(script)
-        )
-
-    async def events(self, script: list[Step]) -> AsyncIterator[bytes]:
-        finished = False
-        try:
-            for delay, delta in script:
-                await trio.sleep(delay)
-                if delta == "break":
-                    raise httpx.ReadError("the connection was reset")
-                chunk = {
-                    "id": "c",
-                    "object": "chat.completion.chunk",
-                    "created": 0,
-                    "model": "m",
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
-                }
-                yield f"data: {json.dumps(chunk)}\n\n".encode()
-            self.sent_last.append(trio.current_time())
-            yield b"data: [DONE]\n\n"
-            finished = True
-        finally:
-            if not finished:
-                self.closed_early += 1
-
-
-def assistant_of(model: FakeModel, **options: Any) -> Any:
+def assistant_of(model: FakeChatModel, **options: Any) -> Any:
     made: list[Assistant] = []
 
     def make(call: CallInfo) -> Assistant:
@@ -104,9 +40,9 @@ def assistant_of(model: FakeModel, **options: Any) -> Any:
 async def test_sentences_are_spoken_while_the_rest_is_generated_and_history_is_the_prompt(
     autojump_clock: MockClock, speech: FakeSpeech
 ) -> None:
-    model = FakeModel(
-        words("Sure. The library opens at nine in the morning. It closes at five."),
-        words("You are welcome."),
+    model = FakeChatModel(
+        say("Sure. The library opens at nine in the morning. It closes at five."),
+        say("You are welcome."),
     )
     made, make = assistant_of(model)
     async with open_call(make, speech.engines(), speech=speech, settings=SETTINGS) as fake:
@@ -120,7 +56,7 @@ async def test_sentences_are_spoken_while_the_rest_is_generated_and_history_is_t
         "The library opens at nine in the morning.",
         "It closes at five.",
     ]
-    assert first_audio < model.sent_last[0]  # "Sure." played while the rest was generating
+    assert first_audio < model.finished_at[0]  # "Sure." played while the rest was generating
     system, user = model.requests[0]["messages"]
     assert system["role"] == "system"
     assert user == {"role": "user", "content": "when does the library open"}
@@ -142,9 +78,9 @@ async def test_sentences_are_spoken_while_the_rest_is_generated_and_history_is_t
 async def test_a_stream_that_breaks_ends_in_the_apology_and_the_call_goes_on(
     autojump_clock: MockClock, speech: FakeSpeech
 ) -> None:
-    model = FakeModel(
-        [*words("Let me check that for you. Your order"), (0.1, "break")],
-        words("Of course."),
+    model = FakeChatModel(
+        [*say("Let me check that for you. Your order"), (0.1, BREAK)],
+        say("Of course."),
     )
     made, make = assistant_of(model)
     async with open_call(make, speech.engines(), speech=speech, settings=SETTINGS) as fake:
@@ -161,7 +97,7 @@ async def test_an_interruption_stops_generation_and_the_history_keeps_what_was_h
     autojump_clock: MockClock, speech: FakeSpeech
 ) -> None:
     long = "This is a long answer that goes on. " * 6
-    model = FakeModel(words(long, every=0.3), words("Okay."))
+    model = FakeChatModel(say(long, every=0.3), say("Okay."))
     made, make = assistant_of(model)
     async with open_call(make, speech.engines(), speech=speech, settings=SETTINGS) as fake:
         await fake.say("tell me everything")
@@ -184,9 +120,9 @@ async def test_an_interruption_stops_generation_and_the_history_keeps_what_was_h
 async def test_tool_calls_hang_up_and_press_keys(
     autojump_clock: MockClock, speech: FakeSpeech
 ) -> None:
-    model = FakeModel(
-        [*words("Choosing billing."), *tool("press_keys", {"digits": "2#"})],
-        [*words("Goodbye!"), *tool("hang_up", {})],
+    model = FakeChatModel(
+        [*say("Choosing billing."), *tool_call("press_keys", {"digits": "2#"})],
+        [*say("Goodbye!"), *tool_call("hang_up", {})],
     )
     made, make = assistant_of(model)
     async with open_call(make, speech.engines(), speech=speech, settings=SETTINGS) as fake:
@@ -204,7 +140,9 @@ async def test_tool_calls_hang_up_and_press_keys(
 async def test_a_transfer_the_model_asks_for_without_api_access_is_apologised_for(
     autojump_clock: MockClock, speech: FakeSpeech
 ) -> None:
-    model = FakeModel([*words("Putting you through."), *tool("transfer", {"to": "+15557654321"})])
+    model = FakeChatModel(
+        [*say("Putting you through."), *tool_call("transfer", {"to": "+15557654321"})]
+    )
     _made, make = assistant_of(model)
     async with open_call(make, speech.engines(), speech=speech, settings=SETTINGS) as fake:
         await fake.say("a person please")

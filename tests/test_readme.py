@@ -173,3 +173,20 @@ def test_the_lifespan_of_the_readme_is_one(tmp_path: Path, monkeypatch: pytest.M
     from phoneactors.conversation import is_lifespan
 
     assert is_lifespan(load_conversation("readme_assistant:lifespan"))
+
+
+def test_the_llm_test_of_the_readme_passes_in_a_folder_of_its_own(tmp_path: Path) -> None:
+    pytest.importorskip("openai", reason="the llm extra (openai) is not installed")
+    folder = tmp_path / "llmproject"
+    folder.mkdir()
+    (folder / "test_assistant.py").write_text(code_block("test_assistant.py"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_assistant.py"],
+        cwd=folder,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout, done.stdout

@@ -53,6 +53,9 @@ def test_parse_line() -> None:
     assert parse_line("! stop") == Line("stop", barge_in=True)
     assert parse_line("~uh-huh") == Line("uh-huh", aside=True)
     assert parse_line("~ cough") == Line("cough", aside=True)
+    assert parse_line("[2]") == Line("2", keys=True)
+    assert parse_line(" [ 1 2 # ] ") == Line("12#", keys=True)
+    assert parse_line("[two]") == Line("[two]")  # not keys: said as it is
     for skipped in ("", "   \n", "# a comment", "!", "!  ", "~"):
         assert parse_line(skipped) is None
 
@@ -426,3 +429,20 @@ async def test_a_simulated_conversation_has_its_history_and_can_speak_on_its_own
     lines = transcript(out)
     assert "bot: I have heard 1 turns." in lines
     assert lines.index("bot: I have heard 1 turns.") < lines.index("bot: One more thing.")
+
+
+async def test_a_bracket_line_presses_keys(autojump_clock: MockClock, speech: FakeSpeech) -> None:
+    class Menu(Conversation):
+        greeting = "Press one for sales, two for support."
+
+        async def reply(self, text: str) -> str:
+            return "Please use the keys."
+
+        async def on_dtmf(self, digit: str) -> str:
+            return {"1": "Sales.", "2": "Support."}.get(digit, "Not an option.")
+
+    out = io.StringIO()
+    await simulate(Menu, speech.engines(), ["[2]"], out=out, voice=speech.caller_voice)
+    lines = transcript(out)
+    assert "(caller presses 2)" in lines
+    assert lines.index("(caller presses 2)") < lines.index("bot: Support.")

@@ -51,8 +51,9 @@ def build_simulate_parser() -> argparse.ArgumentParser:
             "--script) is synthesized as the caller's speech and sent as 20 ms μ-law frames; "
             "a line starting with ! is spoken over the bot (barge-in); a line starting with ~ "
             "is a backchannel (~uh-huh) or a sound (~cough, ~breath, ~knock, ~click) over the "
-            "bot, which pauses and plays on; other lines wait for the bot to finish. Both "
-            "sides' transcript is printed as it happens, with the latency of each turn."
+            "bot, which pauses and plays on; a line like [2] or [12#] presses keys; other lines "
+            "wait for the bot to finish. Both sides' transcript is printed as it happens, with "
+            "the latency of each turn."
         ),
         epilog=(
             "Without --say or --script, lines come from standard input until end of file "
@@ -71,7 +72,7 @@ def build_simulate_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help=(
             "a file of lines for the caller, one a line ('#' starts a comment, '!' barges in, "
-            "'~' is a backchannel or a sound over the bot)"
+            "'~' is a backchannel or a sound over the bot, '[12#]' presses keys)"
         ),
     )
     parser.add_argument(
