@@ -226,3 +226,16 @@ async def test_the_assistant_lifespan_serves_a_call_from_a_model_over_http(
     [body] = bodies
     assert body["model"] == "local-model"
     assert body["messages"][-1] == {"role": "user", "content": "when do you open"}
+
+
+async def test_a_slow_first_token_is_waited_for_within_the_reply_timeout(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    model = FakeChatModel([(8.0, {"content": "Found "}), *say("it. Your order ships today.")])
+    made, make = assistant_of(model)
+    async with open_call(make, speech.engines(), speech=speech, settings=SETTINGS) as fake:
+        await fake.say("where is my order")
+        asked = trio.current_time()
+        await fake.wait_for(lambda: len(made[0].history) == 2)
+    assert speech.spoken == ["Found it.", "Your order ships today."]  # no apology
+    assert fake.played[0].start - asked >= 8.0
