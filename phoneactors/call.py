@@ -27,7 +27,7 @@ nothing outlives :func:`run_call`, and no failure inside a call escapes it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final
@@ -47,6 +47,7 @@ from .actors import (
     transmit,
     worth_logging,
 )
+from .call_control import CallControl
 from .conversation import (
     CallInfo,
     Clip,
@@ -65,7 +66,6 @@ from .errors import (
     PhoneActorsError,
     ProtocolError,
     SocketClosed,
-    TwilioApiError,
 )
 from .history import History
 from .messages import (
@@ -300,7 +300,7 @@ class _Call:
         twilio_api: CallControlApi | None = None,
     ) -> None:
         self.socket = socket
-        self.twilio_api = twilio_api
+        self.control = CallControl(self, twilio_api)
         self.start = start
         self.engines = engines
         self.settings = settings
@@ -318,7 +318,6 @@ class _Call:
         """When the line last went quiet: the caller's last sound or key, a reply's end."""
         self.caller_active_at = 0.0
         """When the caller last began to speak or pressed a key."""
-        self.transferring = False
         self.replies: trio.Nursery
         """Caller utterances begun (``SpeechStarted``) and not yet transcribed: while any is
         open, the caller may be talking, and no reply plays."""
@@ -340,8 +339,8 @@ class _Call:
         self.conversation = conversation
         conversation._call = self.info
         conversation._history = self.history
-        conversation._say = self.say
-        conversation._transfer = self.transfer
+        conversation._say = self.control.say
+        conversation._transfer = self.control.transfer
         self.log.info("call started (%s)", type(conversation).__name__)
         self.observe(
             CallStarted(
@@ -392,7 +391,7 @@ class _Call:
                     )
                     nursery.start_soon(self.take_turns, turns_in, outbound_out)
                     if settings.max_call_seconds is not None:
-                        nursery.start_soon(self.limit_call, settings.max_call_seconds)
+                        nursery.start_soon(self.control.limit_call, settings.max_call_seconds)
                     self.end_reason = await receive_twilio(
                         self.socket,
                         frames_out,
@@ -498,7 +497,7 @@ class _Call:
             self.replies = replies
             self.quiet_since = trio.current_time()
             if self.settings.idle_timeout is not None:
-                replies.start_soon(self.watch_idle, self.settings.idle_timeout)
+                replies.start_soon(self.control.watch_idle, self.settings.idle_timeout)
             await self.run_hook(conversation.on_start, "on_start")
             greeting = conversation.greeting
             if greeting:
@@ -634,98 +633,6 @@ class _Call:
         self.log.info("turn: %s", timing.describe())
         self.observe(TurnTimed(timing.stages_ms()))
         await self.run_hook(partial(self.conversation.on_turn_timing, timing), "on_turn_timing")
-
-    async def watch_idle(self, quiet_for: float) -> None:
-        """Ask the conversation what to say after ``quiet_for`` seconds of quiet on both sides.
-        The count of silences it is given starts again when the caller speaks or presses."""
-        silences = 0
-        asked_at = trio.current_time()
-        while True:
-            await trio.sleep_until(self.quiet_since + quiet_for)
-            active = self.reply
-            if active is not None and not active.done.is_set():
-                await active.done.wait()  # the bot is talking (or thinking): not quiet
-                continue
-            if self.open_utterances:
-                await trio.sleep(min(1.0, quiet_for))  # a long utterance: look again soon
-                continue
-            if trio.current_time() < self.quiet_since + quiet_for:
-                continue  # something happened meanwhile
-            if self.transferring:
-                await trio.sleep(min(1.0, quiet_for))  # handing the call on: not idle
-                continue
-            silences = 1 if self.caller_active_at > asked_at else silences + 1
-            asked_at = trio.current_time()
-            self.log.info("quiet for %g s (%d in a row)", quiet_for, silences)
-            text = await self.run_hook(partial(self.conversation.on_idle, silences), "on_idle")
-            self.quiet_since = trio.current_time()
-            if self.caller_active_at > asked_at:
-                continue  # the caller spoke up while the conversation was deciding
-            if isinstance(text, str) and text.strip():
-                await self.say_when_free(text)
-            elif self.conversation.hang_up_requested:
-                self.end_call("conversation hung up")
-
-    def say(self, text: str | Clip) -> None:
-        """The conversation speaks on its own: after the reply in progress, if any."""
-        self.start_own(self.say_when_free, text)
-
-    def start_own(self, work: Callable[..., Awaitable[None]], *args: object) -> None:
-        """Start what the conversation asked for on its own (a line, a transfer) in the call."""
-        try:
-            self.replies.start_soon(work, *args)
-        except RuntimeError:  # the replies' nursery is closed
-            raise RuntimeError("the call is over: there is nobody left to speak to") from None
-
-    async def say_when_free(self, text: str | Clip) -> None:
-        """Start a reply of ``text`` once no other reply is in progress: the only way a reply
-        starts outside the responder, so two never play at once."""
-        while (active := self.reply) is not None and not active.done.is_set():
-            await active.done.wait()
-        # No checkpoint since the loop's test: nothing else can have started a reply.
-        self.start_reply(self.replies, partial(_constant, text))
-
-    def transfer(self, to: str, say: str | None) -> None:
-        """Check ``to`` and the API access now; hand the call on once the bot is quiet."""
-        try:
-            twiml = twilio.dial_twiml(to)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from None
-        if self.twilio_api is None:
-            raise ConfigurationError(
-                f"transfer to {to!r}: the server has no access to Twilio's API (set "
-                "TWILIO_AUTH_TOKEN)"
-            )
-        self.start_own(self.run_transfer, self.twilio_api, to, twiml, say)
-
-    async def run_transfer(self, api: CallControlApi, to: str, twiml: str, say: str | None) -> None:
-        self.transferring = True
-        try:
-            if say:  # after what is being said now (the reply asking, too)
-                await self.say_when_free(say)
-            while (active := self.reply) is not None and not active.done.is_set():
-                await active.done.wait()
-            self.log.info("transferring the call to %s", to)
-            await api.redirect(self.start.account_sid, self.start.call_sid, twiml)
-        except TwilioApiError as exc:
-            self.log.failed("transfer", f"to {to}: {exc}")
-            text = await self.run_hook(
-                partial(self.conversation.on_transfer_failed, to, str(exc)), "on_transfer_failed"
-            )
-            if isinstance(text, str) and text.strip():
-                await self.say_when_free(text)
-            return
-        finally:
-            self.transferring = False
-        self.end_call(f"transferred to {to}")
-
-    async def limit_call(self, seconds: float) -> None:
-        """End the call after ``seconds``: stop the bot, say the time-limit line, hang up."""
-        await trio.sleep(seconds)
-        self.log.info("the call reached its time limit (%g s)", seconds)
-        await self.interrupt()
-        self.conversation.hang_up()  # once the line below has played
-        await self.say_when_free(self.conversation.time_limit_message)
 
     async def run_reply(self, active: _ActiveReply, make_reply: Callable[[], Reply]) -> None:
         try:

@@ -1,0 +1,137 @@
+"""What a conversation does on its own during a call, not as an answer: speak a line
+(:meth:`~phoneactors.Conversation.say`), hand the call on
+(:meth:`~phoneactors.Conversation.transfer`); and what the call does when the line goes quiet or
+the call runs too long.
+
+One :class:`CallControl` per call, attached to the call's runtime (``phoneactors.call``), whose
+state it reads: the reply in progress, when the line went quiet, the conversation. A reply it
+starts waits for the one in progress (:meth:`CallControl.say_when_free`), so two never play at
+once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+import trio
+
+from . import twilio
+from .conversation import Clip, ReplyText
+from .errors import ConfigurationError, TwilioApiError
+from .outbound import CallControlApi
+
+if TYPE_CHECKING:
+    from .call import _Call
+
+__all__ = ["CallControl"]
+
+
+class CallControl:
+    """The conversation's own actions in one call, and the idle and time-limit watches."""
+
+    def __init__(self, call: _Call, twilio_api: CallControlApi | None) -> None:
+        self.call = call
+        self.twilio_api = twilio_api
+        self.transferring = False
+        """A transfer is under way: the line is not idle."""
+
+    async def watch_idle(self, quiet_for: float) -> None:
+        """Ask the conversation what to say after ``quiet_for`` seconds of quiet on both sides.
+        The count of silences it is given starts again when the caller speaks or presses."""
+        silences = 0
+        asked_at = trio.current_time()
+        while True:
+            await trio.sleep_until(self.call.quiet_since + quiet_for)
+            active = self.call.reply
+            if active is not None and not active.done.is_set():
+                await active.done.wait()  # the bot is talking (or thinking): not quiet
+                continue
+            if self.call.open_utterances:
+                await trio.sleep(min(1.0, quiet_for))  # a long utterance: look again soon
+                continue
+            if trio.current_time() < self.call.quiet_since + quiet_for:
+                continue  # something happened meanwhile
+            if self.transferring:
+                await trio.sleep(min(1.0, quiet_for))  # handing the call on: not idle
+                continue
+            silences = 1 if self.call.caller_active_at > asked_at else silences + 1
+            asked_at = trio.current_time()
+            self.call.log.info("quiet for %g s (%d in a row)", quiet_for, silences)
+            text = await self.call.run_hook(
+                partial(self.call.conversation.on_idle, silences), "on_idle"
+            )
+            self.call.quiet_since = trio.current_time()
+            if self.call.caller_active_at > asked_at:
+                continue  # the caller spoke up while the conversation was deciding
+            if isinstance(text, str) and text.strip():
+                await self.say_when_free(text)
+            elif self.call.conversation.hang_up_requested:
+                self.call.end_call("conversation hung up")
+
+    def say(self, text: str | Clip) -> None:
+        """The conversation speaks on its own: after the reply in progress, if any."""
+        self.start_own(self.say_when_free, text)
+
+    def start_own(self, work: Callable[..., Awaitable[None]], *args: object) -> None:
+        """Start what the conversation asked for on its own (a line, a transfer) in the call."""
+        try:
+            self.call.replies.start_soon(work, *args)
+        except RuntimeError:  # the replies' nursery is closed
+            raise RuntimeError("the call is over: there is nobody left to speak to") from None
+
+    async def say_when_free(self, text: str | Clip) -> None:
+        """Start a reply of ``text`` once no other reply is in progress: the only way a reply
+        starts outside the responder, so two never play at once."""
+        while (active := self.call.reply) is not None and not active.done.is_set():
+            await active.done.wait()
+        # No checkpoint since the loop's test: nothing else can have started a reply.
+        self.call.start_reply(self.call.replies, partial(_constant, text))
+
+    def transfer(self, to: str, say: str | None) -> None:
+        """Check ``to`` and the API access now; hand the call on once the bot is quiet."""
+        try:
+            twiml = twilio.dial_twiml(to)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        if self.twilio_api is None:
+            raise ConfigurationError(
+                f"transfer to {to!r}: the server has no access to Twilio's API (set "
+                "TWILIO_AUTH_TOKEN)"
+            )
+        self.start_own(self.run_transfer, self.twilio_api, to, twiml, say)
+
+    async def run_transfer(self, api: CallControlApi, to: str, twiml: str, say: str | None) -> None:
+        self.transferring = True
+        try:
+            if say:  # after what is being said now (the reply asking, too)
+                await self.say_when_free(say)
+            while (active := self.call.reply) is not None and not active.done.is_set():
+                await active.done.wait()
+            self.call.log.info("transferring the call to %s", to)
+            await api.redirect(self.call.start.account_sid, self.call.start.call_sid, twiml)
+        except TwilioApiError as exc:
+            self.call.log.failed("transfer", f"to {to}: {exc}")
+            text = await self.call.run_hook(
+                partial(self.call.conversation.on_transfer_failed, to, str(exc)),
+                "on_transfer_failed",
+            )
+            if isinstance(text, str) and text.strip():
+                await self.say_when_free(text)
+            return
+        finally:
+            self.transferring = False
+        self.call.end_call(f"transferred to {to}")
+
+    async def limit_call(self, seconds: float) -> None:
+        """End the call after ``seconds``: stop the bot, say the time-limit line, hang up."""
+        await trio.sleep(seconds)
+        self.call.log.info("the call reached its time limit (%g s)", seconds)
+        await self.call.interrupt()
+        self.call.conversation.hang_up()  # once the line below has played
+        await self.say_when_free(self.call.conversation.time_limit_message)
+
+
+async def _constant(text: str | Clip) -> ReplyText:
+    return text
