@@ -47,7 +47,7 @@ from .actors import (
     transmit,
     worth_logging,
 )
-from .call_control import CallControl
+from .call_control import CallControl, CallDirectory
 from .conversation import (
     CallInfo,
     Clip,
@@ -205,12 +205,14 @@ async def run_call(
     *,
     observers: Sequence[CallObserver] = (),
     twilio_api: CallControlApi | None = None,
+    directory: CallDirectory | None = None,
 ) -> CallResult:
     """Serve one call on ``socket`` until it ends; never raises except ``trio.Cancelled``.
 
     ``observers`` hear the call's story as it happens (:mod:`phoneactors.records`): call
     records, metrics. ``twilio_api`` lets the conversation hand the call on
-    (:meth:`~phoneactors.Conversation.transfer`).
+    (:meth:`~phoneactors.Conversation.transfer`); ``directory`` lists the call while it runs, so
+    news of it from elsewhere (who answered) reaches it.
 
     Waits for Twilio's ``start``, creates the conversation (``make_conversation``: a
     :class:`Conversation` subclass, or a factory given the :class:`CallInfo`; see
@@ -234,7 +236,7 @@ async def run_call(
         await _close(socket)
         return CallResult(None, reason, stats)
 
-    call = _Call(socket, start, engines, settings, stats, observers, twilio_api)
+    call = _Call(socket, start, engines, settings, stats, observers, twilio_api, directory)
     log = call.log
     try:
         conversation = as_factory(make_conversation)(call.info)
@@ -298,9 +300,11 @@ class _Call:
         stats: CallStats,
         observers: Sequence[CallObserver],
         twilio_api: CallControlApi | None = None,
+        directory: CallDirectory | None = None,
     ) -> None:
         self.socket = socket
         self.control = CallControl(self, twilio_api)
+        self.directory = directory
         self.start = start
         self.engines = engines
         self.settings = settings
@@ -418,6 +422,8 @@ class _Call:
                 self.end_reason = f"internal error: {exc!r}"
                 self.log.error("call ended by an unexpected error", exc_info=exc)
         finally:
+            if self.directory is not None:
+                self.directory.leave(self.start.call_sid, self.control)
             with trio.CancelScope(shield=True):
                 await self.socket.close()
                 await self.run_hook(partial(conversation.on_end, self.end_reason), "on_end")
@@ -496,6 +502,8 @@ class _Call:
         async with outbound, turns_in, trio.open_nursery() as replies:
             self.replies = replies
             self.quiet_since = trio.current_time()
+            if self.directory is not None:
+                self.directory.enter(self.start.call_sid, self.control)
             if self.settings.idle_timeout is not None:
                 replies.start_soon(self.control.watch_idle, self.settings.idle_timeout)
             await self.run_hook(conversation.on_start, "on_start")

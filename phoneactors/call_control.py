@@ -25,7 +25,7 @@ from .outbound import CallControlApi
 if TYPE_CHECKING:
     from .call import _Call
 
-__all__ = ["CallControl"]
+__all__ = ["CallControl", "CallDirectory"]
 
 
 class CallControl:
@@ -124,6 +124,20 @@ class CallControl:
             self.transferring = False
         self.call.end_call(f"transferred to {to}")
 
+    def answered(self, answered_by: str) -> None:
+        """Twilio says who answered (``human``, ``machine_end_beep``, ``fax``, ``unknown``…)."""
+        self.call.log.info("answered by %s", answered_by)
+        self.call.conversation._answered_by = answered_by
+        self.call.replies.start_soon(self.tell_answered, answered_by)
+
+    async def tell_answered(self, answered_by: str) -> None:
+        hook = partial(self.call.conversation.on_answered_by, answered_by)
+        text = await self.call.run_hook(hook, "on_answered_by")
+        if isinstance(text, str) and text.strip():
+            await self.say_when_free(text)
+        elif self.call.conversation.hang_up_requested:
+            self.call.end_call("conversation hung up")
+
     async def limit_call(self, seconds: float) -> None:
         """End the call after ``seconds``: stop the bot, say the time-limit line, hang up."""
         await trio.sleep(seconds)
@@ -131,6 +145,37 @@ class CallControl:
         await self.call.interrupt()
         self.call.conversation.hang_up()  # once the line below has played
         await self.say_when_free(self.call.conversation.time_limit_message)
+
+
+class CallDirectory:
+    """The calls in progress by call sid, so that news of a call that arrives on another request
+    (who answered it, from Twilio's answering-machine detection) reaches its conversation. News
+    of a call whose stream has not started yet waits for it."""
+
+    def __init__(self) -> None:
+        self._calls: dict[str, CallControl] = {}
+        self._waiting: dict[str, str] = {}
+
+    def enter(self, call_sid: str, control: CallControl) -> None:
+        self._calls[call_sid] = control
+        if (answered_by := self._waiting.pop(call_sid, None)) is not None:
+            control.answered(answered_by)
+
+    def leave(self, call_sid: str, control: CallControl) -> None:
+        if self._calls.get(call_sid) is control:
+            del self._calls[call_sid]
+
+    def answered(self, call_sid: str, answered_by: str) -> bool:
+        """Tell the call who answered it; ``False`` when it is not (yet) here, and then it is
+        kept for it (the last few hundred only)."""
+        control = self._calls.get(call_sid)
+        if control is None:
+            self._waiting[call_sid] = answered_by
+            while len(self._waiting) > 500:
+                del self._waiting[next(iter(self._waiting))]
+            return False
+        control.answered(answered_by)
+        return True
 
 
 async def _constant(text: str | Clip) -> ReplyText:

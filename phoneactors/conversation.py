@@ -117,6 +117,7 @@ class Conversation:
     _history: History | None = None
     _say: Callable[[str | Clip], None] | None = None
     _transfer: Callable[[str, str | None], None] | None = None
+    _answered_by: str | None = None
     _hang_up_requested: bool = False
 
     @property
@@ -229,6 +230,20 @@ class Conversation:
         if self._transfer is None:
             raise RuntimeError("transfer() works once the call has started (from on_start on)")
         self._transfer(to, say)
+
+    @property
+    def answered_by(self) -> str | None:
+        """Who answered this outbound call, once Twilio's answering-machine detection knows
+        (``phoneactors call --machine-detection``): ``human``, ``machine_end_beep``,
+        ``machine_end_silence``, ``machine_end_other``, ``machine_start``, ``fax`` or
+        ``unknown``. ``None`` until then, and on calls without detection."""
+        return self._answered_by
+
+    async def on_answered_by(self, answered_by: str) -> str | None:
+        """Twilio has found out who answered (see :attr:`answered_by`): what to say now
+        (``None``: nothing). A ``machine_end_*`` answer comes after the greeting and the beep:
+        leave a message, then :meth:`hang_up`. The default does nothing."""
+        return None
 
     async def on_transfer_failed(self, to: str, error: str) -> str | None:
         """Twilio refused to hand the call on to ``to`` (``error`` says why): what to say now

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from twilio.http import HttpClient
 
 __all__ = [
+    "AMD_PATH",
     "CallControlApi",
     "PlacedCall",
     "TwilioApi",
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 STREAM_PATH: Final = "/stream"
+AMD_PATH: Final = "/amd"
+"""Where Twilio posts who answered an outbound call (answering-machine detection)."""
 API_TIMEOUT: Final = 30.0
 """Seconds to wait for Twilio's API to answer."""
 
@@ -83,8 +86,14 @@ def place_call(
     account_sid: str,
     auth_token: str,
     http_client: HttpClient | None = None,
+    machine_detection: bool = False,
 ) -> PlacedCall:
     """Have Twilio call ``to`` from ``from_`` and connect the call to ``public_url``'s stream.
+
+    With ``machine_detection``, Twilio also listens for an answering machine while the call
+    goes on, and posts who answered (``human``, ``machine_end_beep``, ``fax``, …) to the
+    server's ``/amd`` (:data:`AMD_PATH`), which hands it to the call's conversation
+    (:meth:`~phoneactors.Conversation.on_answered_by`).
 
     Blocking (one HTTPS request). ``http_client`` is a ``twilio.http.HttpClient`` to send it
     with (default: the ``twilio`` package's own, with a :data:`API_TIMEOUT` second timeout).
@@ -111,8 +120,16 @@ def place_call(
         auth_token,
         http_client=http_client if http_client is not None else _http_client(API_TIMEOUT),
     )
+    options: dict[str, str] = {}
+    if machine_detection:
+        options = {
+            "machine_detection": "DetectMessageEnd",
+            "async_amd": "true",
+            "async_amd_status_callback": public_url.rstrip("/") + AMD_PATH,
+            "async_amd_status_callback_method": "POST",
+        }
     try:
-        call: Any = client.calls.create(to=to, from_=from_, twiml=twiml)
+        call: Any = client.calls.create(to=to, from_=from_, twiml=twiml, **options)
     except TwilioException as exc:
         if getattr(exc, "status", None) is None:  # not an answer from the API
             raise TwilioApiError(f"the twilio client failed: {exc}") from exc

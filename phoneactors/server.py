@@ -5,6 +5,8 @@
     POST /         Twilio's voice webhook → TwiML that connects the call to ``/stream``
                    (or, when no line is free, TwiML that apologises and hangs up)
     WS   /stream   one Twilio Media Stream = one call, served by :func:`~phoneactors.call.run_call`
+    POST /amd      Twilio's answering-machine detection result for an outbound call → its
+                   conversation (``on_answered_by``); signed like the webhook
     GET  /healthz  200 {"status": "ok", "active_calls": N} once the speech engines are loaded;
                    503 {"status": "loading" | "draining", ...} before that and while shutting down
     GET  /metrics  Prometheus text: active calls, turns, barge-ins, errors by kind, and
@@ -66,12 +68,13 @@ from quart_trio.asgi import TrioASGIWebsocketConnection
 
 from . import softphone, twilio
 from .call import CallSettings, run_call
+from .call_control import CallDirectory
 from .conversation import Conversation
 from .engines import Engines
 from .errors import ConfigurationError, ProtocolError, SocketClosed
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
-from .outbound import TwilioApi
+from .outbound import AMD_PATH, TwilioApi
 from .records import CallObserver, CallStore
 from .transport import CallSocket
 
@@ -473,6 +476,7 @@ def _build(
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
     # With the account's auth token, a conversation may hand its call on (transfer).
     twilio_api = None if config.auth_token is None else TwilioApi(config.auth_token)
+    directory = CallDirectory()  # calls by sid, for who answered them (/amd)
     board = _Switchboard(
         engines,
         config.max_calls,
@@ -543,6 +547,35 @@ def _build(
         )
         return _xml(twiml)
 
+    async def answered_by_webhook() -> Response:
+        """Twilio's answering-machine detection result for an outbound call (``AnsweredBy``):
+        passed to the call's conversation."""
+        form = await request.form
+        params = {key: form[key] for key in form}
+        if config.auth_token is not None:
+            base = _external_base(config, request.headers, request.scheme)
+            urls = [] if base is None else _webhook_urls(base, request.path, request.query_string)
+            if not _signed(
+                config.auth_token, urls, params, request.headers.get("X-Twilio-Signature")
+            ):
+                logger.warning(
+                    "answering-machine result from %s refused: missing or invalid "
+                    "X-Twilio-Signature",
+                    request.remote_addr,
+                )
+                return _text("invalid Twilio signature", 403)
+        call_sid, answered_by = params.get("CallSid", ""), params.get("AnsweredBy", "")
+        if not call_sid or not answered_by:
+            return _text("CallSid and AnsweredBy are required", 400)
+        if not directory.answered(call_sid, answered_by):
+            logger.info(
+                "call %s answered by %s: kept for its stream",
+                call_sid,
+                answered_by,
+                extra={"call_sid": call_sid},
+            )
+        return Response("", status=204)
+
     async def stream() -> Response | None:
         ws: Websocket = websocket._get_current_object()  # type: ignore[attr-defined]
         token = ws.args.get(softphone.TOKEN_PARAMETER)
@@ -584,6 +617,7 @@ def _build(
                 observers=observers,
                 # A softphone's start message is the browser's own: its sids name no real call.
                 twilio_api=None if is_softphone else twilio_api,
+                directory=None if is_softphone else directory,
             )
             logger.debug(
                 "stream for call %s ended: %s",
@@ -634,6 +668,7 @@ def _build(
     app.add_url_rule(PHONE_PATH, "phone", phone_page, methods=["GET"])
     app.add_url_rule(PHONE_PATH + "/<name>", "phone_asset", phone_asset, methods=["GET"])
     app.add_url_rule("/", "voice_webhook", voice_webhook, methods=["POST"])
+    app.add_url_rule(AMD_PATH, "answered_by", answered_by_webhook, methods=["POST"])
     app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
     app.add_websocket(STREAM_PATH, "stream", stream)
     return app, board

@@ -207,6 +207,7 @@ class _Narrated(Conversation):
     _history = _passed_on("_history")
     _say = _passed_on("_say")
     _transfer = _passed_on("_transfer")
+    _answered_by = _passed_on("_answered_by")
 
     def __init__(self, inner: Conversation, session: _Session) -> None:
         self._inner = inner
@@ -252,6 +253,9 @@ class _Narrated(Conversation):
 
     async def on_transfer_failed(self, to: str, error: str) -> str | None:
         return await self._inner.on_transfer_failed(to, error)
+
+    async def on_answered_by(self, answered_by: str) -> str | None:
+        return await self._inner.on_answered_by(answered_by)
 
     async def on_turn_timing(self, timing: TurnTiming) -> None:
         await self._inner.on_turn_timing(timing)

@@ -35,6 +35,7 @@ import trio
 from . import sounds, twilio
 from .audio import FRAME_MS, FRAME_SAMPLES, PCM, SAMPLE_RATE, ulaw_decode, ulaw_encode
 from .call import CallResult, CallSettings, run_call
+from .call_control import CallDirectory
 from .conversation import Conversation
 from .engines import Engines, TextToSpeech, Transcription
 from .errors import ConfigurationError, EngineError, SocketClosed
@@ -690,6 +691,7 @@ async def open_call(
     speech: FakeSpeech | None = None,
     observers: Sequence[CallObserver] = (),
     twilio_api: CallControlApi | None = None,
+    directory: CallDirectory | None = None,
     **twilio_options: Any,
 ) -> AsyncIterator[FakeTwilio]:
     """Run one call of ``conversation`` (a :class:`Conversation` subclass, or a factory given
@@ -715,6 +717,7 @@ async def open_call(
                 settings,
                 observers=observers,
                 twilio_api=twilio_api,
+                directory=directory,
             )
         )
 

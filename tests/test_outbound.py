@@ -256,3 +256,20 @@ def test_cli_call_refuses_a_public_url_twilio_cannot_stream_to(
     assert cli.main(argv) == 2
     assert "must be an https:// URL" in capsys.readouterr().err
     assert not local_api.requests
+
+
+def test_machine_detection_asks_twilio_to_post_who_answered(api: FakeTwilioApi) -> None:
+    place_call(
+        "+15551234567",
+        "+15557654321",
+        public_url="https://bot.example.com/",
+        account_sid=ACCOUNT,
+        auth_token=TOKEN,
+        http_client=LocalTwilio(api.url),
+        machine_detection=True,
+    )
+    form = api.requests[0]["form"]
+    assert form["MachineDetection"] == "DetectMessageEnd"
+    assert form["AsyncAmd"] == "true"
+    assert form["AsyncAmdStatusCallback"] == "https://bot.example.com/amd"
+    assert form["AsyncAmdStatusCallbackMethod"] == "POST"

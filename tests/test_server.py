@@ -693,3 +693,28 @@ async def test_metrics_and_call_records(speech: FakeSpeech, tmp_path: Path) -> N
     [(_, events)] = read_transcript(db, call["call_sid"])
     kinds = [e["kind"] for e in events if e["kind"] != "timing"]
     assert kinds == ["bot", "caller", "interrupted"]  # the caller hung up during the reply
+
+
+async def test_who_answered_an_outbound_call_reaches_its_conversation_when_signed(
+    speech: FakeSpeech,
+) -> None:
+    with trio.fail_after(CAP):
+        async with (
+            running(speech.engines(), auth_token=TOKEN) as server,
+            server.client() as client,
+        ):
+            headers = [(b"X-Twilio-Signature", sign(server.ws_url).encode())]
+            async with open_stream(server.ws_url, headers=headers) as call:
+                await greeted(call)
+                form = {"CallSid": call.call_sid, "AnsweredBy": "machine_end_beep"}
+                unsigned = await client.post("/amd", data=form)
+                assert unsigned.status_code == 403
+                signed = {"X-Twilio-Signature": sign(server.url + "/amd", form)}
+                assert (await client.post("/amd", data=form, headers=signed)).status_code == 204
+                assert server.conversations[0].answered_by == "machine_end_beep"
+                incomplete = {"CallSid": call.call_sid}
+                headers_incomplete = {"X-Twilio-Signature": sign(server.url + "/amd", incomplete)}
+                response = await client.post("/amd", data=incomplete, headers=headers_incomplete)
+                assert response.status_code == 400
+                await call.stop()
+                await call.wait_closed()

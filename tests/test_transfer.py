@@ -140,3 +140,63 @@ async def test_no_api_access_or_a_bad_number_is_a_clear_error(
     assert "expected a phone number in E.164 form" in made[1].failures[0]
     with pytest.raises(RuntimeError, match="once the call has started"):
         Desk().transfer("+15557654321")
+
+
+# --------------------------------------------------------------------------------------------
+# Who answered an outbound call (answering-machine detection)
+
+
+async def test_a_machine_gets_a_message_after_the_beep_and_the_call_ends(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    from phoneactors.call_control import CallDirectory
+
+    class Caller(Conversation):
+        greeting = "Hello, this is the library calling."
+
+        async def on_answered_by(self, answered_by: str) -> str | None:
+            if answered_by.startswith("machine_end"):
+                self.hang_up()
+                return "Your books are ready. Goodbye."
+            return None
+
+    directory = CallDirectory()
+    made: list[Caller] = []
+
+    def make() -> Caller:
+        made.append(Caller())
+        return made[-1]
+
+    assert not directory.answered("CAearly", "human")  # no such call yet: kept for it
+    async with open_call(
+        make, speech.engines(), speech=speech, settings=SETTINGS, directory=directory
+    ) as fake:
+        await fake.wait_for(lambda: bool(made))
+        await fake.wait_for_bot_to_finish()
+        assert directory.answered(fake.call_sid, "machine_end_beep")
+        await fake.closed.wait()
+    assert made[0].answered_by == "machine_end_beep"
+    assert speech.spoken[-2:] == ["Your books are ready.", "Goodbye."]
+    assert fake.result is not None
+    assert fake.result.reason == "conversation hung up"
+    assert not directory.answered(fake.call_sid, "human")  # the call has left
+
+
+async def test_who_answered_before_the_stream_started_reaches_the_call(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    from phoneactors.call_control import CallDirectory
+
+    directory = CallDirectory()
+    made: list[Conversation] = []
+
+    def make() -> Conversation:
+        made.append(Desk())
+        return made[-1]
+
+    sid = "CA" + "7" * 32
+    assert not directory.answered(sid, "human")
+    async with open_call(
+        make, speech.engines(), speech=speech, settings=SETTINGS, directory=directory, call_sid=sid
+    ) as fake:
+        await fake.wait_for(lambda: bool(made) and made[0].answered_by == "human")

@@ -50,6 +50,14 @@ def build_call_parser() -> argparse.ArgumentParser:
             f"its /stream [env {PUBLIC_URL_ENV}]"
         ),
     )
+    parser.add_argument(
+        "--machine-detection",
+        action="store_true",
+        help=(
+            "have Twilio tell the conversation whether a person or an answering machine "
+            "answered (Conversation.on_answered_by), while the call goes on"
+        ),
+    )
     return parser
 
 
@@ -90,6 +98,7 @@ def call_command(argv: Sequence[str]) -> int:
             public_url=public_url,
             account_sid=account_sid,
             auth_token=auth_token,
+            machine_detection=args.machine_detection,
         )
     except ConfigurationError as exc:
         error(str(exc))
