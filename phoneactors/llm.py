@@ -163,8 +163,14 @@ class Assistant(Conversation):
         """The prompt of the next reply: the system prompt and the call's history."""
         return list(self.history.as_messages(system=self.system))
 
+    def tools_offered(self) -> list[Mapping[str, Any]]:
+        """The tools the model is offered (:data:`TOOLS`, or none with ``tools=False``).
+        Override it, with :meth:`use_tool`, to add tools of your own."""
+        return list(TOOLS) if self.tools else []
+
     async def reply(self, text: str) -> AsyncIterator[str]:
-        extra: dict[str, Any] = {"tools": list(TOOLS)} if self.tools else {}
+        tools = self.tools_offered()
+        extra: dict[str, Any] = {"tools": tools} if tools else {}
         stream = cast(
             "AsyncStream[ChatCompletionChunk]",
             await self.client.chat.completions.create(
@@ -190,7 +196,7 @@ class Assistant(Conversation):
 
     def use_tool(self, name: str, arguments: Mapping[str, Any]) -> None:
         """Act on a tool call of the model (after the reply's text). Override it to add tools
-        of your own (and offer them by overriding :meth:`reply`'s ``tools``)."""
+        of your own (and offer them in :meth:`tools_offered`)."""
         logger.info("call %s: the model used %s(%s)", self.call.call_sid, name, dict(arguments))
         if name == "hang_up":
             self.hang_up()
