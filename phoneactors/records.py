@@ -49,6 +49,7 @@ __all__ = [
     "FalseInterruption",
     "Interrupted",
     "KeyPress",
+    "Recorded",
     "TurnTimed",
     "list_calls",
     "read_transcript",
@@ -122,6 +123,13 @@ class CallEnded:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """The call's audio is in the stereo WAV file at ``path`` (``--recordings``)."""
+
+    path: str
+
+
 CallEvent = (
     CallStarted
     | CallerSaid
@@ -132,6 +140,7 @@ CallEvent = (
     | TurnTimed
     | Failure
     | CallEnded
+    | Recorded
 )
 
 
@@ -323,6 +332,8 @@ def _row(stream_sid: str, at: float, event: CallEvent) -> tuple[str, tuple[Any, 
             return insert, (stream_sid, at, "timing", "", json.dumps(dict(stages)))
         case Failure(kind=kind, message=message):
             return insert, (stream_sid, at, "failure", message, json.dumps({"kind": kind}))
+        case Recorded(path=path):
+            return insert, (stream_sid, at, "recording", path, None)
 
 
 PURGE_EVERY_S: Final = 3600.0

@@ -56,6 +56,8 @@ import socket
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -75,7 +77,8 @@ from .errors import ConfigurationError, ProtocolError, SocketClosed
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .outbound import AMD_PATH, TwilioApi
-from .records import CallObserver, CallStore
+from .recording import RecordingSocket, record_call, recording_path
+from .records import CallObserver, CallStore, Recorded
 from .transport import CallSocket
 
 __all__ = ["ServerConfig", "create_app", "serve"]
@@ -134,6 +137,9 @@ class ServerConfig:
     records: str | None = None
     """SQLite file that :func:`serve` writes every call's record to (``None``: no records).
     It is created readable by its owner only."""
+    recordings: str | None = None
+    """Folder that every call's audio is written to as a stereo WAV (caller left, bot right),
+    linked from the call records (``None``: no recordings)."""
     records_retention_days: float | None = None
     """Delete recorded calls older than this many days (``None``: keep them)."""
     softphone: bool = False
@@ -609,16 +615,25 @@ def _build(
                 transcripts = softphone.TranscriptSocket(socket)
                 socket = transcripts
                 call_engines = softphone.with_transcripts(engines, transcripts.send_transcript)
-            result = await run_call(
-                socket,
-                make_conversation,
-                call_engines,
-                config.call_settings,
-                observers=observers,
-                # A softphone's start message is the browser's own: its sids name no real call.
-                twilio_api=None if is_softphone else twilio_api,
-                directory=None if is_softphone else directory,
-            )
+            recorder = RecordingSocket(socket) if config.recordings is not None else None
+            async with trio.open_nursery() as taps:
+                if recorder is not None and config.recordings is not None:
+                    socket = recorder
+                    taps.start_soon(record_call, recorder, Path(config.recordings))
+                result = await run_call(
+                    socket,
+                    make_conversation,
+                    call_engines,
+                    config.call_settings,
+                    observers=observers,
+                    # A softphone's start message is the browser's own: its sids name no call.
+                    twilio_api=None if is_softphone else twilio_api,
+                    directory=None if is_softphone else directory,
+                )
+                taps.cancel_scope.cancel()  # the recorder writes the rest and closes its file
+            if recorder is not None and recorder.stream_sid is not None and store is not None:
+                path = recording_path(Path(str(config.recordings)), recorder.stream_sid)
+                store.observe(recorder.stream_sid, Recorded(str(path)))
             logger.debug(
                 "stream for call %s ended: %s",
                 result.call_sid,
@@ -754,6 +769,15 @@ async def serve(
         if config.records
         else None
     )
+    if config.recordings is not None:
+        try:
+            await trio.to_thread.run_sync(
+                partial(Path(config.recordings).mkdir, mode=0o700, parents=True, exist_ok=True)
+            )
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot use the recordings folder {config.recordings}: {exc}"
+            ) from exc
     app, board = _build(make_conversation, engines, config, store)
     hypercorn_config = _hypercorn_config(
         config, _listening_socket(config.host, config.port).detach()

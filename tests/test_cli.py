@@ -540,6 +540,7 @@ async def test_calls_lists_and_prints_recorded_calls(
         CallStore,
         FalseInterruption,
         Interrupted,
+        Recorded,
     )
 
     db = tmp_path / "records.db"
@@ -552,6 +553,7 @@ async def test_calls_lists_and_prints_recorded_calls(
         store.observe("MZ1", FalseInterruption("backchannel", "Okay."))
         store.observe("MZ1", FalseInterruption("no words", "Thank you."))
         store.observe("MZ1", CallEnded("caller hung up"))
+        store.observe("MZ1", Recorded("/srv/recordings/MZ1.wav"))
         nursery.cancel_scope.cancel()
     assert main(["calls", "--records", str(db)]) == 0
     listing = capsys.readouterr().out
@@ -565,6 +567,7 @@ async def test_calls_lists_and_prints_recorded_calls(
     assert "(caller backchannel 'Okay.' over the bot: it played on)" in transcript
     assert "(a sound over the bot, heard as 'Thank you.': it played on)" in transcript
     assert "(ended: caller hung up)" in transcript
+    assert "(recorded to /srv/recordings/MZ1.wav)" in transcript
     assert main(["calls", "CA2", "--records", str(db)]) == 2
     assert "no call or stream 'CA2'" in capsys.readouterr().err
     assert main(["calls", "--records", str(tmp_path / "none.db")]) == 2

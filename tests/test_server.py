@@ -718,3 +718,33 @@ async def test_who_answered_an_outbound_call_reaches_its_conversation_when_signe
                 assert response.status_code == 400
                 await call.stop()
                 await call.wait_closed()
+
+
+async def test_a_call_is_recorded_to_a_stereo_wav_linked_from_its_record(
+    speech: FakeSpeech, tmp_path: Path
+) -> None:
+    import stat
+    import wave
+
+    recordings, db = tmp_path / "recordings", tmp_path / "calls.db"
+    with trio.fail_after(CAP):
+        async with (
+            running(speech.engines(), recordings=str(recordings), records=str(db)) as server,
+            open_stream(server.ws_url) as call,
+        ):
+            await greeted(call)
+            greeting = call.media
+            await call.say(speech, "hello there")
+            await call.wait_for(lambda: call.media >= greeting + 2)
+            await call.stop()
+            await call.wait_closed()
+    path = recordings / f"{call.stream_sid}.wav"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with wave.open(str(path), "rb") as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (2, 2, 8000)
+        frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    caller, bot = frames[0::2], frames[1::2]
+    assert np.abs(caller).max() > 1000  # the caller's words
+    assert np.abs(bot).max() > 1000  # the greeting and the answer
+    [(_, events)] = read_transcript(db, call.call_sid)
+    assert ("recording", str(path)) in [(e["kind"], e["text"]) for e in events]

@@ -112,6 +112,8 @@ def _describe_event(event: Mapping[str, Any]) -> str:
                 return f"(caller backchannel {event['text']!r} over the bot: it played on)"
             heard = f", heard as {event['text']!r}" if event["text"] else ""
             return f"(a sound over the bot{heard}: it played on)"
+        case "recording":
+            return f"(recorded to {event['text']})"
         case "timing":
             return "(turn: " + ", ".join(f"{k} {v:.0f} ms" for k, v in data.items() if v) + ")"
         case "failure":

@@ -254,6 +254,12 @@ OPTIONS: Final = (
         metavar="PATH",
     ),
     Option(
+        "--recordings",
+        "folder that every call's audio is written to, as <stream sid>.wav (stereo: caller "
+        "left, bot right), linked from the call records (default: none)",
+        metavar="DIR",
+    ),
+    Option(
         "--records-retention-days",
         "delete recorded calls older than this, at start and every hour (0: keep them)",
         0.0,
@@ -291,6 +297,7 @@ SERVER_ONLY: Final = frozenset(
         "--softphone",
         "--records",
         "--records-retention-days",
+        "--recordings",
     }
 )
 """Options of ``serve`` that ``simulate`` has no use for; it takes every other one."""

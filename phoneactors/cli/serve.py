@@ -61,6 +61,7 @@ def serve_command(argv: Sequence[str]) -> int:
             softphone=args.softphone,
             records=None if args.records in ("", "off") else args.records,
             records_retention_days=args.records_retention_days or None,
+            recordings=args.recordings or None,
             call_settings=call_settings_from_args(args),
         )
         engines = engines_from_args(args)
