@@ -32,6 +32,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, cast
 
+import trio
+
 from .conversation import CallInfo, Conversation
 from .errors import ConfigurationError
 
@@ -42,6 +44,9 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_SYSTEM_PROMPT", "TOOLS", "Assistant", "ToolCall", "assistant"]
 
 logger = logging.getLogger("phoneactors.llm")
+
+CLOSE_TIMEOUT_S: Final = 2.0
+"""Longest wait for a cut-short stream's connection to close."""
 
 DEFAULT_SYSTEM_PROMPT: Final = (
     "You are a friendly assistant answering a phone call. Everything you write is spoken "
@@ -182,7 +187,7 @@ class Assistant(Conversation):
             ),
         )
         calls = _Calls()
-        async with stream:
+        try:
             async for chunk in stream:
                 if not chunk.choices:
                     continue
@@ -191,6 +196,11 @@ class Assistant(Conversation):
                     yield delta.content
                 if delta.tool_calls:
                     calls.add(delta.tool_calls)
+        finally:
+            # Closing the response is what tells the server to stop generating. When the caller
+            # interrupts, this may run inside a cancelled scope: shielded, so the close is done.
+            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
+                await stream.close()
         for call in calls.calls.values():
             self.use_tool(call.name, call.parsed())
 

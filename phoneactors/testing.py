@@ -745,14 +745,25 @@ async def open_twilio_stream(
     from trio_websocket import open_websocket_url
 
     extra = list((headers or {}).items())
-    async with (
-        open_websocket_url(url, extra_headers=[(k.encode(), v.encode()) for k, v in extra]) as ws,
-        trio.open_nursery() as nursery,
-    ):
-        fake = FakeTwilio(WebSocketClient(ws), voice=voice, **twilio_options)
-        nursery.start_soon(fake.run)
-        yield fake
-        await fake.hang_up()
+    tcp: trio.abc.AsyncResource | None = None
+    try:
+        async with (
+            open_websocket_url(
+                url, extra_headers=[(k.encode(), v.encode()) for k, v in extra]
+            ) as ws,
+            trio.open_nursery() as nursery,
+        ):
+            tcp = ws._stream
+            fake = FakeTwilio(WebSocketClient(ws), voice=voice, **twilio_options)
+            nursery.start_soon(fake.run)
+            yield fake
+            await fake.hang_up()
+    finally:
+        # trio-websocket leaves a client's TCP stream open when the server closes the websocket
+        # first (as when the bot hangs up): close it here.
+        if tcp is not None:
+            with trio.CancelScope(shield=True):
+                await tcp.aclose()
 
 
 async def load_caller_voice(

@@ -4,6 +4,8 @@ a stream that breaks, an interruption mid-stream, and tool calls that act on the
 from __future__ import annotations
 
 import json
+import socket
+import time
 from typing import Any
 
 import pytest
@@ -238,3 +240,112 @@ async def test_a_slow_first_token_is_waited_for_within_the_reply_timeout(
         await fake.wait_for(lambda: len(made[0].history) == 2)
     assert speech.spoken == ["Found it.", "Your order ships today."]  # no apology
     assert fake.played[0].start - asked >= 8.0
+
+
+class _ScriptedModel:
+    """An OpenAI-compatible HTTP server on a real socket, in a thread: each request gets the
+    next script of (seconds to wait, delta or BREAK), sent as server-sent events."""
+
+    def __init__(self, *scripts: list[tuple[float, Any]]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.scripts = list(scripts)
+        self.bodies: list[dict[str, Any]] = []
+        self.cut_by_client = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # chunked: a dropped connection is an error
+
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                outer.bodies.append(json.loads(self.rfile.read(length)))
+                script = outer.scripts.pop(0)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    for delay, delta in script:
+                        time.sleep(delay)
+                        if delta == BREAK:  # the connection drops mid-reply
+                            self.close_connection = True
+                            self.connection.shutdown(socket.SHUT_RDWR)
+                            return
+                        chunk = {
+                            "id": "c",
+                            "object": "chat.completion.chunk",
+                            "created": 0,
+                            "model": "m",
+                            "choices": [{"index": 0, "delta": delta}],
+                        }
+                        self._chunk(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self._chunk(b"data: [DONE]\n\n")
+                    self._chunk(b"")
+                except (BrokenPipeError, ConnectionResetError):
+                    outer.cut_by_client += 1
+                    self.close_connection = True
+
+            def _chunk(self, data: bytes) -> None:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.e2e
+async def test_over_real_sockets_a_slow_token_a_broken_stream_an_interruption_and_a_tool() -> None:
+    from phoneactors.server import ServerConfig, serve
+    from phoneactors.testing import open_twilio_stream
+
+    long = "Once upon a time there was a library with a very long story to tell. " * 3
+    model = _ScriptedModel(
+        [(1.0, {"content": "Let me "}), *say("check. Your order", every=0.05), (0.1, BREAK)],
+        say(long, every=0.25),
+        [*say("Okay. Goodbye!", every=0.05), *tool_call("hang_up")],
+    )
+    speech = FakeSpeech()
+    config = ServerConfig(port=0, call_settings=SETTINGS, records=None)
+    try:
+        with trio.fail_after(60):
+            async with (
+                openai.AsyncOpenAI(base_url=model.url, api_key="k", max_retries=0) as client,
+                trio.open_nursery() as nursery,
+            ):
+                made: list[Assistant] = []
+
+                def make(call: CallInfo) -> Assistant:
+                    made.append(Assistant(client, model="m", greeting=None))
+                    return made[-1]
+
+                host, port = await nursery.start(serve, make, speech.engines(), config)
+                url = f"ws://{host}:{port}/stream"
+                async with open_twilio_stream(url, voice=speech.caller_voice) as fake:
+                    await fake.say("where is my order")  # slow first token, then it breaks
+                    await fake.wait_for(lambda: made[0].apology in speech.spoken)
+                    await fake.wait_for_bot_to_finish()
+                    await fake.say("tell me a story")
+                    await fake.wait_for(lambda: len(fake.played) > 0 and len(speech.spoken) > 3)
+                    await trio.sleep(1.0)
+                    await fake.say("stop")  # over the story: generation stops
+                    await fake.closed.wait()  # "Okay. Goodbye!", then the tool hangs up
+                nursery.cancel_scope.cancel()
+    finally:
+        model.close()
+    assert speech.spoken[:2] == ["Let me check.", made[0].apology]
+    assert speech.spoken[-2:] == ["Okay.", "Goodbye!"]  # then the server closed the call
+    assert model.cut_by_client == 1  # the story's stream was closed by the client
+    cut = [turn for turn in made[0].history if turn.interrupted]
+    assert len(cut) == 1
+    assert cut[0].text.startswith("Once upon a time")
+    assert model.bodies[2]["messages"][-2]["content"].endswith("[interrupted by the caller]")
