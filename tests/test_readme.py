@@ -165,14 +165,24 @@ async def test_the_asyncio_thread_of_the_readme_runs_asyncio_code_and_cancels_it
         bridge.close()
 
 
-def test_the_lifespan_of_the_readme_is_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_lifespan_of_the_readme_opens_and_makes_its_assistants(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "readme_assistant.py").write_text(code_block("assistant.py"))
     monkeypatch.syspath_prepend(str(tmp_path))
+    import readme_assistant  # type: ignore[import-not-found]
 
     from phoneactors.cli import load_conversation
-    from phoneactors.conversation import is_lifespan
+    from phoneactors.conversation import CallInfo, is_lifespan, open_conversations
 
-    assert is_lifespan(load_conversation("readme_assistant:lifespan"))
+    lifespan = load_conversation("readme_assistant:lifespan")
+    assert is_lifespan(lifespan)
+    async with open_conversations(lifespan) as factory:
+        bot = factory(CallInfo("CA1", "MZ1", "AC1", {"caller": "+15550100001"}))
+        assert isinstance(bot, readme_assistant.Assistant)
+        assert bot.caller == "+15550100001"
+        assert not bot.client.is_closed
+    assert bot.client.is_closed  # closed at shutdown
 
 
 def test_the_llm_test_of_the_readme_passes_in_a_folder_of_its_own(tmp_path: Path) -> None:
