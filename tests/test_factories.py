@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ import trio
 from trio.testing import MockClock
 
 from phoneactors import cli
-from phoneactors import simulate as sim
 from phoneactors.conversation import (
     CallInfo,
     Conversation,
@@ -24,7 +22,7 @@ from phoneactors.conversation import (
     open_conversations,
 )
 from phoneactors.errors import ConfigurationError
-from phoneactors.testing import FakeSpeech, FakeTextToSpeech, open_call
+from phoneactors.testing import FakeSpeech, open_call
 
 CALL = CallInfo("CA1", "MZ1", "AC1", {"caller": "+15550100001"})
 
@@ -143,26 +141,16 @@ def test_the_command_line_takes_factories_and_lifespans(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    fake_simulate: Callable[[str], None],
 ) -> None:
     """``phoneactors simulate --conversation module:name``, fake engines, real time (~2 s)."""
-    from phoneactors.engines import registry
-
     (tmp_path / "lifespan_bot.py").write_text(LIFESPAN_BOT)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delitem(sys.modules, "lifespan_bot", raising=False)
     for variable in ("PHONEACTORS_CONVERSATION", "PHONEACTORS_LOG_LEVEL"):
         monkeypatch.delenv(variable, raising=False)
-    speech = FakeSpeech(tts=FakeTextToSpeech(delay=0.0, seconds_per_char=0.005))
-    monkeypatch.setattr(registry, "build_engines", lambda **options: speech.engines())
-    monkeypatch.setattr(sim, "QUIET", 0.3)
-    real_simulate = sim.simulate
-
-    async def with_fake_voice(*args: Any, **kwargs: Any) -> Any:
-        return await real_simulate(*args, voice=speech.caller_voice, **kwargs)
-
-    monkeypatch.setattr(sim, "simulate", with_fake_voice)
-    monkeypatch.setattr(sys, "stdin", io.StringIO("good night\n"))
+    fake_simulate("good night\n")
     argv = ["simulate", "--conversation", f"lifespan_bot:{name}", "--end-silence-ms", "200"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out

@@ -12,9 +12,8 @@ import os
 import re
 import sys
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -24,11 +23,10 @@ from trio.testing import MockClock
 from examples.goodbye import Receptionist
 from examples.streaming import Storyteller
 from phoneactors import cli
-from phoneactors import simulate as sim
 from phoneactors.cli.simulate import _scripted_lines, parse_simulate_args
 from phoneactors.conversation import Conversation, Interruption, Parrot
 from phoneactors.simulate import Line, parse_line, simulate
-from phoneactors.testing import FakeSpeech, FakeTextToSpeech
+from phoneactors.testing import FakeSpeech
 
 TIMED = re.compile(r" *(\d+\.\d\d)  (.*)")
 
@@ -370,22 +368,10 @@ def test_simulate_configuration_errors_exit_2(
 
 @pytest.mark.usefixtures("clean_environment")
 def test_simulate_reads_stdin_then_hangs_up(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fake_simulate: Callable[[str], None], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The whole command with fast fake engines, in real time (about two seconds)."""
-    from phoneactors.engines import registry
-
-    speech = FakeSpeech(tts=FakeTextToSpeech(delay=0.0, seconds_per_char=0.005))
-    monkeypatch.setattr(registry, "build_engines", lambda **options: speech.engines())
-    monkeypatch.setattr(sim, "QUIET", 0.3)
-    # The fake STT knows the fake caller's voice only: give the simulator that voice.
-    real_simulate = sim.simulate
-
-    async def with_fake_voice(*args: Any, **kwargs: Any) -> Any:
-        return await real_simulate(*args, voice=speech.caller_voice, **kwargs)
-
-    monkeypatch.setattr(sim, "simulate", with_fake_voice)
-    monkeypatch.setattr(sys, "stdin", io.StringIO("good night\n"))
+    fake_simulate("good night\n")
     assert cli.main(["simulate", "--end-silence-ms", "200"]) == 0
     out = capsys.readouterr().out
     assert "Ctrl-D hangs up" in out
