@@ -165,6 +165,14 @@ class CallDirectory:
         if self._calls.get(call_sid) is control:
             del self._calls[call_sid]
 
+    def has(self, call_sid: str) -> bool:
+        """Whether ``call_sid``'s stream is in progress here."""
+        return call_sid in self._calls
+
+    def call_sids(self) -> list[str]:
+        """The calls in progress here."""
+        return list(self._calls)
+
     def answered(self, call_sid: str, answered_by: str) -> bool:
         """Tell the call who answered it; ``False`` when it is not (yet) here, and then it is
         kept for it (the last few hundred only)."""

@@ -13,14 +13,17 @@ import logging
 import time
 from typing import Final
 
-__all__ = ["TEXT_FORMAT", "JsonFormatter", "ServerNoise"]
+__all__ = ["TEXT_FORMAT", "WORKER_TEXT_FORMAT", "JsonFormatter", "ServerNoise", "WorkerTag"]
 
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+WORKER_TEXT_FORMAT: Final = "%(asctime)s %(levelname)-7s %(name)s[worker %(worker)d]: %(message)s"
+"""The lines of one of several workers (``--workers``) say which worker wrote them."""
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: ``time`` (UTC, ISO 8601 with milliseconds), ``level``,
-    ``logger``, ``message``; ``call_sid`` when the line is about a call; ``exception`` (the
+    ``logger``, ``message``; ``call_sid`` when the line is about a call; ``worker`` (its
+    number) when the server runs several (``--workers``); ``exception`` (the
     formatted traceback) when there is one. Non-ASCII text is kept as it is."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -34,6 +37,9 @@ class JsonFormatter(logging.Formatter):
         call_sid = getattr(record, "call_sid", None)
         if call_sid is not None:
             entry["call_sid"] = call_sid
+        worker = getattr(record, "worker", None)
+        if worker is not None:
+            entry["worker"] = worker
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
@@ -50,3 +56,15 @@ class ServerNoise(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.name == "hypercorn.error" and str(record.msg).startswith("Running on"))
+
+
+class WorkerTag(logging.Filter):
+    """Marks every line with the worker (of ``--workers``) that wrote it."""
+
+    def __init__(self, worker: int) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.worker
+        return True

@@ -6,11 +6,13 @@ format by :meth:`Metrics.render` for ``GET /metrics``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from .engines.scheduling import WAIT_BUCKETS, InferenceSlots
@@ -27,7 +29,7 @@ from .records import (
     TurnTimed,
 )
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = ["CONTENT_TYPE", "Metrics", "merge_exposition"]
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -167,3 +169,47 @@ class _InferenceCollector(Collector):
             "CPU threads inference may use at once (--threads).",
             value=self.slots.total,
         )
+
+
+def merge_exposition(texts: Sequence[str]) -> bytes:
+    """Several processes' metrics as one (``--workers``): the samples of the same name and
+    labels are summed (counters, histograms and our gauges all add up across workers), except
+    the ``_created`` timestamps, of which the earliest is kept."""
+    families: dict[str, tuple[str, str]] = {}
+    samples: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            families.setdefault(family.name, (family.type, family.documentation))
+            merged = samples.setdefault(family.name, {})
+            earliest = family.name.endswith("_created")
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                if key not in merged:
+                    merged[key] = sample.value
+                elif earliest:
+                    merged[key] = min(merged[key], sample.value)
+                else:
+                    merged[key] += sample.value
+    lines = []
+    for name, (kind, documentation) in families.items():
+        lines.append(f"# HELP {name} {_escape(documentation, quote=False)}")
+        lines.append(f"# TYPE {name} {kind}")
+        for (sample_name, labels), value in samples[name].items():
+            shown = ",".join(f'{key}="{_escape(text, quote=True)}"' for key, text in labels)
+            lines.append(
+                f"{sample_name}{{{shown}}} {_number(value)}"
+                if shown
+                else f"{sample_name} {_number(value)}"
+            )
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _escape(text: str, *, quote: bool) -> str:
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text.replace('"', '\\"') if quote else text
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return "NaN" if math.isnan(value) else repr(float(value))

@@ -75,11 +75,12 @@ from .conversation import Conversation
 from .engines import Engines
 from .errors import ConfigurationError, ProtocolError, SocketClosed
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from .metrics import Metrics
+from .metrics import Metrics, merge_exposition
 from .outbound import AMD_PATH, TwilioApi
 from .recording import RecordingSocket, record_call, recording_path
 from .records import CallObserver, CallStore, Recorded
 from .transport import CallSocket
+from .workers import WorkerBoard, share_with_peers
 
 __all__ = ["ServerConfig", "create_app", "serve"]
 
@@ -225,11 +226,17 @@ class _Switchboard:
     """The calls in progress, and whether new ones are taken. One per app."""
 
     def __init__(
-        self, engines: Engines, max_calls: int, max_inference_wait: float | None = None
+        self,
+        engines: Engines,
+        max_calls: int,
+        max_inference_wait: float | None = None,
+        peers: WorkerBoard | None = None,
     ) -> None:
         self.engines = engines
         self.max_calls = max_calls
         self.max_inference_wait = max_inference_wait
+        self.peers = peers
+        """The other workers of this server (``--workers``): the limits hold for them all."""
         self.active = 0
         self.draining = False
         self._scopes: set[trio.CancelScope] = set()
@@ -243,11 +250,14 @@ class _Switchboard:
             return "the server is shutting down"
         if not self.engines.ready.is_set():
             return "the speech engines are still loading"
-        if self.active >= self.max_calls:
+        if self.active + (0 if self.peers is None else self.peers.others_active()) >= (
+            self.max_calls
+        ):
             return f"all {self.max_calls} lines are busy"
-        slots = self.engines.inference
-        if new_caller and self.max_inference_wait is not None and slots is not None:
-            wait = slots.recent_wait()
+        if new_caller and self.max_inference_wait is not None:
+            wait = self.inference_wait()
+            if self.peers is not None:
+                wait = max(wait, self.peers.others_wait())
             if wait > self.max_inference_wait:
                 return (
                     f"the speech engines are behind: inferences wait {wait * 1000:.0f} ms for a "
@@ -255,18 +265,34 @@ class _Switchboard:
                 )
         return None
 
+    def inference_wait(self) -> float:
+        """This process's recent inference wait, in seconds (0 without inference slots)."""
+        slots = self.engines.inference
+        return 0.0 if slots is None else slots.recent_wait()
+
+    def publish(self) -> None:
+        """Tell the other workers (if any) this one's state."""
+        if self.peers is not None:
+            self.peers.publish(
+                ready=self.engines.ready.is_set() and not self.draining,
+                active=self.active,
+                wait=self.inference_wait(),
+            )
+
     @contextmanager
     def line(self) -> Iterator[trio.CancelScope]:
         """Count one call for as long as the block runs; shutdown may cancel the scope."""
         scope = trio.CancelScope()
         self.active += 1
         self._scopes.add(scope)
+        self.publish()
         try:
             with scope:
                 yield scope
         finally:
             self._scopes.discard(scope)
             self.active -= 1
+            self.publish()
             self._changed.set()
             self._changed = trio.Event()
 
@@ -278,6 +304,7 @@ class _Switchboard:
         """Take no new calls; let those in progress finish for ``limit`` seconds, then cancel
         them and wait up to ``grace`` seconds for them to close."""
         self.draining = True
+        self.publish()
         if not self.active:
             logger.info("shutting down: no calls in progress")
             return
@@ -464,7 +491,15 @@ def create_app(
     needs ``await engines.load()`` alongside. Until :attr:`Engines.ready` is set, calls are
     turned away with the busy message and ``/healthz`` answers 503.
     """
-    return _build(make_conversation, engines, config)[0]
+    return _build(make_conversation, engines, config).app
+
+
+@dataclass(frozen=True)
+class _Built:
+    app: QuartTrio
+    board: _Switchboard
+    metrics: Metrics
+    directory: CallDirectory
 
 
 def _build(
@@ -472,7 +507,8 @@ def _build(
     engines: Engines,
     config: ServerConfig,
     store: CallStore | None = None,
-) -> tuple[QuartTrio, _Switchboard]:
+    peers: WorkerBoard | None = None,
+) -> _Built:
     app = QuartTrio("phoneactors.app")
     metrics = Metrics()
     if engines.inference is not None:
@@ -487,8 +523,13 @@ def _build(
         engines,
         config.max_calls,
         None if config.max_inference_wait_ms is None else config.max_inference_wait_ms / 1000,
+        peers,
     )
-    phone = softphone.SoftphoneTokens() if config.auth_token is None or config.softphone else None
+    phone = (
+        softphone.SoftphoneTokens(None if peers is None else peers.softphone_secret())
+        if config.auth_token is None or config.softphone
+        else None
+    )
 
     async def warn_if_unauthenticated() -> None:
         if config.auth_token is None:
@@ -573,7 +614,15 @@ def _build(
         call_sid, answered_by = params.get("CallSid", ""), params.get("AnsweredBy", "")
         if not call_sid or not answered_by:
             return _text("CallSid and AnsweredBy are required", 400)
-        if not directory.answered(call_sid, answered_by):
+        if peers is not None and not directory.has(call_sid):
+            peers.post_answer(call_sid, answered_by)  # its stream may be on another worker
+            logger.info(
+                "call %s answered by %s: passed to the workers",
+                call_sid,
+                answered_by,
+                extra={"call_sid": call_sid},
+            )
+        elif not directory.answered(call_sid, answered_by):
             logger.info(
                 "call %s answered by %s: kept for its stream",
                 call_sid,
@@ -651,7 +700,10 @@ def _build(
             status, code = "loading", 503
         else:
             status, code = "ok", 200
-        body = json.dumps({"status": status, "active_calls": board.active})
+        health: dict[str, object] = {"status": status, "active_calls": board.active}
+        if peers is not None:
+            health["worker"] = peers.index
+        body = json.dumps(health)
         return Response(body, status=code, mimetype="application/json")
 
     async def phone_page() -> Response:
@@ -676,7 +728,10 @@ def _build(
         return response
 
     async def metrics_page() -> Response:
-        return Response(metrics.render(), content_type=METRICS_CONTENT_TYPE)
+        own = metrics.render()
+        if peers is not None:
+            own = merge_exposition([own.decode("utf-8"), *peers.others_metrics()])
+        return Response(own, content_type=METRICS_CONTENT_TYPE)
 
     app.before_serving(warn_if_unauthenticated)
     app.add_url_rule("/metrics", "metrics", metrics_page, methods=["GET"])
@@ -686,15 +741,17 @@ def _build(
     app.add_url_rule(AMD_PATH, "answered_by", answered_by_webhook, methods=["POST"])
     app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
     app.add_websocket(STREAM_PATH, "stream", stream)
-    return app, board
+    return _Built(app, board, metrics, directory)
 
 
 # --------------------------------------------------------------------------------------------
 # Serving
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` (not yet listening), closed again if that fails.
+def listening_socket(host: str, port: int, *, shared: bool = False) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (not yet listening), closed again if that fails;
+    ``shared``: with ``SO_REUSEPORT``, so the workers of one server can all bind the port (and
+    the kernel spreads connections over those listening).
 
     We bind it ourselves and hand hypercorn its file descriptor: hypercorn's own binding leaks
     the socket when the address is taken. Raises ``OSError`` naming the address.
@@ -702,6 +759,8 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # 20 ms audio: no batching
         sock.bind((host.strip("[]"), port))
     except OSError as exc:
@@ -752,6 +811,7 @@ async def serve(
     *,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
     shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
+    peers: WorkerBoard | None = None,
 ) -> None:
     """Serve calls until ``shutdown_trigger()`` returns (forever without one), then drain.
 
@@ -763,6 +823,8 @@ async def serve(
     Shutdown: new calls get the busy message, calls in progress have ``config.drain_timeout``
     seconds to end, the rest are cancelled, then the listening socket closes and this returns.
     Cancelling ``serve`` itself stops everything at once.
+
+    ``peers``: this process is one worker of several sharing the port (``--workers``).
     """
     store = (
         CallStore(config.records, retention_days=config.records_retention_days)
@@ -778,9 +840,10 @@ async def serve(
             raise ConfigurationError(
                 f"cannot use the recordings folder {config.recordings}: {exc}"
             ) from exc
-    app, board = _build(make_conversation, engines, config, store)
+    built = _build(make_conversation, engines, config, store, peers)
+    app, board = built.app, built.board
     hypercorn_config = _hypercorn_config(
-        config, _listening_socket(config.host, config.port).detach()
+        config, listening_socket(config.host, config.port, shared=peers is not None).detach()
     )
     failure: list[Exception] = []
 
@@ -797,6 +860,8 @@ async def serve(
         except Exception as exc:
             failure.append(exc)
             cancel_scope.cancel()
+        else:
+            board.publish()  # ready: the supervisor of the workers is waiting for it
 
     try:
         async with trio.open_nursery() as nursery:
@@ -816,6 +881,10 @@ async def serve(
                 logger.info("call records: %s", store.path)
             binds = await nursery.start(run_hypercorn)
             nursery.start_soon(load, nursery.cancel_scope)
+            if peers is not None:
+                nursery.start_soon(
+                    share_with_peers, peers, board.publish, built.metrics, built.directory
+                )
             host, port = _parse_bind(binds[0])
             if config.auth_token is None or config.softphone:
                 address = f"[{host}]" if ":" in host else host

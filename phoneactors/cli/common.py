@@ -41,16 +41,19 @@ EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
 
 
-def configure_logging(level: str, log_format: str = "text") -> None:
+def configure_logging(level: str, log_format: str = "text", worker: int | None = None) -> None:
     """Log to standard error at ``level``: readable lines (``text``) or one JSON object a line
-    (``json``, see :mod:`phoneactors.logs`)."""
-    from ..logs import TEXT_FORMAT, JsonFormatter, ServerNoise
+    (``json``, see :mod:`phoneactors.logs`); a ``worker``'s lines say which it is."""
+    from ..logs import TEXT_FORMAT, WORKER_TEXT_FORMAT, JsonFormatter, ServerNoise, WorkerTag
 
     handler = logging.StreamHandler(sys.stderr)
+    text_format = TEXT_FORMAT if worker is None else WORKER_TEXT_FORMAT
     handler.setFormatter(
-        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+        JsonFormatter() if log_format == "json" else logging.Formatter(text_format)
     )
     handler.addFilter(ServerNoise())
+    if worker is not None:
+        handler.addFilter(WorkerTag(worker))
     logging.basicConfig(level=level, handlers=[handler])
     # faster-whisper logs every transcription at INFO; at DEBUG the user asked for it.
     if logging.getLogger().level > logging.DEBUG:

@@ -108,6 +108,14 @@ OPTIONS: Final = (
     ),
     Option("--max-calls", "calls served at once; more hear the busy message", 20, int, "N"),
     Option(
+        "--workers",
+        "server processes sharing the port (SO_REUSEPORT), each with its own speech engines "
+        "(memory: one set of models each) and its share of the cores for inference",
+        1,
+        int,
+        "N",
+    ),
+    Option(
         "--max-inference-wait-ms",
         "new callers hear the busy message while speech inferences wait longer than this for a "
         "CPU thread (the 90th percentile of the last 5 s): the box is full (0: never)",
@@ -291,6 +299,7 @@ SERVER_ONLY: Final = frozenset(
         "--port",
         "--public-url",
         "--max-calls",
+        "--workers",
         "--max-inference-wait-ms",
         "--max-message-bytes",
         "--drain-timeout",
