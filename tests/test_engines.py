@@ -360,6 +360,27 @@ def test_build_engines_stt_window(ggml_file: Path) -> None:
         build_engines(stt="whisper.cpp", stt_model=str(ggml_file), stt_window=8)
 
 
+async def test_build_engines_stt_device(ggml_file: Path) -> None:
+    cpu, cuda = build_engines().stt, build_engines(stt_device="cuda").stt
+    assert isinstance(cpu, FasterWhisperSTT)
+    assert (cpu.device, cpu.compute_type) == ("cpu", "int8")
+    assert isinstance(cuda, FasterWhisperSTT)
+    assert (cuda.device, cuda.compute_type) == ("cuda", "int8_float16")
+    with pytest.raises(ConfigurationError, match="device must be one of cpu, cuda, auto"):
+        build_engines(stt_device="tpu")
+    with pytest.raises(ConfigurationError, match="stt_device is only used by the 'faster-whisper'"):
+        build_engines(stt="whisper.cpp", stt_model=str(ggml_file), stt_device="cuda")
+    if not _has_cuda():  # this machine: loading says why, naming the device
+        with pytest.raises(ConfigurationError, match="device='cuda'"):
+            await cuda.load()
+
+
+def _has_cuda() -> bool:
+    import ctranslate2
+
+    return bool(ctranslate2.get_cuda_device_count())
+
+
 def test_build_engines_vad_min_rms() -> None:
     assert isinstance(vad := build_engines().vad, WebRtcVad)
     assert vad.min_rms == DEFAULT_MIN_RMS

@@ -182,6 +182,14 @@ OPTIONS: Final = (
         "N",
     ),
     Option(
+        "--stt-device",
+        "where faster-whisper runs: cpu, cuda (an NVIDIA GPU, with CUDA 12 and cuDNN 9 "
+        "installed) or auto (default cpu)",
+        None,
+        choices=("cpu", "cuda", "auto"),
+        metavar="DEVICE",
+    ),
+    Option(
         "--stt-window",
         "faster-whisper encoder window in seconds, 1-30 (default 15; 30: Whisper's full window, "
         "slower, slightly more accurate)",
@@ -481,8 +489,16 @@ def engines_from_args(args: argparse.Namespace) -> Engines:
     # Looked up at call time (not imported at the top) so that tests can swap it for fakes.
     from ..engines.registry import build_engines
 
-    # The remote engines' options, the STT window and the VAD gate are passed only when given.
-    remote = ("stt_url", "tts_url", "tts_model", "remote_api_key_env", "stt_window", "vad_min_rms")
+    # The remote engines' options, the STT window and device and the VAD gate: only when given.
+    remote = (
+        "stt_url",
+        "tts_url",
+        "tts_model",
+        "remote_api_key_env",
+        "stt_window",
+        "stt_device",
+        "vad_min_rms",
+    )
     return build_engines(
         vad=args.vad,
         stt=args.stt,

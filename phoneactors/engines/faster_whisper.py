@@ -36,6 +36,8 @@ WHISPER_RATE: Final = 16000
 """Whisper models hear 16 kHz audio."""
 FULL_WINDOW_S: Final = 30.0
 """The window Whisper was trained on: faster-whisper pads every input to 30 s."""
+DEVICES: Final = ("cpu", "cuda", "auto")
+"""Where CTranslate2 may run a model."""
 DEFAULT_WINDOW_S: Final = 15.0
 """Default encoder window: a third of the encoder cost of 30 s, and still long enough that
 tiny.en ends its transcripts instead of looping (shorter windows loop; see
@@ -147,7 +149,10 @@ class FasterWhisperSTT:
     transcription at the pause still finishes inside the end-of-turn silence
     (``benchmarks/capacity.py``, ``benchmarks/voice_to_voice.py``). Each worker costs about
     35 MB;
-    ``device`` is CTranslate2's device (``"cpu"``; ``"cuda"`` or ``"auto"`` for a GPU).
+    ``device`` is CTranslate2's device: ``"cpu"``, ``"cuda"`` (an NVIDIA GPU; CTranslate2's
+    wheels need CUDA 12 and cuDNN 9) or ``"auto"`` (the GPU if there is one). ``compute_type``
+    defaults to ``"int8"`` on the CPU and ``"int8_float16"`` otherwise. The GPU path was not
+    tested on a GPU here; on a machine without one, loading fails with CTranslate2's reason.
     Decoding is greedy by default (``beam_size=1``), in the fixed ``language``, without
     timestamps, without conditioning on earlier text and without temperature fallback, so a
     transcript costs one decoder pass and its latency is predictable.
@@ -171,7 +176,7 @@ class FasterWhisperSTT:
         model: str | None = None,
         *,
         limiter: Limiter,
-        compute_type: str = "int8",
+        compute_type: str | None = None,
         cpu_threads: int = 1,
         beam_size: int = 1,
         language: str = "en",
@@ -181,6 +186,8 @@ class FasterWhisperSTT:
         workers: int | None = None,
     ) -> None:
         _require_package()
+        if device not in DEVICES:
+            raise ConfigurationError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
         if isinstance(cpu_threads, bool) or not isinstance(cpu_threads, int) or cpu_threads < 1:
             raise ConfigurationError(f"cpu_threads must be at least 1, got {cpu_threads!r}")
         if workers is not None and (
@@ -198,7 +205,7 @@ class FasterWhisperSTT:
         self._fallbacks = 0
         self._fallbacks_lock = threading.Lock()
         self.model, self._download = _resolve_model(model, allow_download)
-        self.compute_type = compute_type
+        self.compute_type = compute_type or ("int8" if device == "cpu" else "int8_float16")
         self.cpu_threads = cpu_threads
         self.workers = workers if workers is not None else _parallel_inferences(limiter)
         self.beam_size = beam_size

@@ -69,6 +69,7 @@ def build_engines(
     tts_model: str | None = None,
     remote_api_key_env: str | None = None,
     stt_window: float | None = None,
+    stt_device: str | None = None,
     vad_min_rms: float | None = None,
 ) -> Engines:
     """Construct (but do not load) the three engines, sharing one :class:`InferenceSlots`.
@@ -89,7 +90,8 @@ def build_engines(
     ``allow_download`` lets engines fetch a named model or voice that is not on this machine;
     it is off by default and nothing is ever fetched without it. ``stt_window`` is the
     ``faster-whisper`` encoder window in seconds (``None``: its default, 15; 30: Whisper's full
-    window, slower and slightly more accurate; see :class:`~.faster_whisper.FasterWhisperSTT`).
+    window, slower and slightly more accurate; see :class:`~.faster_whisper.FasterWhisperSTT`);
+    ``stt_device`` where it runs (``None``: ``"cpu"``; ``"cuda"``, ``"auto"``).
     ``vad_min_rms`` is the ``webrtc`` VAD's energy gate (``None``: its default; 0: off; see
     :class:`~.webrtc.WebRtcVad`).
 
@@ -113,6 +115,7 @@ def build_engines(
     _check_unused("tts_url", tts_url, "tts", tts, "openai")
     _check_unused("tts_model", tts_model, "tts", tts, "openai")
     _check_unused("stt_window", stt_window, "stt", stt, "faster-whisper")
+    _check_unused("stt_device", stt_device, "stt", stt, "faster-whisper")
     _check_unused("vad_min_rms", vad_min_rms, "vad", vad, "webrtc")
     limiter = InferenceSlots(threads if threads is not None else default_thread_count())
     remote = "openai" in (stt, tts)
@@ -137,6 +140,7 @@ def build_engines(
             limiter=limiter,
             allow_download=allow_download,
             window_s=DEFAULT_WINDOW_S if stt_window is None else stt_window,
+            device=stt_device or "cpu",
         )
     elif stt == "whisper.cpp":
         from .whispercpp import HOW_TO_GET_A_MODEL, WhisperCppSTT
