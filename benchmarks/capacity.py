@@ -393,17 +393,19 @@ def run_level(
         )
         for i, share in enumerate(shares)
     ]
-    server_ps = psutil.Process(server.process.pid)
+    main_ps = psutil.Process(server.process.pid)
+    server_ps = [main_ps, *main_ps.children(recursive=True)]  # with --workers: all of them
     client_ps = [psutil.Process(p.pid) for p in procs]
     time.sleep(max(0.0, start - time.time()))
     drops_before = server.drops()
     log_before = len(server.log)
     waits_before = server.inference_waits()
-    server_ps.cpu_percent(None)
+    for c in server_ps:
+        c.cpu_percent(None)
     for c in client_ps:
         c.cpu_percent(None)
     time.sleep(max(0.0, end - time.time()))
-    server_cpu = server_ps.cpu_percent(None)
+    server_cpu = sum(c.cpu_percent(None) for c in server_ps)
     client_cpu = [c.cpu_percent(None) for c in client_ps]
     drops = server.drops() - drops_before
     stages = server.stages(log_before)
