@@ -34,7 +34,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import trio
 from harness import machine, running_server, summary_row
-from phrases import BACKCHANNELS, COMPLETE, FRAGMENTS, INTERRUPTIONS
+from phrases import (
+    BACKCHANNELS,
+    COMPLETE,
+    FRAGMENTS,
+    HELD_OUT_COMPLETE,
+    HELD_OUT_FRAGMENTS,
+    INTERRUPTIONS,
+)
 from voice_to_voice import one_turn, trim
 
 from phoneactors import sounds
@@ -163,6 +170,7 @@ async def measure(
     pause: float,
     line_noise: float | None,
     sounds_each: int,
+    held_out: bool = False,
 ) -> Results:
     results = Results()
     stt = FasterWhisperSTT(limiter=trio.CapacityLimiter(2))
@@ -170,8 +178,11 @@ async def measure(
     rng = np.random.default_rng(2026)
     for name in voices:
         voice = await make_voice(name)
-        complete = [await speak(voice, t) for t in COMPLETE[:limit]]
-        pairs = [(f, await speak(voice, f), await speak(voice, r)) for f, r in FRAGMENTS[:limit]]
+        texts, fragments = (
+            (HELD_OUT_COMPLETE, HELD_OUT_FRAGMENTS) if held_out else (COMPLETE, FRAGMENTS)
+        )
+        complete = [await speak(voice, t) for t in texts[:limit]]
+        pairs = [(f, await speak(voice, f), await speak(voice, r)) for f, r in fragments[:limit]]
         question = await speak(voice, LONG_QUESTION)
         quiet = np.zeros(SAMPLE_RATE // 2, dtype=np.int16)
         asides = [("none", quiet)] * 2  # the baseline: what transcribing a whole reply misses
@@ -278,17 +289,31 @@ def main() -> None:
     parser.add_argument(
         "--line-noise", type=float, default=None, metavar="DBFS", help="hiss under the caller"
     )
+    parser.add_argument(
+        "--held-out",
+        action="store_true",
+        help="complete phrases and fragments written after the end-of-turn rules were fitted",
+    )
     parser.add_argument("server_args", nargs="*", help="options for python -m phoneactors")
     args = parser.parse_args()
     voices = [v.strip() for v in args.voices.split(",") if v.strip()]
     with running_server("--log-level", "INFO", *args.server_args) as server:
         results = trio.run(
-            measure, server.ws_url, voices, args.limit, args.pause, args.line_noise, args.sounds
+            measure,
+            server.ws_url,
+            voices,
+            args.limit,
+            args.pause,
+            args.line_noise,
+            args.sounds,
+            args.held_out,
         )
         turns = [t for t in server.turn_lines() if "total" in t]
     print(f"machine: {machine()}")
     print(f"server: python -m phoneactors {' '.join(args.server_args)}".rstrip())
     print(f"caller voices: {', '.join(voices)}; {args.limit} phrases of each kind per voice")
+    if args.held_out:
+        print("phrases: the held-out set (benchmarks/phrases.py)")
     if args.line_noise is not None:
         print(f"the caller's line hisses at {args.line_noise:g} dBFS (white noise)")
     print()

@@ -24,6 +24,15 @@ words, and every rule below works on those words, using punctuation only as extr
   quantity ("a table for 2", "7:30", "$20", "two hundred"), a time or year in words ("seven
   thirty", "nineteen eighty"), a local phone number ("555-1234") and ten or more digits read
   complete;
+* it ends in a code of letters and digits being read out after such a word ("The tracking
+  number is 1Z 9", "The code is X 4"), a short house number after "address" or "live at"
+  ("The address is 12"), or a spelled-out separator ("john dot", "underscore");
+* it ends where what must follow is missing: what a message says ("The error message says"),
+  a name ("It's called"), a day after a month ("My date of birth is March"; not "in March"), or
+  a request without its verb, even asked ("Could you?"), or what to tell or send ("Could you
+  tell me?");
+* the speech-to-text engine guessed at its last word (log-probability under -1.0) in a turn of
+  three words or more: a cut-off word is often heard as another;
 * its last word leaves something open: a conjunction ("and", "because", "if"), a preposition
   ("for", "with", "to"), an article or possessive ("the", "my"), a filler ("um"), a contracted
   auxiliary ("I'd", "it's"), an auxiliary after a noun ("My name is"), an inverted auxiliary
@@ -370,6 +379,7 @@ _WANTS_OBJECT: Final = frozenset({
     ("can", "i", "have"), ("could", "i", "have"), ("may", "i", "have"), ("can", "we", "get"),
     ("could", "we", "get"), ("can", "we", "have"), ("could", "we", "have"),
     ("let", "me", "get"), ("let", "me", "have"), ("give", "me"), ("can", "you", "give", "me"),
+    ("tell", "me"), ("tell", "us"), ("show", "me"), ("send", "me"),
 })
 _FRONTED_OBJECT: Final = frozenset({
     "what", "whatever", "which", "whichever", "how", "all", "everything", "anything", "if", "as",
@@ -399,11 +409,33 @@ _FULL_NUMBER_DIGITS: Final = 10
 # fmt: on
 
 
+_ADDRESS_CONTEXT: Final = frozenset({"address", "live", "lives", "living", "located", "house"})
+"""Words after which even a short number is read out unfinished: a house number, the street
+to come ("The address is 12", "I live at 4")."""
+_CODE_PART: Final = re.compile(r"(?=[a-z]*\d)(?=\d*[a-z])[a-z0-9]{2,8}")
+"""A word of letters and digits both, as Whisper writes part of a code ("1z", "c99")."""
+_SEPARATORS: Final = frozenset({"dot", "underscore", "dash", "hyphen", "slash", "backslash"})
+_SAYING: Final = frozenset({"says", "reads", "states", "displays"})
+_NAMING: Final = frozenset({"called", "named", "spelled", "spelt"})
+_MONTHS: Final = frozenset({
+    "january", "february", "march", "april", "may", "june", "july", "august", "september",
+    "october", "november", "december",
+})  # fmt: skip
+_DATE_OPENERS: Final = frozenset({"is", "was", "on", "born"})
+"""Before a month, these leave its day to come ("My date of birth is March"); "in" does not."""
+_BARE_REQUESTS: Final = frozenset({
+    ("can", "you"), ("could", "you"), ("would", "you"), ("will", "you"),
+})  # fmt: skip
+"""A request without its verb, asked: "Could you?" is how a caller starts asking for something."""
+
 _MAX_VALUE_DIGITS: Final = 18
 """Longer runs of digits are read as digits only (Python refuses to parse thousands of them)."""
 UNSURE_LAST_WORD: Final = -0.15
 """A last word whose least likely token has a lower log-probability is one the speech-to-text
 engine was unsure of."""
+VERY_UNSURE_LAST_WORD: Final = -1.0
+"""Below this the engine was guessing at the last word: it may be a cut-off word heard as
+another, so a turn of three words or more waits for more whatever the word is."""
 _MISHEARD_ENDINGS: Final = frozenset({
     "there", "their", "that", "it", "its", "mine", "them", "this", "then", "than",
     "butt", "bat", "four", "two", "too", "you", "your",
@@ -434,6 +466,12 @@ def judge_turn(text: str, *, last_word_logprob: float | None = None) -> TurnJudg
         and tokens[-1] in _MISHEARD_ENDINGS
     ):
         return TurnJudgement(False, f"the last word {tokens[-1]!r} is unsure: a cut-off word?")
+    if (
+        last_word_logprob is not None
+        and last_word_logprob < VERY_UNSURE_LAST_WORD
+        and len(tokens) >= 3
+    ):
+        return TurnJudgement(False, f"the last word {tokens[-1]!r} is a guess: a cut-off word?")
     if all(_is_hesitation(tokens, i) for i in range(len(tokens))):
         return TurnJudgement(False, "only fillers")
     mark = _trailing_mark(text)
@@ -514,6 +552,9 @@ def _unfinished_number(turn: _Turn) -> str | None:
     strong_context = not _NUMBER_CONTEXT.isdisjoint(before)
     if len(groups) == 1:
         (group,) = groups
+        address = not _ADDRESS_CONTEXT.isdisjoint(before)
+        if address and not group.quantity and group.digits <= 5:
+            return reason  # a house number: the street is to come
         if group.quantity or turn.amount or not 3 <= group.digits <= 9:
             return None
         if strong_context or (not group.year and not _WEAK_NUMBER_CONTEXT.isdisjoint(before)):
@@ -587,6 +628,8 @@ def _ends_in_auxiliary(turn: _Turn) -> str | None:
 def _ends_in_inverted_auxiliary(turn: _Turn) -> str | None:
     """Ends in "Can you", "Is there", "What time do you"; not "How are you", "So do I"."""
     word, previous = turn.last, turn.previous
+    if turn.asks and tuple(turn.clause) in _BARE_REQUESTS:
+        return f"ends in {previous} {word!r} with no verb"  # "Could you?": what, is to come
     if turn.asks or word not in _SUBJECTS or len(turn.clause) < 2:
         return None
     if previous not in _AUXILIARIES and previous not in _NEGATIVE_AUXILIARIES:
@@ -615,8 +658,59 @@ def _wants_object(turn: _Turn) -> str | None:
     return None
 
 
+def _unfinished_code(turn: _Turn) -> str | None:
+    """A code of letters and digits being read out: "The tracking number is 1Z 9", "My
+    booking reference is AB12", "The code is X 4"; not "It's room 4B" (no number context right
+    before it)."""
+    start = len(turn.tokens)
+    while start > 0 and _is_code_word(turn.tokens[start - 1]):
+        start -= 1
+    run = turn.tokens[start:]
+    letters = any(not word.isdigit() for word in run)
+    if not letters or not any(char.isdigit() for word in run for char in word):
+        return None
+    if sum(len(word) for word in run) >= _FULL_NUMBER_DIGITS:
+        return None
+    before = turn.tokens[max(0, start - _CONTEXT_WINDOW) : start]
+    if _NUMBER_CONTEXT.isdisjoint(before) and before[-1:] != ["is"]:
+        return None
+    return f"a code being read out ({' '.join(run)!r})"
+
+
+def _is_code_word(word: str) -> bool:
+    """Digits, letters and digits ("c99"), or a letter on its own that is not a word ("x")."""
+    if word.isdigit() or _CODE_PART.fullmatch(word):
+        return True
+    return len(word) == 1 and word.isalpha() and word not in ("a", "i")
+
+
+def _ends_in_separator(turn: _Turn) -> str | None:
+    """An address or code being spelled out stops at "dot", "underscore", "dash": more follows."""
+    if turn.last in _SEPARATORS and len(turn.tokens) > 1:
+        return f"ends in {turn.last!r}: the rest is being spelled out"
+    return None
+
+
+def _waits_for_content(turn: _Turn) -> str | None:
+    """Ends where what a message says, a name or a day must follow: "The error message says",
+    "It's called", "My date of birth is March"; not "That's what it says", "in March"."""
+    word, previous = turn.last, turn.previous
+    if turn.clause and (turn.clause[0] in _WH or not _FRONTED_OBJECT.isdisjoint(turn.clause[:-2])):
+        return None
+    if word in _SAYING:
+        return f"ends in {word!r}: what it says is to come"
+    if word in _NAMING and previous in _COPULAS:
+        return f"ends in {previous} {word!r}: the name is to come"
+    if word in _MONTHS and previous in _DATE_OPENERS:
+        return f"ends in {previous} {word!r}: the day is to come"
+    return None
+
+
 _RULES: Final[tuple[Callable[[_Turn], str | None], ...]] = (
     _unfinished_number,
+    _unfinished_code,
+    _ends_in_separator,
+    _waits_for_content,
     _ends_in_filler,
     _ends_in_conjunction,
     _ends_in_preposition,

@@ -450,7 +450,7 @@ def test_a_final_full_stop_does_not_finish_a_fragment(text: str) -> None:
     ("fragment", "question"),
     [
         ("What is this for", "What is this for?"),
-        ("Can you", "Can you?"),
+        ("Are you", "Are you?"),
         ("So", "So?"),
         ("My name is", "Your name is?"),
     ],
@@ -537,3 +537,75 @@ def test_an_unsure_particle_at_the_end_is_no_cut_off_word() -> None:
 
 def test_a_huge_run_of_digits_still_gets_a_judgement() -> None:
     assert judge_turn("my pin is " + "1" * 5000).reason
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("The error message says.", "'says': what it says is to come"),
+        ("It says", "'says': what it says is to come"),
+        ("The restaurant is called", "is 'called': the name is to come"),
+        ("My date of birth is March.", "is 'march': the day is to come"),
+        ("I was born on July", "on 'july': the day is to come"),
+        ("The address is 12.", "a number being read out ('12')"),
+        ("I live at 4", "a number being read out ('4')"),
+        ("The tracking number is 1-C99.", "a code being read out ('1 c99')"),
+        ("My booking reference is AB12", "a code being read out ('ab12')"),
+        ("Could you?", "could 'you' with no verb"),
+        ("Could you tell me?", "'tell me' still needs its object"),
+        ("Can you send me", "'send me' still needs its object"),
+    ],
+)
+def test_what_must_follow_a_message_a_name_a_month_an_address_or_a_code(
+    text: str, reason: str
+) -> None:
+    judgement = judge_turn(text)
+    assert not judgement.complete
+    assert reason in judgement.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "That's what it says.",
+        "As the sign says.",
+        "My birthday is in March.",
+        "They called.",
+        "It's in room 4B.",
+        "Apartment 12.",
+        "I'm at 12 Main Street.",
+        "What can you tell me?",
+        "Are you?",
+        "Will you? Thanks.",
+    ],
+)
+def test_a_message_a_name_a_month_or_a_code_that_is_there_reads_complete(text: str) -> None:
+    judgement = judge_turn(text)
+    assert judgement.complete, judgement.reason
+
+
+def test_a_last_word_the_engine_guessed_at_waits_in_a_longer_turn() -> None:
+    guessed = judge_turn("I'd like a window seat.", last_word_logprob=-1.3)
+    assert not guessed.complete
+    assert "'seat' is a guess" in guessed.reason
+    assert judge_turn("I'd like a window seat.", last_word_logprob=-0.8).complete
+    assert judge_turn("Yes, please.", last_word_logprob=-2.0).complete  # too short to tell
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("My email address is john dot", "ends in 'dot': the rest is being spelled out"),
+        ("It's jane underscore", "ends in 'underscore'"),
+        ("The reference code is X 4", "a code being read out ('x 4')"),
+    ],
+)
+def test_a_spelling_or_a_code_cut_short_waits(text: str, reason: str) -> None:
+    judgement = judge_turn(text)
+    assert not judgement.complete
+    assert reason in judgement.reason
+
+
+@pytest.mark.parametrize("text", ["Dot.", "I'll take plan B 2.", "Is it a 4 or a 5?"])
+def test_a_lone_separator_or_a_letter_and_digit_in_passing_reads_complete(text: str) -> None:
+    assert judge_turn(text).complete, judge_turn(text).reason
