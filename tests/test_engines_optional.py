@@ -1092,7 +1092,7 @@ async def test_remote_stt_json_without_text_is_malformed(closing: Callable[[Any]
 def test_registry_offers_the_optional_engines() -> None:
     assert ENGINE_CHOICES["vad"] == ("webrtc", "silero")
     assert ENGINE_CHOICES["stt"] == ("faster-whisper", "whisper.cpp", "moonshine", "openai")
-    assert ENGINE_CHOICES["tts"] == ("hibari", "piper", "openai")
+    assert ENGINE_CHOICES["tts"] == ("hibari", "piper", "openai", "coqui")
 
 
 def test_build_engines_silero() -> None:

@@ -167,7 +167,26 @@ OPTIONS: Final = (
         "URL of the OpenAI-compatible speech server for --tts openai (its root or /v1 URL)",
         metavar="URL",
     ),
-    Option("--tts-model", "speech model name for --tts openai (default: tts-1)", metavar="MODEL"),
+    Option(
+        "--tts-model",
+        "for --tts openai the speech model's name (default: tts-1); for --tts coqui the folder "
+        "of a Coqui model (VITS, XTTS; required)",
+        metavar="MODEL",
+    ),
+    Option(
+        "--tts-language",
+        "language of a multilingual --tts coqui model (XTTS: en, de, fr, ...; default: en if "
+        "the model has it)",
+        metavar="LANG",
+    ),
+    Option(
+        "--tts-device",
+        "device --tts coqui runs on: cpu (default) or cuda (the first GPU)",
+        None,
+        _word,
+        "DEVICE",
+        choices=("cpu", "cuda"),
+    ),
     Option(
         "--remote-api-key-env",
         "name of the environment variable holding the API key for the openai engines "
@@ -489,7 +508,8 @@ def engines_from_args(args: argparse.Namespace) -> Engines:
     # Looked up at call time (not imported at the top) so that tests can swap it for fakes.
     from ..engines.registry import build_engines
 
-    # The remote engines' options, the STT window and device and the VAD gate: only when given.
+    # The remote and coqui engines' options, the STT window and device and the VAD gate:
+    # only when given.
     remote = (
         "stt_url",
         "tts_url",
@@ -498,6 +518,8 @@ def engines_from_args(args: argparse.Namespace) -> Engines:
         "stt_window",
         "stt_device",
         "vad_min_rms",
+        "tts_language",
+        "tts_device",
     )
     return build_engines(
         vad=args.vad,

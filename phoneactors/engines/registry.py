@@ -18,7 +18,7 @@ __all__ = ["ENGINE_CHOICES", "build_engines"]
 ENGINE_CHOICES: Final[dict[str, tuple[str, ...]]] = {
     "vad": ("webrtc", "silero"),
     "stt": ("faster-whisper", "whisper.cpp", "moonshine", "openai"),
-    "tts": ("hibari", "piper", "openai"),
+    "tts": ("hibari", "piper", "openai", "coqui"),
 }
 """The engine names each role accepts; the first is the default."""
 
@@ -48,10 +48,15 @@ def _api_key(env_name: str | None) -> str | None:
     return key
 
 
-def _check_unused(option: str, value: object, role: str, engine: str, used_by: str) -> None:
-    if value is not None and engine != used_by:
+def _check_unused(
+    option: str, value: object, role: str, engine: str, used_by: str | tuple[str, ...]
+) -> None:
+    users = (used_by,) if isinstance(used_by, str) else used_by
+    if value is not None and engine not in users:
+        which = " and ".join(repr(user) for user in users)
         raise ConfigurationError(
-            f"{option} is only used by the {used_by!r} {role} engine, not by {engine!r}"
+            f"{option} is only used by the {which} {role} engine{'s' if len(users) > 1 else ''}, "
+            f"not by {engine!r}"
         )
 
 
@@ -71,6 +76,8 @@ def build_engines(
     stt_window: float | None = None,
     stt_device: str | None = None,
     vad_min_rms: float | None = None,
+    tts_language: str | None = None,
+    tts_device: str | None = None,
 ) -> Engines:
     """Construct (but do not load) the three engines, sharing one :class:`InferenceSlots`.
 
@@ -95,6 +102,12 @@ def build_engines(
     ``vad_min_rms`` is the ``webrtc`` VAD's energy gate (``None``: its default; 0: off; see
     :class:`~.webrtc.WebRtcVad`).
 
+    The ``coqui`` engine speaks with the Coqui TTS model whose folder ``tts_model`` names
+    (required: no Coqui model ships with any package); ``tts_voice`` is its speaker, or for
+    XTTS a reference recording's path or speaker name; ``tts_language`` the language of a
+    multilingual model; ``tts_device`` ``"cpu"`` (``None``: the default) or ``"cuda"``. See
+    :class:`~.coqui.CoquiTTS`.
+
     The ``openai`` engines send audio to an OpenAI-compatible speech server: ``stt_url`` and
     ``tts_url`` are its root (or ``/v1``) URL, required by them and refused by the others;
     ``tts_model`` is the speech model's name (``None``: ``tts-1``). Their API key is read from
@@ -113,7 +126,9 @@ def build_engines(
         raise ConfigurationError(f"threads must be at least 1, got {threads}")
     _check_unused("stt_url", stt_url, "stt", stt, "openai")
     _check_unused("tts_url", tts_url, "tts", tts, "openai")
-    _check_unused("tts_model", tts_model, "tts", tts, "openai")
+    _check_unused("tts_model", tts_model, "tts", tts, ("openai", "coqui"))
+    _check_unused("tts_language", tts_language, "tts", tts, "coqui")
+    _check_unused("tts_device", tts_device, "tts", tts, "coqui")
     _check_unused("stt_window", stt_window, "stt", stt, "faster-whisper")
     _check_unused("stt_device", stt_device, "stt", stt, "faster-whisper")
     _check_unused("vad_min_rms", vad_min_rms, "vad", vad, "webrtc")
@@ -174,6 +189,16 @@ def build_engines(
         from .piper import PiperTTS
 
         tts_engine = PiperTTS(tts_voice, limiter=limiter)
+    elif tts == "coqui":
+        from .coqui import CoquiTTS
+
+        tts_engine = CoquiTTS(
+            tts_model,
+            limiter=limiter,
+            voice=tts_voice,
+            language=tts_language,
+            device=tts_device or "cpu",
+        )
     else:
         from .remote import DEFAULT_TTS_MODEL, DEFAULT_VOICE, RemoteTTS
 
