@@ -2,11 +2,12 @@
 
 Without the extra, everything that needs no model still runs: the checks of a model folder, the
 config's file settings pointed into the folder, the options, and the one-line errors of the
-registry and the command line. With it, a tiny VITS model with random weights, built here from
-a config in about a second (it speaks noise), is loaded and run for real: warm-up, a sentence
-to 8 kHz audio, speakers, broken checkpoints, cancellation, the inference slots, and in an
-``e2e`` test ``python -m phoneactors --tts coqui --tts-model DIR`` serving a call. XTTS runs as
-a fake model object only (its real checkpoints are gigabytes), and CUDA not at all.
+registry and the command line. With it, tiny VITS and XTTS models with random weights, built
+here from a config in about a second (they speak noise), are loaded and run for real: warm-up,
+a sentence to 8 kHz audio, speakers, languages, a cloned voice, broken checkpoints,
+cancellation, the inference slots, and in an ``e2e`` test ``python -m phoneactors --tts coqui
+--tts-model DIR`` serving a call. A fake XTTS model object checks what is hard to provoke in a
+real one (a cancellation mid-sentence, the choices offered). CUDA is not run at all.
 """
 
 from __future__ import annotations
@@ -542,7 +543,132 @@ async def test_a_cancelled_sentence_returns_at_once_and_keeps_its_threads_till_d
 
 
 # ============================================================================================
-# XTTS, as a fake model object
+# A real XTTS model with random weights
+
+
+def build_xtts(folder: Path) -> Path:
+    """An XTTS model folder with random weights and a small GPT (one layer, 32 channels, at most
+    24 audio tokens a sentence): 22 M parameters, 90 MB, mostly its HiFi-GAN decoder and
+    speaker encoder, whose sizes are fixed. Two speakers, Ana and Ben; English and German."""
+    import torch
+    from tokenizers import Tokenizer
+    from tokenizers.models import BPE
+    from TTS.tts.configs.xtts_config import XttsArgs, XttsConfig
+    from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
+    from TTS.tts.models.xtts import Xtts
+
+    folder.mkdir(parents=True)
+    specials = ["[STOP]", "[UNK]", "[SPACE]", "[START]", "[en]", "[de]"]
+    letters = list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-:;")
+    vocabulary = Tokenizer(
+        BPE(vocab={token: i for i, token in enumerate(specials + letters)}, merges=[])
+    )
+    vocabulary.add_special_tokens(specials)
+    vocabulary.save(str(folder / "vocab.json"))
+    args = XttsArgs(
+        gpt_layers=1,
+        gpt_n_model_channels=32,
+        gpt_n_heads=2,
+        decoder_input_dim=32,
+        gpt_num_audio_tokens=66,
+        gpt_start_audio_token=64,
+        gpt_stop_audio_token=65,
+        gpt_max_audio_tokens=24,
+        gpt_max_text_tokens=100,
+        gpt_use_perceiver_resampler=True,
+    )
+    config = XttsConfig(
+        model_args=args, languages=["en", "de"], gpt_cond_len=3, gpt_cond_chunk_len=3
+    )
+    torch.manual_seed(0)
+    model = Xtts(config)
+    model.tokenizer = VoiceBpeTokenizer(folder / "vocab.json")
+    model.init_models()
+    config.save_json(str(folder / "config.json"))
+    torch.save({"model": model.state_dict()}, folder / "model.pth")
+    voices = {
+        name: {
+            "gpt_cond_latent": torch.randn(1, 32, 32),
+            "speaker_embedding": torch.randn(1, 512, 1),
+        }
+        for name in ("Ana", "Ben")
+    }
+    torch.save(voices, folder / "speakers_xtts.pth")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def xtts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not HAVE_COQUI:
+        pytest.skip(HOW_TO_ENABLE)
+    return build_xtts(tmp_path_factory.mktemp("coqui") / "xtts")
+
+
+def recording(path: Path, seconds: float, rate: int = 16000, channels: int = 2) -> Path:
+    noise = np.random.default_rng(0).normal(0, 3000, int(seconds * rate) * channels)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(noise.astype(np.int16).tobytes())
+    return path
+
+
+@needs_coqui
+async def test_a_random_xtts_speaks_as_its_speakers_and_as_a_recording(
+    xtts: Path, tmp_path: Path
+) -> None:
+    limiter = InferenceSlots(2)
+    first = CoquiTTS(xtts, limiter=limiter)
+    ben = CoquiTTS(xtts, limiter=limiter, voice="Ben", language="de")
+    me = CoquiTTS(xtts, limiter=limiter, voice=str(recording(tmp_path / "me.wav", 4)))
+    with trio.fail_after(120):
+        for tts in (first, ben, me):
+            await tts.load()
+            audio = await tts.synthesize("Hello there, how are you?")
+            assert audio.dtype == np.int16
+            assert 0 < len(audio) / SAMPLE_RATE < 5  # at most 24 codes of 1,024 samples
+    assert (loaded_model(first).speaker, loaded_model(first).language) == ("Ana", "en")
+    assert (loaded_model(ben).speaker, loaded_model(ben).language) == ("Ben", "de")
+    assert loaded_model(me).speaker is None  # cloned from the recording, once
+    assert loaded_model(me).rate == 24000
+
+
+@needs_coqui
+async def test_a_random_xtts_stops_generating_when_its_sentence_is_cancelled(
+    xtts: Path,
+) -> None:
+    import torch
+
+    tts = CoquiTTS(xtts, limiter=InferenceSlots(2), voice="Ben")
+    with trio.fail_after(120):
+        await tts.load()
+    loaded, text = loaded_model(tts), "A sentence that could go on for a while."
+    torch.manual_seed(3)
+    whole = coqui._xtts_speak(loaded, text, threading.Event())
+    cancelled = threading.Event()
+    cancelled.set()  # as synthesize() does when its caller is cancelled
+    torch.manual_seed(3)
+    cut = coqui._xtts_speak(loaded, text, cancelled)
+    assert len(cut) == 1024  # one code, through transformers' generate and its stopping rules
+    assert len(whole) > 4 * len(cut)
+
+
+@needs_coqui
+async def test_xtts_with_transformers_5_is_a_start_up_error(
+    fake_xtts: tuple[FakeXtts, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.metadata
+
+    _, folder = fake_xtts
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "5.24.0")
+    tts = CoquiTTS(folder, limiter=trio.CapacityLimiter(1))
+    with trio.fail_after(30), pytest.raises(ConfigurationError, match=r"transformers<5"):
+        await tts.load()
+
+
+# ============================================================================================
+# XTTS, as a fake model object: what is hard to provoke in a real one
 
 
 @dataclass

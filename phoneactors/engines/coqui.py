@@ -68,6 +68,8 @@ NOT_CHECKPOINTS: Final = frozenset(
 SOUND_SUFFIXES: Final = frozenset({".wav", ".flac", ".ogg", ".mp3"})
 """How a ``voice`` that is a reference recording ends (XTTS)."""
 WARM_UP_TEXT: Final = "Hello, this is a warm-up for Phoneactors."
+XTTS_TRANSFORMERS_BELOW: Final = 5
+"""The major version of transformers from which coqui-tts 0.28's XTTS fails."""
 DEFAULT_LANGUAGE: Final = "en"
 """The language of a multilingual model when none is named, if the model has it."""
 FILE_SETTINGS: Final = (
@@ -398,6 +400,8 @@ class CoquiTTS:
                 "no CUDA GPU (a CPU-only build of torch, or no driver); use the device cpu "
                 "(--tts-device cpu)"
             )
+        if self.model.is_xtts:
+            _check_transformers_for_xtts()
         model = self.model
         try:
             api = self._open(TTS)
@@ -517,6 +521,19 @@ class CoquiTTS:
                 )
                 audio = np.asarray(wav, dtype=np.float32)
         return float_to_pcm(resample(audio.reshape(-1), loaded.rate, SAMPLE_RATE))
+
+
+def _check_transformers_for_xtts() -> None:
+    """coqui-tts 0.28's XTTS fails in its first sentence with transformers 5 ('NoneType' object
+    has no attribute 'get_seq_length'): say so at start-up instead."""
+    from importlib.metadata import version
+
+    found = version("transformers")
+    if int(found.split(".")[0]) >= XTTS_TRANSFORMERS_BELOW:
+        raise ConfigurationError(
+            f"coqui: XTTS in coqui-tts 0.28 does not run with transformers {found}: pip install "
+            f"'transformers<{XTTS_TRANSFORMERS_BELOW}' (the coqui extra asks for it)"
+        )
 
 
 def _xtts_speak(loaded: _Loaded, text: str, abort: threading.Event) -> Any:
