@@ -126,6 +126,21 @@ def test_no_model_says_how_to_get_one(installed: None) -> None:
     assert HOW_TO_GET_A_MODEL in str(raised.value)
 
 
+def test_a_library_that_cannot_be_imported_is_a_one_line_start_up_error(
+    installed: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = model_folder(tmp_path / "m", "vits", "model.pth")
+    monkeypatch.setitem(sys.modules, "TTS.api", None)  # as when torchaudio's libraries fail
+    tts = CoquiTTS(folder, limiter=trio.CapacityLimiter(1))
+    with pytest.raises(ConfigurationError, match="coqui-tts cannot be imported") as raised:
+        trio.run(tts.load)
+    message = str(raised.value)
+    assert "torchaudio 2.11.0 for torch 2.11" in message
+    assert EXTRA in message
+    assert "\n" not in message
+    assert raised.value.__cause__ is None
+
+
 # ============================================================================================
 # The model folder
 

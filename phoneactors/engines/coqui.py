@@ -379,7 +379,9 @@ class CoquiTTS:
     def _fail(self, what: str, exc: BaseException) -> ConfigurationError:
         """A one-line start-up error; the traceback goes to the debug log."""
         log.debug("%s: %s", self.name, what, exc_info=exc)
-        said = " ".join(str(exc).split())
+        cause = exc.__cause__ or exc.__context__
+        said = f"{exc} ({type(cause).__name__}: {cause})" if cause is not None else str(exc)
+        said = " ".join(said.split())
         if len(said) > _SAID:
             said = said[: _SAID - 1] + "…"
         return ConfigurationError(f"{self.name}: {what}: {type(exc).__name__}: {said}")
@@ -390,8 +392,9 @@ class CoquiTTS:
             from TTS.api import TTS
         except Exception as exc:
             raise self._fail(
-                "coqui-tts cannot be imported (torch and torchaudio must be builds that match, "
-                f"both CPU-only or both CUDA; {EXTRA}, see the README)",
+                "coqui-tts cannot be imported (torch and torchaudio must be a pair: torchaudio "
+                "2.11.0 for torch 2.11, both CPU-only or both CUDA builds; "
+                f"{EXTRA}, see the README)",
                 exc,
             ) from None
         if self.device == "cuda" and not torch.cuda.is_available():
