@@ -813,7 +813,7 @@ async def serve(
 
             if store is not None:
                 await nursery.start(store.run)  # stops (after a final flush) with the nursery
-                logger.info("call records: %s", store.path)
+                logger.info("call records: %s", store.location)
             binds = await nursery.start(run_hypercorn)
             nursery.start_soon(load, nursery.cancel_scope)
             host, port = _parse_bind(binds[0])

@@ -182,6 +182,21 @@ async def test_two_test_kit_calls_are_two_calls(
         assert [e["text"] for e in events if e["kind"] == "caller"] == [said]
 
 
+async def test_text_a_database_cannot_hold_is_replaced_and_the_writer_goes_on(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
+    # A peer's JSON can carry NULs and lone surrogates; neither may stop the writer.
+    db = tmp_path / "calls.db"
+    started = CallStarted("CA1", "MZ\ud800", "AC1", "+1\x00", {"note": "\ud800"})
+    await _record(
+        CallStore(db, clock=trio.current_time),
+        [("MZ\ud800", [started, CallerSaid("a\x00b\udc80"), CallerSaid("fine")])],
+    )
+    [(stream, events)] = read_transcript(db, "CA1")
+    assert (stream["stream_sid"], stream["caller"]) == ("MZ?", "+1\ufffd")
+    assert [e["text"] for e in events] == ["a\ufffdb?", "fine"]
+
+
 async def test_the_records_are_private_to_their_owner(tmp_path: Path) -> None:
     db = tmp_path / "records" / "calls.db"
     await _record(CallStore(db), [("MZ1", [CallStarted("CA1", "MZ1", "AC1", None, {})])])
