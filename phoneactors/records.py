@@ -1,4 +1,4 @@
-"""What happened on each call, as events, and a durable record of them.
+"""What happened on each call, as events, and a durable record of them (SQLite or PostgreSQL).
 
 The runtime reports each call's story as small frozen events to every
 :class:`CallObserver` it was given: the call started, the caller said something, the bot said
@@ -6,21 +6,22 @@ something (or was interrupted: what was heard and what not), a key was pressed, 
 a failure, the end. Observers must not block: ``observe`` is called on the trio thread in the
 middle of the call.
 
-:class:`CallStore` writes them as they happen, through a backend: an SQLite file
-(:mod:`.records_sqlite`). Writes go through a bounded queue to one writer task, which commits
+:class:`CallStore` writes them as they happen, to an SQLite file (:mod:`.records_sqlite`) or to
+a PostgreSQL database shared by several servers (:mod:`.records_postgres`, for a
+``postgresql://`` URL). Writes go through a bounded queue to one writer task, which commits
 each batch in a worker thread, so a crash loses at most the events of the last moment, and a
-slow disk never stalls a call (a full queue drops events, counted and logged). A batch the
-backend could not take for now (``WriteFailed.retry``) is held and tried again, with a growing
-pause.
+slow disk or database never stalls a call (a full queue drops events, counted and logged). A
+lost database connection is retried, the batch held, with a growing pause.
 
 Records are kept per media stream: Twilio names each stream (``MZ…``) and each call (``CA…``),
 and one call can have several streams one after the other (a reconnect). A stream is its own
-entry, linked to the others of its call by the call sid. A backend holds two tables
-(``streams`` and ``events``, rows made by :func:`table_row`), which :func:`list_calls` and
-:func:`read_transcript` read.
+entry, linked to the others of its call by the call sid. Both backends hold the same two tables
+(``streams`` and ``events``, rows made by :func:`table_row`), and :func:`list_calls` and
+:func:`read_transcript` answer the same from either.
 
 The records hold callers' numbers and what they said: an SQLite file is created readable by its
-owner only, and ``retention_days`` deletes calls older than that.
+owner only, and ``retention_days`` deletes calls older than that. A database URL's password is
+never logged (:func:`describe`).
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import trio
 
@@ -52,6 +54,8 @@ __all__ = [
     "KeyPress",
     "Recorded",
     "TurnTimed",
+    "describe",
+    "is_database_url",
     "list_calls",
     "read_transcript",
 ]
@@ -153,8 +157,9 @@ class CallObserver(Protocol):
 
 
 SCHEMA_VERSION: Final = 2
-"""The layout of the tables: SQLite keeps it in ``PRAGMA user_version`` (0 is the first layout,
-calls keyed by call sid, migrated when a file of it is opened)."""
+"""The layout of the tables, the same in both backends: SQLite keeps it in ``PRAGMA
+user_version`` (0 is the first layout, calls keyed by call sid, migrated when a file of it is
+opened), PostgreSQL in ``phoneactors.schema_version``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +189,7 @@ class RecordsWriter(Protocol):
     thread, one at a time."""
 
     location: str
-    """Where the records go, fit for a log line."""
+    """Where the records go, fit for a log line (a URL without its password)."""
 
     def write(self, batch: Sequence[Entry]) -> tuple[int, int]:
         """Write ``batch``: (events written, streams purged); :class:`WriteFailed` if not."""
@@ -217,16 +222,9 @@ def _table_row(
     stream_sid: str, at: float, event: CallEvent
 ) -> tuple[Literal["start", "end", "event"], tuple[Any, ...]]:
     match event:
-        case CallStarted():
+        case CallStarted(call_sid=call, account_sid=account, caller=caller):
             parameters = json.dumps(dict(event.custom_parameters))
-            return "start", (
-                stream_sid,
-                event.call_sid,
-                event.account_sid,
-                event.caller,
-                parameters,
-                at,
-            )
+            return "start", (stream_sid, call, account, caller, parameters, at)
         case CallEnded(reason=reason):
             return "end", (at, reason, stream_sid)
         case _:
@@ -255,8 +253,49 @@ def _event_fields(event: CallEvent) -> tuple[str, str, str | None]:
     raise TypeError(f"not a call event with a row of its own: {event!r}")
 
 
+def is_database_url(records: str | Path) -> bool:
+    """Whether ``records`` names a PostgreSQL database (``postgresql://`` or ``postgres://``)
+    rather than an SQLite file."""
+    return isinstance(records, str) and records.lower().startswith(("postgresql://", "postgres://"))
+
+
+def describe(records: str | Path) -> str:
+    """``records`` fit for a log line or a message: a database URL's password (in the URL or
+    its query) is replaced by ``***``."""
+    if not is_database_url(records):
+        return str(records)
+    parts = urlsplit(str(records))
+    netloc = parts.netloc
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
+    query = [
+        (key, "***" if key == "password" else value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="/:,*")))
+
+
+@contextmanager
+def _driver_needed() -> Iterator[None]:
+    """Turn a missing psycopg into a clear error naming the extra that brings it."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "psycopg":
+            raise
+        raise ConfigurationError(
+            "call records in PostgreSQL need the psycopg driver: "
+            "pip install 'phoneactors[postgres]'"
+        ) from None
+
+
 def _open_writer(records: str | Path) -> RecordsWriter:
-    """The backend's writer for ``records``; blocks (creates the file and its tables)."""
+    """The backend's writer for ``records``; blocks (connects, creates the tables)."""
+    if is_database_url(records):
+        with _driver_needed():
+            from .records_postgres import PostgresWriter
+        return PostgresWriter(str(records))
     from .records_sqlite import SqliteWriter
 
     return SqliteWriter(Path(records))
@@ -276,9 +315,11 @@ class CallStore:
     """Durable call records. ``observe`` from any call; :meth:`run` writes.
 
     ``records`` is an SQLite file's path, created (owner-only, with its tables) when :meth:`run`
-    starts; an unusable path raises :class:`ConfigurationError` there. ``clock`` stamps events
-    (wall-clock seconds). ``retention_days``: streams that started longer ago are deleted at
-    start and every hour (``None``: kept until you delete them).
+    starts, or a ``postgresql://`` URL, connected to (and its tables created) then. An unusable
+    path or database raises :class:`ConfigurationError` there; a URL without the ``postgres``
+    extra installed raises it here. ``clock`` stamps events (wall-clock seconds).
+    ``retention_days``: streams that started longer ago are deleted at start and every hour
+    (``None``: kept until you delete them).
     """
 
     def __init__(
@@ -292,9 +333,12 @@ class CallStore:
             raise ConfigurationError(
                 f"call records retention must be more than 0 days, got {retention_days}"
             )
+        if is_database_url(records):
+            with _driver_needed():
+                from . import records_postgres  # noqa: F401  (fail now, not at run)
         self._records = records
-        self.location = str(records)
-        """Where the records go, for a log line."""
+        self.location = describe(records)
+        """Where the records go, fit for a log line (a URL without its password)."""
         self.retention_days = retention_days
         self._clock = clock
         self._send, self._receive = trio.open_memory_channel[Entry](QUEUE_SIZE)
@@ -420,11 +464,15 @@ class CallStore:
 def list_calls(records: str | Path, limit: int = 50) -> list[dict[str, Any]]:
     """The most recent media streams, newest first: one a call, unless Twilio reconnected it.
 
-    ``records``: an SQLite file's path, read only. Each row has the
+    ``records``: an SQLite file's path or a ``postgresql://`` URL, read only. Each row has the
     stream's facts (``stream_sid``, ``call_sid``, ``caller``, ``started_at``, ``ended_at``,
     ``end_reason``, …), ``turns`` (the caller's utterances), and ``part`` / ``parts``: which of
     its call's streams it is, and how many the call has.
     """
+    if is_database_url(records):
+        with _driver_needed():
+            from . import records_postgres
+        return records_postgres.list_calls(str(records), limit)
     from . import records_sqlite
 
     return records_sqlite.list_calls(records, limit)
@@ -436,6 +484,10 @@ def read_transcript(
     """The story of a call sid (every stream of the call, in order) or of one stream sid: a
     list of (the stream's facts, its events in order). Raises ConfigurationError if ``sid`` is
     unknown."""
+    if is_database_url(records):
+        with _driver_needed():
+            from . import records_postgres
+        return records_postgres.read_transcript(str(records), sid)
     from . import records_sqlite
 
     return records_sqlite.read_transcript(records, sid)
