@@ -1,4 +1,4 @@
-"""What happened on each call, as events, and a durable SQLite record of them.
+"""What happened on each call, as events, and a durable record of them (SQLite or PostgreSQL).
 
 The runtime reports each call's story as small frozen events to every
 :class:`CallObserver` it was given: the call started, the caller said something, the bot said
@@ -6,32 +6,35 @@ something (or was interrupted: what was heard and what not), a key was pressed, 
 a failure, the end. Observers must not block: ``observe`` is called on the trio thread in the
 middle of the call.
 
-:class:`CallStore` writes them to SQLite as they happen. Writes go through a bounded queue to one
-writer task, which commits each batch in a worker thread, so a crash loses at most the events of
-the last moment, and a slow disk never stalls a call (a full queue drops events, counted and
-logged).
+:class:`CallStore` writes them as they happen, to an SQLite file (:mod:`.records_sqlite`) or to
+a PostgreSQL database shared by several servers (:mod:`.records_postgres`, for a
+``postgresql://`` URL). Writes go through a bounded queue to one writer task, which commits
+each batch in a worker thread, so a crash loses at most the events of the last moment, and a
+slow disk or database never stalls a call (a full queue drops events, counted and logged). A
+lost database connection is retried, the batch held, with a growing pause.
 
 Records are kept per media stream: Twilio names each stream (``MZ…``) and each call (``CA…``),
 and one call can have several streams one after the other (a reconnect). A stream is its own
-entry, linked to the others of its call by the call sid.
+entry, linked to the others of its call by the call sid. Both backends hold the same two tables
+(``streams`` and ``events``, rows made by :func:`table_row`), and :func:`list_calls` and
+:func:`read_transcript` answer the same from either.
 
-The file holds callers' numbers and what they said: it is created readable by its owner only
-(and so are SQLite's ``-wal`` and ``-shm`` files beside it), deleted rows are overwritten
-(``secure_delete``), and ``retention_days`` deletes calls older than that.
+The records hold callers' numbers and what they said: an SQLite file is created readable by its
+owner only, and ``retention_days`` deletes calls older than that. A database URL's password is
+never logged (:func:`describe`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import closing, contextmanager, suppress
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import trio
 
@@ -51,6 +54,8 @@ __all__ = [
     "KeyPress",
     "Recorded",
     "TurnTimed",
+    "describe",
+    "is_database_url",
     "list_calls",
     "read_transcript",
 ]
@@ -152,206 +157,174 @@ class CallObserver(Protocol):
 
 
 SCHEMA_VERSION: Final = 2
-"""``PRAGMA user_version`` of the current layout; 0 is the first one (calls keyed by call sid),
-which is migrated when a file of it is opened."""
-
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS streams (
-    stream_sid TEXT PRIMARY KEY,
-    call_sid TEXT NOT NULL,
-    account_sid TEXT NOT NULL,
-    caller TEXT,
-    parameters TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    ended_at REAL,
-    end_reason TEXT
-);
-CREATE INDEX IF NOT EXISTS streams_by_call ON streams (call_sid, started_at);
-CREATE INDEX IF NOT EXISTS streams_by_start ON streams (started_at);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    stream_sid TEXT NOT NULL,
-    at REAL NOT NULL,
-    kind TEXT NOT NULL,
-    text TEXT NOT NULL,
-    data TEXT
-);
-CREATE INDEX IF NOT EXISTS events_by_stream ON events (stream_sid, id);
-"""
-
-_MIGRATE_FROM_0: Final = (
-    """
-ALTER TABLE calls RENAME TO calls_v0;
-ALTER TABLE events RENAME TO events_v0;
-DROP INDEX IF EXISTS events_by_call;
-"""
-    + _SCHEMA
-    + """
-INSERT INTO streams SELECT stream_sid, call_sid, account_sid, caller, parameters, started_at,
-    ended_at, end_reason FROM calls_v0;
-INSERT INTO events (stream_sid, at, kind, text, data)
-    SELECT COALESCE(c.stream_sid, e.call_sid), e.at, e.kind, e.text, e.data FROM events_v0 e
-    LEFT JOIN calls_v0 c ON c.call_sid = e.call_sid ORDER BY e.id;
-DROP TABLE calls_v0;
-DROP TABLE events_v0;
-"""
-)
-
-OWNER_ONLY: Final = 0o600
-
-
-def _create_private(path: Path) -> None:
-    """Create ``path`` (and its folder) readable by its owner only, if it does not exist; an
-    existing file readable by others is made private, with a warning."""
-    if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, OWNER_ONLY))
-    except FileExistsError:
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            logger.warning(
-                "call records: %s was readable by others (%o); making it private (600)", path, mode
-            )
-            path.chmod(OWNER_ONLY)
-    for companion in (Path(f"{path}-wal"), Path(f"{path}-shm")):
-        if companion.exists() and companion.stat().st_mode & 0o077:
-            companion.chmod(OWNER_ONLY)
-
-
-def _prepare(connection: sqlite3.Connection) -> None:
-    """WAL mode, overwrite on delete, and the current schema (migrating an older file)."""
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    connection.execute("PRAGMA secure_delete=ON")
-    if _version(connection) == SCHEMA_VERSION:
-        return
-    connection.execute("BEGIN IMMEDIATE")  # one process migrates; the others see it done
-    try:
-        version = _version(connection)
-        if version == SCHEMA_VERSION:
-            connection.execute("COMMIT")
-            return
-        old = _has_old_layout(connection)
-        script = _MIGRATE_FROM_0 if old else _SCHEMA
-        for statement in _statements(script):
-            connection.execute(statement)
-        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    if old:
-        logger.info("call records: moved the file to the per-stream layout")
-
-
-def _version(connection: sqlite3.Connection) -> int:
-    version = int(connection.execute("PRAGMA user_version").fetchone()[0])
-    if version > SCHEMA_VERSION:
-        raise sqlite3.DatabaseError(
-            f"the file was written by a newer phoneactors (schema {version}; this one knows "
-            f"{SCHEMA_VERSION})"
-        )
-    return version
-
-
-def _has_old_layout(connection: sqlite3.Connection) -> bool:
-    found = connection.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'calls'"
-    ).fetchone()
-    return found is not None
-
-
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
-
-
-@contextmanager
-def _reading(path: str | Path) -> Iterator[sqlite3.Connection | None]:
-    """The records file opened read-only (``None`` when it holds no records yet): reading never
-    changes the file, even while a server of another version writes it."""
-    if not Path(path).exists():
-        raise ConfigurationError(f"no call records at {path}")
-    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
-    try:
-        with closing(sqlite3.connect(uri, uri=True, isolation_level=None)) as connection:
-            if _version(connection) != SCHEMA_VERSION:
-                if _has_old_layout(connection):
-                    raise ConfigurationError(
-                        f"the call records at {path} are in the layout of an older phoneactors; "
-                        "start the server on them once (--records PATH) to move them to this one"
-                    )
-                yield None
-                return
-            connection.row_factory = sqlite3.Row
-            yield connection
-    except sqlite3.DatabaseError as exc:
-        raise ConfigurationError(f"cannot read the call records at {path}: {exc}") from exc
+"""The layout of the tables, the same in both backends: SQLite keeps it in ``PRAGMA
+user_version`` (0 is the first layout, calls keyed by call sid, migrated when a file of it is
+opened), PostgreSQL in ``phoneactors.schema_version``."""
 
 
 @dataclass(frozen=True, slots=True)
-class _Purge:
+class Purge:
     """Delete the streams that started before ``before`` (wall-clock seconds), with events."""
 
     before: float
 
 
-def _row(stream_sid: str, at: float, event: CallEvent) -> tuple[str, tuple[Any, ...]]:
-    """The SQL statement and parameters that record ``event``."""
-    insert = "INSERT INTO events (stream_sid, at, kind, text, data) VALUES (?, ?, ?, ?, ?)"
+Entry = tuple[str, float, CallEvent | Purge]
+"""What the writer is given: (stream sid, wall-clock seconds, event or purge)."""
+
+
+class WriteFailed(Exception):
+    """A backend could not write a batch (never raised out of :class:`CallStore`): ``reason``
+    says why, with no password in it; ``retry``: the database may take the same batch later
+    (the connection was lost), rather than refusing it for good."""
+
+    def __init__(self, reason: str, *, retry: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry = retry
+
+
+class RecordsWriter(Protocol):
+    """A backend's writing side. Its methods block: :class:`CallStore` calls them from a worker
+    thread, one at a time."""
+
+    location: str
+    """Where the records go, fit for a log line (a URL without its password)."""
+
+    def write(self, batch: Sequence[Entry]) -> tuple[int, int]:
+        """Write ``batch``: (events written, streams purged); :class:`WriteFailed` if not."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def table_row(
+    stream_sid: str, at: float, event: CallEvent
+) -> tuple[Literal["start", "end", "event"], tuple[Any, ...]]:
+    """What ``event`` means for the tables, in either backend: ``start`` inserts (or replaces)
+    the stream (stream sid, call sid, account sid, caller, parameters as JSON, started at);
+    ``end`` ends it (ended at, reason, stream sid); ``event`` adds a row to ``events``
+    (stream sid, at, kind, text, data as JSON or ``None``). Text that neither database can
+    store (a NUL, a lone surrogate: a peer can send both) has those characters replaced."""
+    kind, values = _table_row(stream_sid, at, event)
+    return kind, tuple(_storable(v) if isinstance(v, str) else v for v in values)
+
+
+def _storable(text: str) -> str:
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _table_row(
+    stream_sid: str, at: float, event: CallEvent
+) -> tuple[Literal["start", "end", "event"], tuple[Any, ...]]:
     match event:
-        case CallStarted():
-            return (
-                "INSERT OR REPLACE INTO streams (stream_sid, call_sid, account_sid, caller,"
-                " parameters, started_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    stream_sid,
-                    event.call_sid,
-                    event.account_sid,
-                    event.caller,
-                    json.dumps(dict(event.custom_parameters)),
-                    at,
-                ),
-            )
+        case CallStarted(call_sid=call, account_sid=account, caller=caller):
+            parameters = json.dumps(dict(event.custom_parameters))
+            return "start", (stream_sid, call, account, caller, parameters, at)
         case CallEnded(reason=reason):
-            return (
-                "UPDATE streams SET ended_at = ?, end_reason = ? WHERE stream_sid = ?",
-                (at, reason, stream_sid),
-            )
+            return "end", (at, reason, stream_sid)
+        case _:
+            return "event", (stream_sid, at, *_event_fields(event))
+
+
+def _event_fields(event: CallEvent) -> tuple[str, str, str | None]:
+    """An ``events`` row's kind, text and data."""
+    match event:
         case CallerSaid(text=text):
-            return insert, (stream_sid, at, "caller", text, None)
+            return "caller", text, None
         case BotSaid(text=text):
-            return insert, (stream_sid, at, "bot", text, None)
+            return "bot", text, None
         case Interrupted(heard=heard, unheard=unheard):
-            return insert, (stream_sid, at, "interrupted", heard, json.dumps({"unheard": unheard}))
+            return "interrupted", heard, json.dumps({"unheard": unheard})
         case FalseInterruption(kind=kind, text=text):
-            return insert, (stream_sid, at, "resumed", text, json.dumps({"kind": kind}))
+            return "resumed", text, json.dumps({"kind": kind})
         case KeyPress(digit=digit):
-            return insert, (stream_sid, at, "dtmf", digit, None)
+            return "dtmf", digit, None
         case TurnTimed(stages_ms=stages):
-            return insert, (stream_sid, at, "timing", "", json.dumps(dict(stages)))
+            return "timing", "", json.dumps(dict(stages))
         case Failure(kind=kind, message=message):
-            return insert, (stream_sid, at, "failure", message, json.dumps({"kind": kind}))
+            return "failure", message, json.dumps({"kind": kind})
         case Recorded(path=path):
-            return insert, (stream_sid, at, "recording", path, None)
+            return "recording", path, None
+    raise TypeError(f"not a call event with a row of its own: {event!r}")
+
+
+def is_database_url(records: str | Path) -> bool:
+    """Whether ``records`` names a PostgreSQL database (``postgresql://`` or ``postgres://``)
+    rather than an SQLite file."""
+    return isinstance(records, str) and records.lower().startswith(("postgresql://", "postgres://"))
+
+
+def describe(records: str | Path) -> str:
+    """``records`` fit for a log line or a message: a database URL's password (in the URL or
+    its query) is replaced by ``***``."""
+    if not is_database_url(records):
+        return str(records)
+    parts = urlsplit(str(records))
+    netloc = parts.netloc
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
+    query = [
+        (key, "***" if key == "password" else value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="/:,*")))
+
+
+@contextmanager
+def _driver_needed() -> Iterator[None]:
+    """Turn a missing psycopg into a clear error naming the extra that brings it."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "psycopg":
+            raise
+        raise ConfigurationError(
+            "call records in PostgreSQL need the psycopg driver: "
+            "pip install 'phoneactors[postgres]'"
+        ) from None
+
+
+def _open_writer(records: str | Path) -> RecordsWriter:
+    """The backend's writer for ``records``; blocks (connects, creates the tables)."""
+    if is_database_url(records):
+        with _driver_needed():
+            from .records_postgres import PostgresWriter
+        return PostgresWriter(str(records))
+    from .records_sqlite import SqliteWriter
+
+    return SqliteWriter(Path(records))
 
 
 PURGE_EVERY_S: Final = 3600.0
 """How often a store with ``retention_days`` deletes what has grown too old."""
 
+RETRY_FIRST_S: Final = 0.5
+RETRY_MAX_S: Final = 30.0
+"""A batch the database could not take (the connection was lost) is tried again after
+:data:`RETRY_FIRST_S`, then after twice as long each time, up to :data:`RETRY_MAX_S`. Calls
+go on meanwhile; their events wait in the queue, and past :data:`QUEUE_SIZE` are dropped."""
+
 
 class CallStore:
-    """Durable call records in SQLite. ``observe`` from any call; :meth:`run` writes.
+    """Durable call records. ``observe`` from any call; :meth:`run` writes.
 
-    ``path`` is created (owner-only, with its tables) when :meth:`run` starts; an unusable path
-    raises :class:`ConfigurationError` there. ``clock`` stamps events (wall-clock seconds).
+    ``records`` is an SQLite file's path, created (owner-only, with its tables) when :meth:`run`
+    starts, or a ``postgresql://`` URL, connected to (and its tables created) then. An unusable
+    path or database raises :class:`ConfigurationError` there; a URL without the ``postgres``
+    extra installed raises it here. ``clock`` stamps events (wall-clock seconds).
     ``retention_days``: streams that started longer ago are deleted at start and every hour
     (``None``: kept until you delete them).
     """
 
     def __init__(
         self,
-        path: str | Path,
+        records: str | Path,
         *,
         clock: Callable[[], float] = time.time,
         retention_days: float | None = None,
@@ -360,16 +333,22 @@ class CallStore:
             raise ConfigurationError(
                 f"call records retention must be more than 0 days, got {retention_days}"
             )
-        self.path = Path(path)
+        if is_database_url(records):
+            with _driver_needed():
+                from . import records_postgres  # noqa: F401  (fail now, not at run)
+        self._records = records
+        self.location = describe(records)
+        """Where the records go, fit for a log line (a URL without its password)."""
         self.retention_days = retention_days
         self._clock = clock
-        self._send, self._receive = trio.open_memory_channel[tuple[str, float, CallEvent | _Purge]](
-            QUEUE_SIZE
-        )
+        self._send, self._receive = trio.open_memory_channel[Entry](QUEUE_SIZE)
         self.dropped = 0
         self.written = 0
         self.purged = 0
         """Streams deleted for being older than ``retention_days``."""
+        self.failed_writes = 0
+        """Attempts at a batch that failed (each retry counts)."""
+        self._failing_since: float | None = None
         self._progress = trio.Event()
 
     def observe(self, stream_sid: str, event: CallEvent) -> None:
@@ -381,37 +360,86 @@ class CallStore:
                 logger.warning("call records: writer behind, %d events dropped", self.dropped)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Write events until cancelled; on cancellation, write what is queued first."""
-        connection = await trio.to_thread.run_sync(self._open)
+        """Write events until cancelled; on cancellation, write what is queued first (one try)."""
+        writer = await trio.to_thread.run_sync(_open_writer, self._records)
         try:
             async with trio.open_nursery() as nursery:
                 if self.retention_days is not None:
                     nursery.start_soon(self._purge_old, self.retention_days)
                 task_status.started()
-                await self._write_events(connection)
+                await self._write_events(writer)
         finally:
-            connection.close()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(writer.close)
 
-    async def _write_events(self, connection: sqlite3.Connection) -> None:
-        pending: list[tuple[str, float, CallEvent | _Purge]] = []
+    async def _write_events(self, writer: RecordsWriter) -> None:
+        pending: list[Entry] = []
         try:
             async for first in self._receive:
                 pending = [first, *self._queued()]
-                await trio.to_thread.run_sync(self._write, connection, pending)
+                delay = RETRY_FIRST_S
+                while not await self._attempt(writer, pending):
+                    await trio.sleep(delay)
+                    delay = min(2 * delay, RETRY_MAX_S)
                 pending = []
-                self._progress.set()
-                self._progress = trio.Event()
         finally:
             with trio.CancelScope(shield=True):
                 pending += self._queued()
-                if pending:
-                    await trio.to_thread.run_sync(self._write, connection, pending)
+                if pending and not await self._attempt(writer, pending):
+                    logger.error(
+                        "call records: stopping with %d events not written to %s",
+                        len(pending),
+                        self.location,
+                    )
+
+    async def _attempt(self, writer: RecordsWriter, batch: list[Entry]) -> bool:
+        """Write ``batch`` once: whether it is done with (written, or refused for good and
+        dropped), rather than to be tried again."""
+        try:
+            written, purged = await trio.to_thread.run_sync(writer.write, batch)
+        except WriteFailed as failure:
+            self.failed_writes += 1
+            self._pulse()
+            if not failure.retry:
+                logger.error(
+                    "call records: could not write %d events to %s: %s",
+                    len(batch),
+                    self.location,
+                    failure.reason,
+                )
+                return True
+            if self._failing_since is None:
+                self._failing_since = trio.current_time()
+            logger.warning(
+                "call records: cannot reach %s (%s); holding %d events, trying again",
+                self.location,
+                failure.reason,
+                len(batch),
+            )
+            return False
+        if self._failing_since is not None:
+            logger.warning(
+                "call records: writing to %s again, after %.0f s",
+                self.location,
+                trio.current_time() - self._failing_since,
+            )
+            self._failing_since = None
+        self.written += written
+        if purged:
+            self.purged += purged
+            logger.info("call records: deleted %d calls past the retention time", purged)
+        self._pulse()
+        return True
+
+    def _pulse(self) -> None:
+        self._progress.set()
+        self._progress = trio.Event()
 
     async def _purge_old(self, days: float) -> None:
         """Ask the writer to delete old streams now and every :data:`PURGE_EVERY_S`."""
         while True:
             with suppress(trio.WouldBlock):  # the writer is far behind: next time, then
-                self._send.send_nowait(("", self._clock(), _Purge(self._clock() - days * 86400)))
+                self._send.send_nowait(("", self._clock(), Purge(self._clock() - days * 86400)))
             await trio.sleep(PURGE_EVERY_S)
 
     async def wait_written(self, count: int) -> None:
@@ -420,10 +448,11 @@ class CallStore:
             await self._progress.wait()
 
     async def next_write(self) -> None:
-        """Wait until the writer has finished its next batch (for tests and tools)."""
+        """Wait until the writer's next attempt at a batch has ended, written or failed (for
+        tests and tools)."""
         await self._progress.wait()
 
-    def _queued(self) -> list[tuple[str, float, CallEvent | _Purge]]:
+    def _queued(self) -> list[Entry]:
         events = []
         while True:
             try:
@@ -431,99 +460,34 @@ class CallStore:
             except (trio.WouldBlock, trio.EndOfChannel):
                 return events
 
-    def _open(self) -> sqlite3.Connection:
-        try:
-            _create_private(self.path)
-            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            _prepare(connection)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigurationError(f"cannot open the call records at {self.path}: {exc}") from exc
-        return connection
 
-    def _write(
-        self, connection: sqlite3.Connection, batch: list[tuple[str, float, CallEvent | _Purge]]
-    ) -> None:
-        try:
-            connection.execute("BEGIN")
-            purged = written = 0
-            for stream_sid, at, event in batch:
-                if isinstance(event, _Purge):
-                    purged += _delete_before(connection, event.before)
-                else:
-                    connection.execute(*_row(stream_sid, at, event))
-                    written += 1
-            connection.execute("COMMIT")
-            self.written += written
-            if purged:
-                self.purged += purged
-                logger.info("call records: deleted %d calls past the retention time", purged)
-                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            logger.exception("call records: could not write %d events", len(batch))
-
-
-def _delete_before(connection: sqlite3.Connection, before: float) -> int:
-    """Delete the streams that started before ``before``, and their events; how many."""
-    connection.execute(
-        "DELETE FROM events WHERE stream_sid IN"
-        " (SELECT stream_sid FROM streams WHERE started_at < ?)",
-        (before,),
-    )
-    deleted = connection.execute("DELETE FROM streams WHERE started_at < ?", (before,)).rowcount
-    # Events of a stream whose start was never recorded (a full queue dropped it): by their age.
-    connection.execute(
-        "DELETE FROM events WHERE at < ? AND stream_sid NOT IN (SELECT stream_sid FROM streams)",
-        (before,),
-    )
-    return int(deleted)
-
-
-def list_calls(path: str | Path, limit: int = 50) -> list[dict[str, Any]]:
+def list_calls(records: str | Path, limit: int = 50) -> list[dict[str, Any]]:
     """The most recent media streams, newest first: one a call, unless Twilio reconnected it.
 
-    Each row has the stream's facts (``stream_sid``, ``call_sid``, ``caller``, ``started_at``,
-    ``ended_at``, ``end_reason``, …), ``turns`` (the caller's utterances), and ``part`` /
-    ``parts``: which of its call's streams it is, and how many the call has.
+    ``records``: an SQLite file's path or a ``postgresql://`` URL, read only. Each row has the
+    stream's facts (``stream_sid``, ``call_sid``, ``caller``, ``started_at``, ``ended_at``,
+    ``end_reason``, …), ``turns`` (the caller's utterances), and ``part`` / ``parts``: which of
+    its call's streams it is, and how many the call has.
     """
-    with _reading(path) as connection:
-        if connection is None:
-            return []
-        rows = connection.execute(
-            "SELECT s.*,"
-            " (SELECT COUNT(*) FROM events e WHERE e.stream_sid = s.stream_sid"
-            "  AND e.kind = 'caller') AS turns,"
-            " (SELECT COUNT(*) FROM streams o WHERE o.call_sid = s.call_sid"
-            "  AND (o.started_at, o.stream_sid) <= (s.started_at, s.stream_sid)) AS part,"
-            " (SELECT COUNT(*) FROM streams o WHERE o.call_sid = s.call_sid) AS parts"
-            " FROM streams s ORDER BY started_at DESC, stream_sid DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
-    return [dict(row) for row in rows]
+    if is_database_url(records):
+        with _driver_needed():
+            from . import records_postgres
+        return records_postgres.list_calls(str(records), limit)
+    from . import records_sqlite
+
+    return records_sqlite.list_calls(records, limit)
 
 
 def read_transcript(
-    path: str | Path, sid: str
+    records: str | Path, sid: str
 ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     """The story of a call sid (every stream of the call, in order) or of one stream sid: a
     list of (the stream's facts, its events in order). Raises ConfigurationError if ``sid`` is
     unknown."""
-    with _reading(path) as connection:
-        if connection is None:
-            raise ConfigurationError(f"no call or stream {sid!r} in {path}")
-        streams = connection.execute(
-            "SELECT * FROM streams WHERE call_sid = ? OR stream_sid = ?"
-            " ORDER BY started_at, stream_sid",
-            (sid, sid),
-        ).fetchall()
-        if not streams:
-            raise ConfigurationError(f"no call or stream {sid!r} in {path}")
-        story = []
-        for stream in streams:
-            events = connection.execute(
-                "SELECT at, kind, text, data FROM events WHERE stream_sid = ? ORDER BY id",
-                (stream["stream_sid"],),
-            ).fetchall()
-            story.append((dict(stream), [dict(e) for e in events]))
-    return story
+    if is_database_url(records):
+        with _driver_needed():
+            from . import records_postgres
+        return records_postgres.read_transcript(str(records), sid)
+    from . import records_sqlite
+
+    return records_sqlite.read_transcript(records, sid)

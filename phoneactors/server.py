@@ -16,7 +16,7 @@
                    :attr:`ServerConfig.softphone`
 
 Call records: with :attr:`ServerConfig.records` set, :func:`serve` writes every call's story to
-that SQLite file as it happens (:class:`~phoneactors.records.CallStore`).
+that SQLite file or PostgreSQL database as it happens (:class:`~phoneactors.records.CallStore`).
 
 :func:`serve` runs the app on hypercorn, loads the engines in the background and drains calls on
 shutdown; :func:`create_app` builds the app alone, for another ASGI server (which must then
@@ -135,9 +135,10 @@ class ServerConfig:
     """New callers (at the webhook) hear :attr:`busy_message` while the speech engines are this
     far behind: the 90th percentile of the recent inferences' waits for a CPU thread
     (:meth:`~phoneactors.engines.scheduling.InferenceSlots.recent_wait`). ``None``: never."""
-    records: str | None = None
-    """SQLite file that :func:`serve` writes every call's record to (``None``: no records).
-    It is created readable by its owner only."""
+    records: str | None = field(default=None, repr=False)
+    """SQLite file that :func:`serve` writes every call's record to, created readable by its
+    owner only, or a ``postgresql://`` URL of a database that several servers may share
+    (``None``: no records). Never shown in ``repr``: a URL may hold a password."""
     recordings: str | None = None
     """Folder that every call's audio is written to as a stereo WAV (caller left, bot right),
     linked from the call records (``None``: no recordings)."""
@@ -878,7 +879,7 @@ async def serve(
 
             if store is not None:
                 await nursery.start(store.run)  # stops (after a final flush) with the nursery
-                logger.info("call records: %s", store.path)
+                logger.info("call records: %s", store.location)
             binds = await nursery.start(run_hypercorn)
             nursery.start_soon(load, nursery.cancel_scope)
             if peers is not None:

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from phoneactors.testing import FakeSpeech
+from tests.postgres_server import HOW_TO_INSTALL, PostgresServer, find_binaries, start_postgres
 
 
 @pytest.fixture
@@ -38,3 +39,24 @@ def fake_simulate(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
         monkeypatch.setattr(sys, "stdin", io.StringIO(text))
 
     return lines
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole test session (skips, saying how to get one, when
+    psycopg or PostgreSQL itself is not installed)."""
+    pytest.importorskip(
+        "psycopg", reason="needs the postgres extra: bash scripts/setup.sh dev,postgres"
+    )
+    bindir = find_binaries()
+    if bindir is None:
+        pytest.skip(f"PostgreSQL is not installed: {HOW_TO_INSTALL}")
+    server = start_postgres(bindir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> str:
+    """A ``postgresql://`` URL (with a password) of a fresh, empty database."""
+    return postgres.url(postgres.create_database())

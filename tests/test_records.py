@@ -1,9 +1,16 @@
-"""Durable call records: every call's story in SQLite, written as it happens."""
+"""Durable call records: every call's story, written as it happens, to SQLite or PostgreSQL.
+
+The tests that take a ``target`` run once on each backend, against a real PostgreSQL server
+(the ``postgres`` fixture starts one; ``tests/test_records_postgres.py`` has what only a shared
+database needs).
+"""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import stat
+import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -11,6 +18,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+import phoneactors
 from phoneactors.conversation import Conversation, Interruption
 from phoneactors.errors import ConfigurationError
 from phoneactors.records import (
@@ -18,10 +26,36 @@ from phoneactors.records import (
     CallerSaid,
     CallStarted,
     CallStore,
+    describe,
     list_calls,
     read_transcript,
 )
 from phoneactors.testing import FakeSpeech, open_call
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a test's records go: a new SQLite file, or a new PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "calls.db")
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def _file_bytes(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def _count_events(target: str) -> int:
+    if target.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(target) as connection:
+            row = connection.execute("SELECT COUNT(*) FROM phoneactors.events").fetchone()
+    else:
+        with closing(sqlite3.connect(target)) as connection:
+            row = connection.execute("SELECT COUNT(*) FROM events").fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 class Desk(Conversation):
@@ -41,9 +75,9 @@ class Desk(Conversation):
 
 
 async def test_a_call_is_recorded_as_it_happens(
-    autojump_clock: MockClock, speech: FakeSpeech, tmp_path: Path
+    autojump_clock: MockClock, speech: FakeSpeech, target: str
 ) -> None:
-    db = tmp_path / "calls.db"
+    db = target
     store = CallStore(db, clock=trio.current_time)
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
@@ -85,36 +119,44 @@ async def test_a_call_is_recorded_as_it_happens(
 
 
 async def test_failures_are_recorded(
-    autojump_clock: MockClock, speech: FakeSpeech, tmp_path: Path
+    autojump_clock: MockClock, speech: FakeSpeech, target: str
 ) -> None:
     class Broken(Conversation):
         async def reply(self, text: str) -> str:
             raise RuntimeError("database down")
 
-    store = CallStore(tmp_path / "calls.db")
+    store = CallStore(target)
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         async with open_call(Broken, speech.engines(), speech=speech, observers=[store]) as fake:
             await fake.say("hello")
             await fake.wait_for_bot_to_finish()
         nursery.cancel_scope.cancel()  # the writer flushes what is queued before it stops
-    [(_, events)] = read_transcript(tmp_path / "calls.db", fake.call_sid)
+    [(_, events)] = read_transcript(target, fake.call_sid)
     failures = [e for e in events if e["kind"] == "failure"]
     assert len(failures) == 1
     assert "database down" in failures[0]["text"]
 
 
-async def test_unusable_paths_and_unknown_calls_are_clear_errors(tmp_path: Path) -> None:
+async def test_unusable_paths_are_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     store = CallStore(tmp_path / "file" / "calls.db")
     with pytest.raises(ConfigurationError, match="cannot open the call records"):
         await store.run()
     with pytest.raises(ConfigurationError, match="no call records"):
         list_calls(tmp_path / "missing.db")
-    db = tmp_path / "calls.db"
-    sqlite3.connect(db).close()
+
+
+async def test_records_with_no_calls_yet_list_none_and_know_no_call(target: str) -> None:
+    if target.endswith(".db"):
+        sqlite3.connect(target).close()  # a file, but no tables
+    assert list_calls(target) == []
     with pytest.raises(ConfigurationError, match="no call or stream 'CAnope'"):
-        read_transcript(db, "CAnope")
+        read_transcript(target, "CAnope")
+    await _record(CallStore(target), [])  # the tables, but no calls
+    assert list_calls(target) == []
+    with pytest.raises(ConfigurationError, match="no call or stream 'CAnope'"):
+        read_transcript(target, "CAnope")
 
 
 async def _record(store: CallStore, stories: list[tuple[str, list[object]]]) -> None:
@@ -129,9 +171,9 @@ async def _record(store: CallStore, stories: list[tuple[str, list[object]]]) -> 
 
 
 async def test_each_stream_is_its_own_entry_linked_by_the_call_sid(
-    autojump_clock: MockClock, tmp_path: Path
+    autojump_clock: MockClock, target: str
 ) -> None:
-    db = tmp_path / "calls.db"
+    db = target
     started = CallStarted("CAone", "MZfirst", "AC1", "+15550001", {})
     again = CallStarted("CAone", "MZsecond", "AC1", "+15550001", {})
     other = CallStarted("CAtwo", "MZother", "AC1", "+15550002", {})
@@ -161,9 +203,9 @@ async def test_each_stream_is_its_own_entry_linked_by_the_call_sid(
 
 
 async def test_two_test_kit_calls_are_two_calls(
-    autojump_clock: MockClock, speech: FakeSpeech, tmp_path: Path
+    autojump_clock: MockClock, speech: FakeSpeech, target: str
 ) -> None:
-    db = tmp_path / "calls.db"
+    db = target
     store = CallStore(db, clock=trio.current_time)
     sids = []
     async with trio.open_nursery() as nursery:
@@ -182,6 +224,21 @@ async def test_two_test_kit_calls_are_two_calls(
         assert [e["text"] for e in events if e["kind"] == "caller"] == [said]
 
 
+async def test_text_a_database_cannot_hold_is_replaced_and_the_writer_goes_on(
+    autojump_clock: MockClock, target: str
+) -> None:
+    # A peer's JSON can carry NULs and lone surrogates; neither may stop the writer.
+    db = target
+    started = CallStarted("CA1", "MZ\ud800", "AC1", "+1\x00", {"note": "\ud800"})
+    await _record(
+        CallStore(db, clock=trio.current_time),
+        [("MZ\ud800", [started, CallerSaid("a\x00b\udc80"), CallerSaid("fine")])],
+    )
+    [(stream, events)] = read_transcript(db, "CA1")
+    assert (stream["stream_sid"], stream["caller"]) == ("MZ?", "+1\ufffd")
+    assert [e["text"] for e in events] == ["a\ufffdb?", "fine"]
+
+
 async def test_the_records_are_private_to_their_owner(tmp_path: Path) -> None:
     db = tmp_path / "records" / "calls.db"
     await _record(CallStore(db), [("MZ1", [CallStarted("CA1", "MZ1", "AC1", None, {})])])
@@ -198,11 +255,11 @@ async def test_the_records_are_private_to_their_owner(tmp_path: Path) -> None:
 
 
 async def test_retention_deletes_old_calls_at_start_and_every_hour(
-    mock_clock: MockClock, tmp_path: Path
+    mock_clock: MockClock, target: str
 ) -> None:
     # Stepped by hand: an autojumping clock would race hours ahead while the writer's thread
     # works (a thread is not a runnable task), and the purges are hourly timers.
-    db = tmp_path / "calls.db"
+    db = target
     day = 86400.0
     old = CallStarted("CAold", "MZold", "AC1", None, {})
     earlier = CallStore(db, clock=lambda: 100 * day)
@@ -230,9 +287,9 @@ async def test_retention_deletes_old_calls_at_start_and_every_hour(
         assert store.purged == 1
         assert [c["stream_sid"] for c in list_calls(db)] == ["MZnew"]
         nursery.cancel_scope.cancel()
-    with sqlite3.connect(db) as connection:
-        assert connection.execute("SELECT COUNT(*) FROM events").fetchone() == (0,)
-    assert b"secret" not in db.read_bytes()  # overwritten, not just unlinked
+    assert _count_events(db) == 0
+    if db.endswith(".db"):
+        assert b"secret" not in _file_bytes(db)  # overwritten, not just unlinked
     with pytest.raises(ConfigurationError, match="more than 0 days"):
         CallStore(db, retention_days=0)
 
@@ -266,3 +323,40 @@ async def test_a_file_of_the_first_layout_is_migrated(tmp_path: Path) -> None:
         assert connection.execute(
             "SELECT stream_sid FROM events WHERE text = 'orphan'"
         ).fetchone() == ("CA9",)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://bot:pw@db.example.com/calls", "postgresql://bot:***@db.example.com/calls"),
+        (
+            "postgres://bot:p%40w@db:5433/calls?sslmode=require",
+            "postgres://bot:***@db:5433/calls?sslmode=require",
+        ),
+        (
+            "postgresql://db/calls?user=bot&password=pw",
+            "postgresql://db/calls?user=bot&password=***",
+        ),
+        ("postgresql://bot@db/calls", "postgresql://bot@db/calls"),
+        ("calls.db", "calls.db"),
+    ],
+)
+def test_a_database_url_is_described_without_its_password(url: str, shown: str) -> None:
+    assert describe(url) == shown
+
+
+def test_a_database_url_without_the_driver_says_which_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg: ModuleNotFoundError
+    monkeypatch.delitem(sys.modules, "phoneactors.records_postgres", raising=False)
+    monkeypatch.delattr(phoneactors, "records_postgres", raising=False)
+    url = "postgresql://bot:pw@db.example.com/calls"
+    message = "need the psycopg driver: pip install 'phoneactors[postgres]'"
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        CallStore(url)
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        list_calls(url)
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        read_transcript(url, "CA1")
+    CallStore(tmp_path / "calls.db")  # a file needs no driver

@@ -35,8 +35,11 @@ def build_calls_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--records",
         default=os.environ.get(ENV_PREFIX + "RECORDS", DEFAULT_RECORDS),
-        metavar="PATH",
-        help=f"the call records file [env {ENV_PREFIX}RECORDS; default: {DEFAULT_RECORDS}]",
+        metavar="PATH|URL",
+        help=(
+            "the call records: an SQLite file or a postgresql:// URL "
+            f"[env {ENV_PREFIX}RECORDS; default: {DEFAULT_RECORDS}]"
+        ),
     )
     parser.add_argument("--limit", type=int, default=50, help="calls to list (default: 50)")
     return parser
@@ -56,7 +59,8 @@ def _print_calls(args: argparse.Namespace) -> int:
 
     try:
         if args.sid is None:
-            _print_list(records.list_calls(args.records, args.limit), args.records)
+            streams = records.list_calls(args.records, args.limit)
+            _print_list(streams, records.describe(args.records))
             return 0
         story = records.read_transcript(args.records, args.sid)
     except ConfigurationError as exc:
@@ -79,9 +83,9 @@ def _print_calls(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_list(streams: Sequence[Mapping[str, Any]], path: str) -> None:
+def _print_list(streams: Sequence[Mapping[str, Any]], where: str) -> None:
     if not streams:
-        print(f"no calls recorded in {path}")
+        print(f"no calls recorded in {where}")
     for stream in streams:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stream["started_at"]))
         length = (

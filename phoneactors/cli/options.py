@@ -284,9 +284,10 @@ OPTIONS: Final = (
     ),
     Option(
         "--records",
-        "SQLite file that every call's transcript is written to as it happens ('off': none)",
+        "SQLite file that every call's transcript is written to as it happens, or a "
+        "postgresql://user@host/db URL of a database several servers share ('off': none)",
         DEFAULT_RECORDS,
-        metavar="PATH",
+        metavar="PATH|URL",
     ),
     Option(
         "--recordings",
@@ -350,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
             f"{PROG} [serve] [options]\n"
             f"       {PROG} simulate [--say TEXT] [--script FILE] [--record WAV] [options]\n"
             f"       {PROG} call TO --from FROM [--public-url URL]\n"
-            f"       {PROG} calls [CALL_SID] [--records PATH]"
+            f"       {PROG} calls [CALL_SID] [--records PATH|URL]"
         ),
         description=(
             "Answer Twilio phone calls with a Conversation: serves Twilio's voice webhook "
