@@ -34,7 +34,7 @@ import trio
 from phoneactors import cli
 from phoneactors.audio import SAMPLE_RATE
 from phoneactors.cli.options import engines_from_args
-from phoneactors.engines import coqui
+from phoneactors.engines import coqui, coqui_model
 from phoneactors.engines.base import TextToSpeech, default_thread_count, run_inference
 from phoneactors.engines.coqui import (
     HOW_TO_GET_A_MODEL,
@@ -60,12 +60,14 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def installed(monkeypatch: pytest.MonkeyPatch) -> None:
     """The engine's packages count as installed (for what is checked before they are used)."""
-    monkeypatch.setattr(coqui, "missing_packages", list)
+    monkeypatch.setattr(coqui_model, "missing_packages", list)
 
 
 @pytest.fixture
 def not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(coqui, "missing_packages", lambda: ["coqui-tts", "torch", "torchaudio"])
+    monkeypatch.setattr(
+        coqui_model, "missing_packages", lambda: ["coqui-tts", "torch", "torchaudio"]
+    )
 
 
 def model_folder(folder: Path, kind: str = "vits", *files: str) -> Path:
