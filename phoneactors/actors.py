@@ -326,6 +326,8 @@ async def transcribe_utterances(
                     utterance_ended_at=utterance.ended_at,
                     transcribed_at=heard.at,
                     sound=heard.sound,
+                    avg_logprob=heard.transcription.avg_logprob,
+                    audio=utterance.audio,
                 )
             )
 

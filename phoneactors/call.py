@@ -47,6 +47,7 @@ from .actors import (
     transmit,
     worth_logging,
 )
+from .audio import SAMPLE_RATE
 from .call_control import CallControl, CallDirectory
 from .conversation import (
     CallInfo,
@@ -58,8 +59,9 @@ from .conversation import (
     TurnSoFar,
     as_factory,
 )
-from .endpointing import judge_turn
+from .endpointing import BACKCHANNEL_HINT, judge_turn, may_be_misheard_backchannel
 from .engines import Engines
+from .engines.base import HintedSpeechToText
 from .errors import (
     ConfigurationError,
     EngineError,
@@ -547,6 +549,9 @@ class _Call:
             if active.speaking and self.is_backchannel(text):
                 self.resume(active, "backchannel", text)
                 return
+            if active.speaking and (second := await self.second_look(event)) is not None:
+                self.resume(active, "backchannel", second)
+                return
         if not text:
             return  # a sound while the bot was quiet: nothing to answer
         interruption = await self.interrupt()
@@ -598,6 +603,24 @@ class _Call:
         self.pacer.cleared()
         active.ledger.cleared()
         self.log.info("caller sound over the bot: reply paused")
+
+    async def second_look(self, event: Transcript) -> str | None:
+        """A short sound over the bot that the engine made no sense of ("Hymn." for a hummed
+        "mm-hmm"), transcribed again expecting backchannels: the backchannel it then hears, or
+        ``None`` (not one, no engine that takes a hint, or it failed: then it interrupts)."""
+        stt, audio = self.engines.stt, event.audio
+        if audio is None or not isinstance(stt, HintedSpeechToText):
+            return None
+        if not may_be_misheard_backchannel(event.text, event.avg_logprob, len(audio) / SAMPLE_RATE):
+            return None
+        try:
+            with trio.fail_after(self.settings.stt_timeout):
+                second = (await stt.transcribe_hinted(audio, BACKCHANNEL_HINT)).text
+        except (trio.TooSlowError, EngineError) as exc:
+            self.log.warning("second look at %r failed: %s", event.text, exc)
+            return None
+        self.log.info("unclear sound %r over the bot, heard again as %r", event.text, second)
+        return second if second and self.is_backchannel(second) else None
 
     def resume(self, active: _ActiveReply, kind: str, heard: str) -> None:
         """The sound over a paused reply was no interruption: play on, once the caller is not

@@ -59,11 +59,13 @@ from types import MappingProxyType
 from typing import Final
 
 __all__ = [
+    "BACKCHANNEL_HINT",
     "DEFAULT_BACKCHANNELS",
     "UNSURE_LAST_WORD",
     "TurnJudgement",
     "is_backchannel",
     "judge_turn",
+    "may_be_misheard_backchannel",
     "words",
 ]
 
@@ -148,6 +150,38 @@ def is_backchannel(text: str, phrases: Collection[str] = DEFAULT_BACKCHANNELS) -
             for size in range(1, min(longest, end) + 1)
         )
     return reachable[-1]
+
+
+BACKCHANNEL_HINT: Final = "Mm-hmm. Uh-huh. Yeah. Okay. Right."
+"""What a second transcription of a short unclear sound over the bot is told to expect."""
+UNCLEAR_LOGPROB: Final = -0.6
+"""A transcript whose mean token log-probability is lower is one the engine was unsure of."""
+UNCLEAR_SECONDS: Final = 0.8
+UNCLEAR_WORDS: Final = 3
+_INTERRUPTING: Final = frozenset({
+    "no", "nope", "nah", "not", "never", "wait", "stop", "hold", "hang", "what", "why", "who",
+    "how", "when", "where", "sorry", "pardon", "excuse", "hello", "hey", "huh", "help",
+    "cancel", "agent", "operator", "person", "human", "repeat", "again", "back", "wrong",
+    "don't", "didn't", "can't", "won't", "but", "actually",
+})  # fmt: skip
+"""Words that make even an unclear short transcript an interruption, never a backchannel."""
+
+
+def may_be_misheard_backchannel(text: str, avg_logprob: float | None, seconds: float) -> bool:
+    """Whether a sound over the bot, heard as ``text`` (not a backchannel), is worth a second
+    look as one: short (``seconds`` of audio, at most three words), unclear to the engine
+    (``avg_logprob`` under :data:`UNCLEAR_LOGPROB`) and without a word that interrupts
+    ("no", "wait", "what", ...). Whisper hears a hummed "mm-hmm" as "Hymn." or "La la";
+    told to expect backchannels (:data:`BACKCHANNEL_HINT`) it hears most of them right.
+    """
+    tokens = words(text)
+    return (
+        0 < len(tokens) <= UNCLEAR_WORDS
+        and seconds <= UNCLEAR_SECONDS
+        and avg_logprob is not None
+        and avg_logprob < UNCLEAR_LOGPROB
+        and _INTERRUPTING.isdisjoint(tokens)
+    )
 
 
 # -- the judgement ---------------------------------------------------------------------------

@@ -86,6 +86,11 @@ class Transcript:
     utterance_ended_at: float
     transcribed_at: float
     sound: str = ""
+    avg_logprob: float | None = None
+    """How sure the engine was of ``text`` (its mean token log-probability; ``None``: it
+    does not say)."""
+    audio: PCM | None = field(default=None, repr=False, compare=False)
+    """The utterance's audio, for a second look at a short sound over the bot."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,39 +189,65 @@ class FakeSpeechToText:
         self.delay = delay
         self.fail = False
         self.calls = 0
+        self.hinted_calls = 0
         self._texts: dict[int, Transcription] = {}
+        self._hinted: dict[int, str] = {}
         self._said = 0
 
     async def load(self) -> None:
         pass
 
     def register(
-        self, text: str, *, no_speech_prob: float | None = None, avg_logprob: float | None = None
+        self,
+        text: str,
+        *,
+        no_speech_prob: float | None = None,
+        avg_logprob: float | None = None,
+        hinted: str | None = None,
     ) -> float:
-        """Remember ``text`` (and the signals to give with it); returns the tone frequency
-        that will transcribe to it."""
+        """Remember ``text`` (and the signals to give with it, and what a transcription told
+        what to expect hears instead: ``hinted``); returns the tone frequency that will
+        transcribe to it."""
         slot = self._said % _TONE_SLOTS
         self._said += 1
         self._texts[slot] = Transcription(text, no_speech_prob, avg_logprob)
+        self._hinted.pop(slot, None)
+        if hinted is not None:
+            self._hinted[slot] = hinted
         return _TONE_BASE + slot * _TONE_STEP
 
-    def recognise(self, audio: PCM) -> Transcription:
-        """The text whose tone dominates ``audio`` (``""`` for silence or an unknown sound)."""
+    def _slot(self, audio: PCM) -> int | None:
         samples = np.asarray(audio, dtype=np.float64)
         if len(samples) < FRAME_SAMPLES or np.sqrt(np.mean(samples**2)) < 100:
-            return Transcription("")
+            return None
         spectrum = np.abs(np.fft.rfft(samples))
         peak = float(np.argmax(spectrum)) * SAMPLE_RATE / len(samples)
         slot = round((peak - _TONE_BASE) / _TONE_STEP)
         if abs(peak - (_TONE_BASE + slot * _TONE_STEP)) > _TONE_STEP / 4:
-            return Transcription("")
-        return self._texts.get(slot, Transcription(""))
+            return None
+        return slot
+
+    def recognise(self, audio: PCM) -> Transcription:
+        """The text whose tone dominates ``audio`` (``""`` for silence or an unknown sound)."""
+        slot = self._slot(audio)
+        return Transcription("") if slot is None else self._texts.get(slot, Transcription(""))
 
     async def transcribe(self, audio: PCM) -> Transcription:
         self.calls += 1
         await trio.sleep(self.delay)
         if self.fail:
             raise EngineError("fake-stt: failing on purpose")
+        return self.recognise(audio)
+
+    async def transcribe_hinted(self, audio: PCM, hint: str) -> Transcription:
+        """What the registered ``hinted`` text says (else the same as :meth:`transcribe`)."""
+        self.hinted_calls += 1
+        await trio.sleep(self.delay)
+        if self.fail:
+            raise EngineError("fake-stt: failing on purpose")
+        slot = self._slot(audio)
+        if slot is not None and slot in self._hinted:
+            return Transcription(self._hinted[slot])
         return self.recognise(audio)
 
 
@@ -293,6 +319,15 @@ class FakeSpeech:
         """Caller "speech" for ``text``: a tone that :attr:`stt` transcribes as ``text``."""
         seconds = max(0.3, len(text) * self.caller_seconds_per_char)
         return tone(seconds, frequency=self.stt.register(text))
+
+    def misheard(
+        self, heard_as: str, *, hinted: str, avg_logprob: float = -1.3, seconds: float = 0.4
+    ) -> PCM:
+        """A short sound the STT makes no sense of, heard as ``heard_as`` with a real engine's
+        doubt (``avg_logprob``), and as ``hinted`` when told what to expect: a hummed
+        "mm-hmm" that Whisper hears as "Hymn."."""
+        frequency = self.stt.register(heard_as, avg_logprob=avg_logprob, hinted=hinted)
+        return tone(seconds, frequency=frequency)
 
     def cough(self, *, heard_as: str = "Thank you.", seconds: float = 0.4) -> PCM:
         """A cough (or a breath, a door): a burst of noise that the VAD calls speech and

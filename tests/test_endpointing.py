@@ -609,3 +609,26 @@ def test_a_spelling_or_a_code_cut_short_waits(text: str, reason: str) -> None:
 @pytest.mark.parametrize("text", ["Dot.", "I'll take plan B 2.", "Is it a 4 or a 5?"])
 def test_a_lone_separator_or_a_letter_and_digit_in_passing_reads_complete(text: str) -> None:
     assert judge_turn(text).complete, judge_turn(text).reason
+
+
+@pytest.mark.parametrize(
+    ("text", "logprob", "seconds", "worth"),
+    [
+        ("Hymn.", -1.4, 0.4, True),
+        ("La la", -1.5, 0.4, True),
+        ("Hymn.", -0.3, 0.4, False),  # the engine was sure
+        ("Hymn.", None, 0.4, False),  # the engine does not say
+        ("Hymn.", -1.4, 1.2, False),  # too long for a backchannel
+        ("and make a chance now", -1.0, 0.6, False),  # too many words
+        ("Stop.", -1.4, 0.4, False),  # interrupting words are never a second look
+        ("No, no.", -1.0, 0.4, False),
+        ("Wait, what?", -0.9, 0.6, False),
+        ("", -1.4, 0.4, False),
+    ],
+)
+def test_which_unclear_sounds_over_the_bot_get_a_second_look(
+    text: str, logprob: float | None, seconds: float, worth: bool
+) -> None:
+    from phoneactors.endpointing import may_be_misheard_backchannel
+
+    assert may_be_misheard_backchannel(text, logprob, seconds) is worth

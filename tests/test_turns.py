@@ -465,3 +465,71 @@ async def test_a_yes_while_the_bot_is_still_thinking_is_answered(
         await fake.wait_for_bot_to_finish()
     assert slow.heard == ["let me think", "let me think yes"]
     assert events.of(FalseInterruption) == []
+
+
+@pytest.mark.parametrize(
+    ("heard_as", "hinted", "resumed"),
+    [
+        ("Hymn.", "Mm-hmm.", True),  # a hummed "mm-hmm", heard right the second time
+        ("Bye bye.", "Okay.", True),
+        ("La la", "Bye.", False),  # heard again, still no backchannel: it interrupts
+    ],
+)
+async def test_an_unclear_short_sound_over_the_bot_gets_a_second_look(
+    autojump_clock: MockClock, speech: FakeSpeech, heard_as: str, hinted: str, resumed: bool
+) -> None:
+    teller = Teller()
+    events = Events()
+    async with open_call(
+        lambda: teller, speech.engines(), speech=speech, observers=[events]
+    ) as fake:
+        await start_long_reply(fake)
+        await fake.play(speech.misheard(heard_as, hinted=hinted))
+        sound_ended = trio.current_time()
+        await fake.wait_for_bot_to_finish()
+    assert speech.stt.hinted_calls == 1
+    if resumed:
+        assert teller.heard == ["tell me something long"]
+        [false] = events.of(FalseInterruption)
+        assert false == FalseInterruption("backchannel", hinted)
+        resumed_at = min(p.start for p in fake.played if p.start > fake.clears[0])
+        assert resumed_at - sound_ended <= 0.6  # the second look included
+    else:
+        assert teller.heard == ["tell me something long", heard_as]
+        assert len(teller.interruptions) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "logprob"),
+    [("Stop.", -1.3), ("What?", -1.0), ("Sounds like a plan to me.", -1.3), ("Hymn.", -0.3)],
+)
+async def test_no_second_look_at_an_interrupting_word_a_long_or_a_clear_one(
+    autojump_clock: MockClock, speech: FakeSpeech, text: str, logprob: float
+) -> None:
+    teller = Teller()
+    async with open_call(lambda: teller, speech.engines(), speech=speech) as fake:
+        await start_long_reply(fake)
+        seconds = max(0.4, len(text) * 0.06)
+        await fake.play(speech.misheard(text, hinted="Okay.", avg_logprob=logprob, seconds=seconds))
+        await fake.wait_for(lambda: len(teller.heard) == 2)
+        await fake.wait_for_bot_to_finish()
+    assert speech.stt.hinted_calls == 0
+    assert teller.heard == ["tell me something long", text]
+
+
+async def test_a_failing_second_look_interrupts(
+    autojump_clock: MockClock, speech: FakeSpeech, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(audio: PCM, hint: str) -> Transcription:
+        from phoneactors.errors import EngineError
+
+        raise EngineError("fake-stt: the second look failed")
+
+    monkeypatch.setattr(speech.stt, "transcribe_hinted", broken)
+    teller = Teller()
+    async with open_call(lambda: teller, speech.engines(), speech=speech) as fake:
+        await start_long_reply(fake)
+        await fake.play(speech.misheard("Hymn.", hinted="Mm-hmm."))
+        await fake.wait_for(lambda: len(teller.heard) == 2)
+        await fake.wait_for_bot_to_finish()
+    assert teller.heard == ["tell me something long", "Hymn."]

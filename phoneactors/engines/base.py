@@ -64,6 +64,16 @@ class SpeechToText(Protocol):
 
 
 @runtime_checkable
+class HintedSpeechToText(Protocol):
+    """A speech-to-text engine that can transcribe again told what words to expect (for a
+    second look at a short unclear sound over the bot). Optional: faster-whisper has it."""
+
+    async def transcribe_hinted(self, audio: PCM, hint: str) -> Transcription:
+        """Transcribe ``audio`` expecting words like ``hint``; failures raise ``EngineError``."""
+        ...
+
+
+@runtime_checkable
 class TextToSpeech(Protocol):
     """Shared by all calls. ``synthesize`` turns one sentence into 8 kHz int16 audio."""
 

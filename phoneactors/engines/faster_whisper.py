@@ -17,6 +17,7 @@ import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -269,7 +270,32 @@ class FasterWhisperSTT:
             failure=f"transcribe {len(audio) / SAMPLE_RATE:.2f} s of audio",
         )
 
+    async def transcribe_hinted(self, audio: PCM, hint: str) -> Transcription:
+        """Transcribe ``audio`` again, told to expect words like ``hint`` (Whisper's prompt of
+        earlier text): a second look at a short sound that the plain transcription made no
+        sense of. Decoded in the short window only (no fallback); '' when it loops or there
+        is no window."""
+        if len(audio) == 0:
+            return Transcription("")
+        return await self._whisper.run(
+            partial(self._transcribe_hinted_sync, hint=hint),
+            audio,
+            failure=f"transcribe {len(audio) / SAMPLE_RATE:.2f} s of audio with a hint",
+        )
+
     # -- worker-thread side ---------------------------------------------------------------
+
+    def _transcribe_hinted_sync(self, loaded: _Loaded, audio: PCM, hint: str) -> Transcription:
+        if loaded.prompt is None or self.window_s is None:
+            return Transcription("")
+        samples = resample(audio, SAMPLE_RATE, WHISPER_RATE)
+        seconds = len(samples) / WHISPER_RATE
+        if seconds >= FULL_WINDOW_S:
+            return Transcription("")
+        heard = self._transcribe_in_window(
+            loaded.whisper, loaded.prompt, samples, seconds, loaded.prompt.hinted(hint)
+        )
+        return heard if heard is not None else Transcription("")
 
     def _load_sync(self) -> _Loaded:
         import faster_whisper
@@ -323,6 +349,8 @@ class FasterWhisperSTT:
                 suppress=tuple(sorted(suppress)),
                 first_timestamp=tokenizer.timestamp_begin,
                 decode=tokenizer.decode,
+                encode=tokenizer.encode,
+                previous_text=tokenizer.sot_prev,
             ),
         )
 
@@ -344,9 +372,15 @@ class FasterWhisperSTT:
         return self._transcribe_full(loaded.whisper, samples)
 
     def _transcribe_in_window(
-        self, whisper: Any, prompt: _Prompt, samples: npt.NDArray[np.float32], seconds: float
+        self,
+        whisper: Any,
+        prompt: _Prompt,
+        samples: npt.NDArray[np.float32],
+        seconds: float,
+        opening: tuple[int, ...] | None = None,
     ) -> Transcription | None:
-        """Encode a window just long enough, decode greedily; ``None`` when it looped."""
+        """Encode a window just long enough, decode greedily after ``opening`` (default: the
+        plain prompt); ``None`` when it looped."""
         import ctranslate2
 
         assert self.window_s is not None
@@ -358,7 +392,7 @@ class FasterWhisperSTT:
         cap = min(_MAX_TOKENS, _TOKEN_MARGIN + math.ceil(seconds * TOKENS_PER_SECOND_CAP))
         (result,) = whisper.model.generate(
             encoded,
-            [list(prompt.tokens)],
+            [list(prompt.tokens if opening is None else opening)],
             beam_size=self.beam_size,
             # CTranslate2 generates at most max_length // 2 tokens for Whisper (its decoder's
             # 448 positions hold the prompt and the text): ask for twice the cap.
@@ -442,6 +476,13 @@ class _Prompt:
     suppress: tuple[int, ...]
     first_timestamp: int
     decode: Callable[[list[int]], str]
+    encode: Callable[[str], list[int]]
+    previous_text: int
+    """The token that opens a prompt of earlier text (Whisper's ``<|startofprev|>``)."""
+
+    def hinted(self, hint: str) -> tuple[int, ...]:
+        """The decoder prompt with ``hint`` as the text said before: what to expect."""
+        return (self.previous_text, *self.encode(" " + hint.strip()), *self.tokens)
 
 
 @dataclass(frozen=True, slots=True)
