@@ -457,6 +457,22 @@ _MONTHS: Final = frozenset({
 })  # fmt: skip
 _DATE_OPENERS: Final = frozenset({"is", "was", "on", "born"})
 """Before a month, these leave its day to come ("My date of birth is March"); "in" does not."""
+_MODALS: Final = frozenset({"can", "could", "will", "would", "might", "may", "should"})
+_HOPING: Final = frozenset({
+    "hoping", "hope", "hoped", "wondering", "wonder", "wondered", "if", "whether", "wish",
+})  # fmt: skip
+"""Before "you could", these leave what the caller hopes for to come."""
+_TAKES_AN_OBJECT: Final = frozenset({
+    "get", "have", "take", "need", "want", "like", "order", "book", "buy", "make", "add",
+    "reserve", "send", "bring", "for", "with", "of", "to", "in", "on", "at", "about", "from",
+})  # fmt: skip
+"""After these a final capital "A" is the article Whisper capitalised, not the letter."""
+_LONG_IDENTIFIERS: Final = frozenset({
+    "account", "card", "phone", "cell", "mobile", "pin", "zip", "postcode", "routing",
+    "policy", "member", "confirmation", "tracking", "reference", "social", "license",
+    "licence", "serial", "passport",
+})  # fmt: skip
+"""Numbers that are never one or two digits long: a short one is still being read out."""
 _BARE_REQUESTS: Final = frozenset({
     ("can", "you"), ("could", "you"), ("would", "you"), ("will", "you"),
 })  # fmt: skip
@@ -589,6 +605,8 @@ def _unfinished_number(turn: _Turn) -> str | None:
         address = not _ADDRESS_CONTEXT.isdisjoint(before)
         if address and not group.quantity and group.digits <= 5:
             return reason  # a house number: the street is to come
+        if not _LONG_IDENTIFIERS.isdisjoint(before) and not group.quantity and group.digits < 3:
+            return reason  # "My account number is 47": more digits are to come
         if group.quantity or turn.amount or not 3 <= group.digits <= 9:
             return None
         if strong_context or (not group.year and not _WEAK_NUMBER_CONTEXT.isdisjoint(before)):
@@ -638,8 +656,8 @@ def _ends_in_preposition(turn: _Turn) -> str | None:
 
 def _ends_in_determiner(turn: _Turn) -> str | None:
     kind = _DETERMINERS.get(turn.last)
-    if kind is None or (turn.last == "a" and turn.letter):
-        return None
+    if kind is None or (turn.last == "a" and turn.letter and turn.previous not in _TAKES_AN_OBJECT):
+        return None  # "Plan A.", but not "Can I also get A?"
     return f"ends in the {kind} {turn.last!r}"
 
 
@@ -656,6 +674,9 @@ def _ends_in_auxiliary(turn: _Turn) -> str | None:
     opens_clause = list(turn.clause) == [previous, word]
     if opens_clause and (word in ("was", "were") or previous in _SUBJECTS_WITHOUT_CONTRACTION):
         return reason  # "I was", "Hi, this is"
+    before = turn.tokens[-3] if len(turn.tokens) >= 3 else ""
+    if word in _MODALS and before in _HOPING:
+        return reason  # "I was hoping you could", "I wonder if you can"
     return None
 
 

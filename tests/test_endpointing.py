@@ -632,3 +632,22 @@ def test_which_unclear_sounds_over_the_bot_get_a_second_look(
     from phoneactors.endpointing import may_be_misheard_backchannel
 
     assert may_be_misheard_backchannel(text, logprob, seconds) is worth
+
+
+@pytest.mark.parametrize(
+    ("text", "complete"),
+    [
+        ("My account number is 47.", False),  # account numbers are longer: more to come
+        ("My PIN is 12", False),
+        ("My room number is 12.", True),  # a room number can be two digits
+        ("I was hoping you could.", False),
+        ("I wonder if you could", False),
+        ("Yes, you could.", True),
+        ("I think you could.", True),
+        ("Can I also get A?", False),  # the article, capitalised at the end
+        ("I'll take plan A.", True),  # the letter
+    ],
+)
+def test_short_account_numbers_hopes_and_a_capital_article(text: str, complete: bool) -> None:
+    judgement = judge_turn(text)
+    assert judgement.complete is complete, judgement.reason
