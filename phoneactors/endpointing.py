@@ -468,7 +468,7 @@ _TAKES_AN_OBJECT: Final = frozenset({
 })  # fmt: skip
 """After these a final capital "A" is the article Whisper capitalised, not the letter."""
 _LONG_IDENTIFIERS: Final = frozenset({
-    "account", "card", "phone", "cell", "mobile", "pin", "zip", "postcode", "routing",
+    "account", "card", "phone", "cell", "mobile", "zip", "postcode", "routing",
     "policy", "member", "confirmation", "tracking", "reference", "social", "license",
     "licence", "serial", "passport",
 })  # fmt: skip
