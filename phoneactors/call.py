@@ -59,7 +59,13 @@ from .conversation import (
     TurnSoFar,
     as_factory,
 )
-from .endpointing import BACKCHANNEL_HINT, judge_turn, may_be_misheard_backchannel
+from .endpointing import (
+    BACKCHANNEL_HINT,
+    UNCLEAR_WORDS,
+    judge_turn,
+    may_be_misheard_backchannel,
+    words,
+)
 from .engines import Engines
 from .engines.base import HintedSpeechToText
 from .errors import (
@@ -116,6 +122,9 @@ SENTENCE_BUFFER: Final = 8
 TTS_LOOKAHEAD: Final = 1
 """Sentences synthesized ahead of the one playing: the next one is ready when it is due, and
 a reply cut short has not spent the CPU to synthesize all of itself."""
+SECOND_LOOK_TIMEOUT: Final = 1.0
+"""Seconds a second look at an unclear sound over the bot may take; past that (a busy box)
+the sound interrupts as it would have without one, and the caller's turn goes on."""
 MARK_GRACE: Final = 2.0
 """How long past the estimated end of playback we wait for Twilio's last mark echo."""
 
@@ -614,13 +623,15 @@ class _Call:
         if not may_be_misheard_backchannel(event.text, event.avg_logprob, len(audio) / SAMPLE_RATE):
             return None
         try:
-            with trio.fail_after(self.settings.stt_timeout):
+            with trio.fail_after(SECOND_LOOK_TIMEOUT):
                 second = (await stt.transcribe_hinted(audio, BACKCHANNEL_HINT)).text
         except (trio.TooSlowError, EngineError) as exc:
             self.log.warning("second look at %r failed: %s", event.text, exc)
             return None
         self.log.info("unclear sound %r over the bot, heard again as %r", event.text, second)
-        return second if second and self.is_backchannel(second) else None
+        # A hint makes Whisper loop on what it was told ("Okay. Okay. Okay."): no backchannel.
+        short = 0 < len(words(second)) <= UNCLEAR_WORDS
+        return second if short and self.is_backchannel(second) else None
 
     def resume(self, active: _ActiveReply, kind: str, heard: str) -> None:
         """The sound over a paused reply was no interruption: play on, once the caller is not

@@ -413,7 +413,9 @@ _WANTS_OBJECT: Final = frozenset({
     ("can", "i", "have"), ("could", "i", "have"), ("may", "i", "have"), ("can", "we", "get"),
     ("could", "we", "get"), ("can", "we", "have"), ("could", "we", "have"),
     ("let", "me", "get"), ("let", "me", "have"), ("give", "me"), ("can", "you", "give", "me"),
-    ("tell", "me"), ("tell", "us"), ("show", "me"), ("send", "me"),
+    ("can", "you", "tell", "me"), ("could", "you", "tell", "me"), ("would", "you", "tell", "me"),
+    ("can", "you", "show", "me"), ("could", "you", "show", "me"), ("can", "you", "send", "me"),
+    ("could", "you", "send", "me"), ("would", "you", "send", "me"),
 })
 _FRONTED_OBJECT: Final = frozenset({
     "what", "whatever", "which", "whichever", "how", "all", "everything", "anything", "if", "as",
@@ -455,13 +457,16 @@ _MONTHS: Final = frozenset({
     "january", "february", "march", "april", "may", "june", "july", "august", "september",
     "october", "november", "december",
 })  # fmt: skip
+_CODE_PIECES_CHARS: Final = 5
+"""A code read out in pieces ("1Z 9", "X 4") is this short when it is cut off."""
+_DATE_SUBJECTS: Final = frozenset({"birth", "birthday", "born", "date", "dob", "anniversary"})
+_PEOPLE: Final = frozenset({("i",), ("he",), ("she",), ("we",), ("they",), ("you",)})
 _DATE_OPENERS: Final = frozenset({"is", "was", "on", "born"})
 """Before a month, these leave its day to come ("My date of birth is March"); "in" does not."""
 _MODALS: Final = frozenset({"can", "could", "will", "would", "might", "may", "should"})
-_HOPING: Final = frozenset({
-    "hoping", "hope", "hoped", "wondering", "wonder", "wondered", "if", "whether", "wish",
-})  # fmt: skip
-"""Before "you could", these leave what the caller hopes for to come."""
+_HOPING: Final = frozenset({"hoping", "wondering", "wonder", "wondered"})
+"""Before "you could" (or "if you could"), these leave what the caller hopes for to come;
+"I hope you can." and "Let me know if you can." end where they are."""
 _TAKES_AN_OBJECT: Final = frozenset({
     "get", "have", "take", "need", "want", "like", "order", "book", "buy", "make", "add",
     "reserve", "send", "bring", "for", "with", "of", "to", "in", "on", "at", "about", "from",
@@ -520,6 +525,7 @@ def judge_turn(text: str, *, last_word_logprob: float | None = None) -> TurnJudg
         last_word_logprob is not None
         and last_word_logprob < VERY_UNSURE_LAST_WORD
         and len(tokens) >= 3
+        and not _ends_in_a_name(text)
     ):
         return TurnJudgement(False, f"the last word {tokens[-1]!r} is a guess: a cut-off word?")
     if all(_is_hesitation(tokens, i) for i in range(len(tokens))):
@@ -602,10 +608,11 @@ def _unfinished_number(turn: _Turn) -> str | None:
     strong_context = not _NUMBER_CONTEXT.isdisjoint(before)
     if len(groups) == 1:
         (group,) = groups
-        address = not _ADDRESS_CONTEXT.isdisjoint(before)
+        address = len(before) >= 2 and before[-1] in ("is", "at") and before[-2] in _ADDRESS_CONTEXT
         if address and not group.quantity and group.digits <= 5:
             return reason  # a house number: the street is to come
-        if not _LONG_IDENTIFIERS.isdisjoint(before) and not group.quantity and group.digits < 3:
+        identifier = _names_a_long_number(before)
+        if identifier and not group.quantity and group.digits < 3:
             return reason  # "My account number is 47": more digits are to come
         if group.quantity or turn.amount or not 3 <= group.digits <= 9:
             return None
@@ -656,7 +663,8 @@ def _ends_in_preposition(turn: _Turn) -> str | None:
 
 def _ends_in_determiner(turn: _Turn) -> str | None:
     kind = _DETERMINERS.get(turn.last)
-    if kind is None or (turn.last == "a" and turn.letter and turn.previous not in _TAKES_AN_OBJECT):
+    article = turn.asks and turn.previous in _TAKES_AN_OBJECT  # "Can I also get A?"
+    if kind is None or (turn.last == "a" and turn.letter and not article):
         return None  # "Plan A.", but not "Can I also get A?"
     return f"ends in the {kind} {turn.last!r}"
 
@@ -674,9 +682,8 @@ def _ends_in_auxiliary(turn: _Turn) -> str | None:
     opens_clause = list(turn.clause) == [previous, word]
     if opens_clause and (word in ("was", "were") or previous in _SUBJECTS_WITHOUT_CONTRACTION):
         return reason  # "I was", "Hi, this is"
-    before = turn.tokens[-3] if len(turn.tokens) >= 3 else ""
-    if word in _MODALS and before in _HOPING:
-        return reason  # "I was hoping you could", "I wonder if you can"
+    if word in _MODALS and _hopes_for_more(turn.tokens[:-2]):
+        return reason  # "I was hoping you could", "I was wondering if you can"
     return None
 
 
@@ -724,12 +731,33 @@ def _unfinished_code(turn: _Turn) -> str | None:
     letters = any(not word.isdigit() for word in run)
     if not letters or not any(char.isdigit() for word in run for char in word):
         return None
-    if sum(len(word) for word in run) >= _FULL_NUMBER_DIGITS:
-        return None
+    if len(run) < 2 or sum(len(word) for word in run) > _CODE_PIECES_CHARS:
+        return None  # one code said whole ("14F", "X7K9P2") is complete
     before = turn.tokens[max(0, start - _CONTEXT_WINDOW) : start]
-    if _NUMBER_CONTEXT.isdisjoint(before) and before[-1:] != ["is"]:
+    if _NUMBER_CONTEXT.isdisjoint(before):
         return None
     return f"a code being read out ({' '.join(run)!r})"
+
+
+def _hopes_for_more(head: Sequence[str]) -> bool:
+    """``head`` (the words before "you could") ends in "hoping" or "wondering (if)"."""
+    if head[-1:] and head[-1] in _HOPING:
+        return True
+    return len(head) >= 2 and head[-1] in ("if", "whether") and head[-2] in _HOPING
+
+
+def _names_a_long_number(before: Sequence[str]) -> bool:
+    """ "account number is", "card number": a number that is never one or two digits."""
+    tail = list(before[-3:])
+    if tail[-1:] == ["is"]:
+        tail = tail[:-1]
+    return len(tail) >= 2 and tail[-1] == "number" and tail[-2] in _LONG_IDENTIFIERS
+
+
+def _ends_in_a_name(text: str) -> bool:
+    """The last word is capitalised mid-sentence: a name, which Whisper often spells unsurely."""
+    found = re.findall(r"[^\W\d_][\w']*", text)
+    return len(found) > 1 and found[-1][0].isupper() and found[-1] not in ("I", "A")
 
 
 def _is_code_word(word: str) -> bool:
@@ -741,7 +769,7 @@ def _is_code_word(word: str) -> bool:
 
 def _ends_in_separator(turn: _Turn) -> str | None:
     """An address or code being spelled out stops at "dot", "underscore", "dash": more follows."""
-    if turn.last in _SEPARATORS and len(turn.tokens) > 1:
+    if turn.last in _SEPARATORS and len(turn.tokens) > 1 and turn.previous not in _DETERMINERS:
         return f"ends in {turn.last!r}: the rest is being spelled out"
     return None
 
@@ -754,9 +782,10 @@ def _waits_for_content(turn: _Turn) -> str | None:
         return None
     if word in _SAYING:
         return f"ends in {word!r}: what it says is to come"
-    if word in _NAMING and previous in _COPULAS:
+    if word in _NAMING and previous in _COPULAS and tuple(turn.tokens[-3:-2]) not in _PEOPLE:
         return f"ends in {previous} {word!r}: the name is to come"
-    if word in _MONTHS and previous in _DATE_OPENERS:
+    dated = not _DATE_SUBJECTS.isdisjoint(turn.tokens)
+    if word in _MONTHS and previous in _DATE_OPENERS and dated:
         return f"ends in {previous} {word!r}: the day is to come"
     return None
 

@@ -6,8 +6,7 @@ format by :meth:`Metrics.render` for ``GET /metrics``.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -171,15 +170,18 @@ class _InferenceCollector(Collector):
         )
 
 
-def merge_exposition(texts: Sequence[str]) -> bytes:
+def merge_exposition(texts: Sequence[str], *, kinds: Collection[str] | None = None) -> bytes:
     """Several processes' metrics as one (``--workers``): the samples of the same name and
     labels are summed (counters, histograms and our gauges all add up across workers), except
-    the ``_created`` timestamps, of which the earliest is kept."""
-    families: dict[str, tuple[str, str]] = {}
+    the ``_created`` timestamps, of which the earliest is kept. ``kinds``: keep only families
+    of these types (``{"counter", "histogram"}``: what a worker that ended leaves behind)."""
+    types: dict[str, tuple[str, str]] = {}
     samples: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
     for text in texts:
         for family in text_string_to_metric_families(text):
-            families.setdefault(family.name, (family.type, family.documentation))
+            if kinds is not None and family.type not in kinds:
+                continue
+            types.setdefault(family.name, (family.type, family.documentation))
             merged = samples.setdefault(family.name, {})
             earliest = family.name.endswith("_created")
             for sample in family.samples:
@@ -190,26 +192,22 @@ def merge_exposition(texts: Sequence[str]) -> bytes:
                     merged[key] = min(merged[key], sample.value)
                 else:
                     merged[key] += sample.value
-    lines = []
-    for name, (kind, documentation) in families.items():
-        lines.append(f"# HELP {name} {_escape(documentation, quote=False)}")
-        lines.append(f"# TYPE {name} {kind}")
+    families = []
+    for name, (kind, documentation) in types.items():
+        family = Metric(name, documentation, kind)
         for (sample_name, labels), value in samples[name].items():
-            shown = ",".join(f'{key}="{_escape(text, quote=True)}"' for key, text in labels)
-            lines.append(
-                f"{sample_name}{{{shown}}} {_number(value)}"
-                if shown
-                else f"{sample_name} {_number(value)}"
-            )
-    return ("\n".join(lines) + "\n").encode("utf-8")
+            family.add_sample(sample_name, dict(labels), value)
+        families.append(family)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed(families))
+    return generate_latest(registry)
 
 
-def _escape(text: str, *, quote: bool) -> str:
-    text = text.replace("\\", "\\\\").replace("\n", "\\n")
-    return text.replace('"', '\\"') if quote else text
+class _Fixed(Collector):
+    """Metric families already counted (by other processes)."""
 
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
 
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return "NaN" if math.isnan(value) else repr(float(value))
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)

@@ -880,8 +880,13 @@ async def serve(
             if store is not None:
                 await nursery.start(store.run)  # stops (after a final flush) with the nursery
                 logger.info("call records: %s", store.location)
+            if peers is not None:
+                # A worker joins the port only once it can take calls: the kernel would send
+                # it its share of callers at once, to hear the busy message while it loads.
+                await load(nursery.cancel_scope)  # a failure cancels the nursery
             binds = await nursery.start(run_hypercorn)
-            nursery.start_soon(load, nursery.cancel_scope)
+            if peers is None:
+                nursery.start_soon(load, nursery.cancel_scope)
             if peers is not None:
                 nursery.start_soon(
                     share_with_peers, peers, board.publish, built.metrics, built.directory

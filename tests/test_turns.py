@@ -473,6 +473,7 @@ async def test_a_yes_while_the_bot_is_still_thinking_is_answered(
         ("Hymn.", "Mm-hmm.", True),  # a hummed "mm-hmm", heard right the second time
         ("Bye bye.", "Okay.", True),
         ("La la", "Bye.", False),  # heard again, still no backchannel: it interrupts
+        ("Sir?", "Okay. Okay. Okay. Okay. Okay.", False),  # the hint looped: no backchannel
     ],
 )
 async def test_an_unclear_short_sound_over_the_bot_gets_a_second_look(

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -38,7 +38,7 @@ from ..server import listening_socket
 from ..workers import ENV_COUNT, ENV_FOLDER, ENV_INDEX, WorkerBoard
 from .common import EXIT_FAILURE, PROG, error, run_trio
 
-__all__ = ["supervise", "worker_command"]
+__all__ = ["supervise", "thread_shares", "worker_command"]
 
 logger = logging.getLogger("phoneactors.cli")
 
@@ -47,6 +47,33 @@ RESTART_PAUSES: Final = (1.0, 2.0, 5.0, 10.0, 30.0)
 STABLE_AFTER: Final = 60.0
 """A worker that ran this long before dying is started again after the first pause."""
 _READY_POLL: Final = 0.1
+END_NOW_GRACE: Final = 15.0
+"""Seconds a worker told to end its calls now (the supervisor failing) has before it is killed."""
+
+
+def _how_it_ended(code: int) -> str:
+    if code >= 0:
+        return f"exit status {code}"
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+async def _end_now(process: trio.Process) -> None:
+    """The supervisor is failing: tell the worker to end its calls now, then make sure."""
+    if process.stdin is not None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await process.stdin.send_all(b"now\n")
+    with trio.move_on_after(END_NOW_GRACE):
+        await process.wait()
+    process.kill()
+
+
+def thread_shares(cores: int, count: int) -> list[int]:
+    """Each worker's inference threads: the cores split as evenly as they go (at least one)."""
+    base, extra = divmod(cores, count)
+    return [max(1, base + (index < extra)) for index in range(count)]
 
 
 def worker_command(argv: Sequence[str], port: int, threads: int | None) -> list[str]:
@@ -61,30 +88,32 @@ def worker_command(argv: Sequence[str], port: int, threads: int | None) -> list[
 @dataclass
 class _Worker:
     index: int
+    command: list[str]
     process: trio.Process | None = None
     ready_once: bool = False
-    failure: int | None = None
-    restarts: list[float] = field(default_factory=list)
 
 
 class _Supervisor:
-    def __init__(self, command: list[str], board: WorkerBoard, env: dict[str, str]) -> None:
-        self.command = command
+    def __init__(self, commands: list[list[str]], board: WorkerBoard, env: dict[str, str]) -> None:
         self.board = board
         self.env = env
-        self.workers = [_Worker(index) for index in range(board.count)]
+        self.workers = [_Worker(index, command) for index, command in enumerate(commands)]
         self.stopping: str | None = None  # None, "drain" or "now"
+        self.stopped = trio.Event()
         self.failed: int | None = None
+        self._telling = trio.Lock()
 
     async def tell(self, worker: _Worker, order: str) -> None:
         process = worker.process
         if process is None or process.stdin is None or process.returncode is not None:
             return
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await process.stdin.send_all(order.encode("ascii") + b"\n")  # unless it has ended
+        async with self._telling:  # one writer at a time on each pipe
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await process.stdin.send_all(order.encode("ascii") + b"\n")  # unless it ended
 
     async def stop(self, order: str) -> None:
         self.stopping = order
+        self.stopped.set()
         for worker in self.workers:
             await self.tell(worker, order)
 
@@ -94,18 +123,22 @@ class _Supervisor:
             started = trio.current_time()
             env = self.env | {ENV_INDEX: str(worker.index)}
             async with trio.open_nursery() as nursery:
-                # Cancelled (the supervisor failing), run_process ends the worker.
                 worker.process = await nursery.start(
                     partial(
                         trio.run_process,
-                        self.command,
+                        worker.command,
                         stdin=subprocess.PIPE,
                         env=env,
                         check=False,
+                        deliver_cancel=_end_now,  # the supervisor failing: end its calls
                     )
                 )
+                if self.stopping is not None:  # the order came while it was starting
+                    await self.tell(worker, self.stopping)
                 code = await worker.process.wait()
+            worker.ready_once |= self.board.ready()[worker.index]  # before the poll saw it
             self.board.reset(worker.index)
+            await trio.to_thread.run_sync(self.board.retire, worker.index)
             if self.stopping is not None:
                 return
             if not worker.ready_once:
@@ -118,10 +151,11 @@ class _Supervisor:
             logger.error(
                 "worker %d ended (%s); starting it again in %g s",
                 worker.index,
-                f"exit status {code}" if code >= 0 else signal.Signals(-code).name,
+                _how_it_ended(code),
                 wait,
             )
-            await trio.sleep(wait)
+            with trio.move_on_after(wait):
+                await self.stopped.wait()
 
     async def watch_ready(self, url: str) -> None:
         announced = False
@@ -164,7 +198,7 @@ def supervise(
         error(str(exc))
         return EXIT_FAILURE
     cores = default_thread_count()
-    threads = max(1, cores // count)
+    shares = thread_shares(cores, count)
     if count > cores:
         logger.warning("%d workers on %d cores: they will compete for the CPU", count, cores)
     folder = Path(tempfile.mkdtemp(prefix="phoneactors-workers-"))  # made owner-only
@@ -172,8 +206,10 @@ def supervise(
         board = WorkerBoard.create(folder, count)
         env = dict(os.environ) | {ENV_FOLDER: str(folder), ENV_COUNT: str(count)}
         bound = reservation.getsockname()[1]
-        command = worker_command(argv, bound, None if threads_chosen else threads)
-        supervisor = _Supervisor(command, board, env)
+        commands = [
+            worker_command(argv, bound, None if threads_chosen else share) for share in shares
+        ]
+        supervisor = _Supervisor(commands, board, env)
         address = f"[{host.strip('[]')}]" if ":" in host else host
         status = run_trio(
             lambda: _run(supervisor, f"http://{address}:{bound}"), "the supervisor failed"

@@ -395,8 +395,9 @@ class FasterWhisperSTT:
             [list(prompt.tokens if opening is None else opening)],
             beam_size=self.beam_size,
             # CTranslate2 generates at most max_length // 2 tokens for Whisper (its decoder's
-            # 448 positions hold the prompt and the text): ask for twice the cap.
-            max_length=2 * cap,
+            # 448 positions hold the prompt and the text), and a longer opening (a hint) counts
+            # against max_length too: ask for twice the cap and room for the opening.
+            max_length=2 * cap + (0 if opening is None else len(opening)),
             suppress_blank=True,
             suppress_tokens=list(prompt.suppress),
             return_scores=True,
