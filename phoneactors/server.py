@@ -861,8 +861,6 @@ async def serve(
         except Exception as exc:
             failure.append(exc)
             cancel_scope.cancel()
-        else:
-            board.publish()  # ready: the supervisor of the workers is waiting for it
 
     try:
         async with trio.open_nursery() as nursery:
@@ -887,6 +885,8 @@ async def serve(
             binds = await nursery.start(run_hypercorn)
             if peers is None:
                 nursery.start_soon(load, nursery.cancel_scope)
+            else:
+                board.publish()  # loaded and listening: the supervisor waits for this
             if peers is not None:
                 nursery.start_soon(
                     share_with_peers, peers, board.publish, built.metrics, built.directory
