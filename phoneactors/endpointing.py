@@ -457,6 +457,8 @@ _MONTHS: Final = frozenset({
     "january", "february", "march", "april", "may", "june", "july", "august", "september",
     "october", "november", "december",
 })  # fmt: skip
+_LAST_FOUR: Final = frozenset({"ending", "ends", "ended", "last"})
+"""Before four digits, these say the digits are a card's last four: nothing more to come."""
 _CODE_PIECES_CHARS: Final = 5
 """A code read out in pieces ("1Z 9", "X 4") is this short when it is cut off."""
 _DATE_SUBJECTS: Final = frozenset({"birth", "birthday", "born", "date", "dob", "anniversary"})
@@ -616,6 +618,8 @@ def _unfinished_number(turn: _Turn) -> str | None:
             return reason  # "My account number is 47": more digits are to come
         if group.quantity or turn.amount or not 3 <= group.digits <= 9:
             return None
+        if group.digits == 4 and not _LAST_FOUR.isdisjoint(before):
+            return None  # "the card ending in 4242": the last four digits, all of them
         if strong_context or (not group.year and not _WEAK_NUMBER_CONTEXT.isdisjoint(before)):
             return reason
         return None

@@ -683,3 +683,17 @@ def test_complete_turns_that_look_like_the_new_fragments(text: str) -> None:
 def test_a_name_the_engine_guessed_at_is_still_a_name() -> None:
     assert judge_turn("My last name is Newin.", last_word_logprob=-2.1).complete
     assert not judge_turn("I'd like a window seat.", last_word_logprob=-1.3).complete
+
+
+@pytest.mark.parametrize(
+    ("text", "complete"),
+    [
+        ("My card ends in 4242.", True),
+        ("Put it on the card ending in 4242.", True),
+        ("The last four digits are 1234.", True),
+        ("My card number is 4242", False),  # a card number is longer
+    ],
+)
+def test_a_cards_last_four_digits_are_all_of_them(text: str, complete: bool) -> None:
+    judgement = judge_turn(text)
+    assert judgement.complete is complete, judgement.reason
