@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -149,7 +150,7 @@ def _create_private(path: Path) -> None:
 
 def _prepare(connection: sqlite3.Connection) -> None:
     """WAL mode, overwrite on delete, and the current schema (migrating an older file)."""
-    connection.execute("PRAGMA journal_mode=WAL")
+    _enter_wal_mode(connection)
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA secure_delete=ON")
     if _version(connection) == SCHEMA_VERSION:
@@ -171,6 +172,25 @@ def _prepare(connection: sqlite3.Connection) -> None:
         raise
     if old:
         logger.info("call records: moved the file to the per-stream layout")
+
+
+def _enter_wal_mode(connection: sqlite3.Connection, patience: float = 10.0) -> None:
+    """Switch the file to write-ahead logging. SQLite answers "database is locked" at once, without
+    its busy wait, while another process opens the same new file (``--workers`` start together),
+    so the switch is retried for up to ``patience`` seconds."""
+    deadline = time.monotonic() + patience
+    pause = 0.005
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)  # on a start-up thread, never the trio thread
+        pause = min(pause * 2, 0.2)
 
 
 def _version(connection: sqlite3.Connection) -> int:

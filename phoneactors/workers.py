@@ -159,7 +159,7 @@ class WorkerBoard:
     def retire(self, index: int) -> None:
         """Keep the counters and histograms of worker ``index``, which ended, so the sums
         never go down (its gauges, its calls in progress, end with it). For the supervisor;
-        what the worker counted in its last second is lost."""
+        what the worker counted in its last second is lost. One call at a time."""
         path = self._metrics_file(index)
         retired = self.folder / "retired.prom"
         try:
@@ -169,7 +169,7 @@ class WorkerBoard:
         with contextlib.suppress(FileNotFoundError):
             texts.append(retired.read_text(encoding="utf-8"))
         merged = merge_exposition(texts, kinds={"counter", "histogram"})
-        partial = retired.with_suffix(".tmp")
+        partial = retired.with_suffix(f".{os.getpid()}.tmp")
         partial.write_bytes(merged)
         partial.replace(retired)
         path.unlink()

@@ -360,3 +360,54 @@ def test_a_database_url_without_the_driver_says_which_extra_to_install(
     with pytest.raises(ConfigurationError, match=re.escape(message)):
         read_transcript(url, "CA1")
     CallStore(tmp_path / "calls.db")  # a file needs no driver
+
+
+class _LockedAtFirst:
+    """A connection whose switch to WAL mode finds the file locked ``times`` times."""
+
+    def __init__(self, times: int, message: str = "database is locked") -> None:
+        self.left = times
+        self.message = message
+        self.tries = 0
+
+    def execute(self, sql: str) -> None:
+        assert sql == "PRAGMA journal_mode=WAL"
+        self.tries += 1
+        if self.left:
+            self.left -= 1
+            raise sqlite3.OperationalError(self.message)
+
+
+def test_a_file_another_worker_is_opening_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    from phoneactors import records_sqlite
+
+    pauses: list[float] = []
+    monkeypatch.setattr(records_sqlite.time, "sleep", pauses.append)
+    connection = _LockedAtFirst(times=3)
+    records_sqlite._enter_wal_mode(connection)  # type: ignore[arg-type]
+    assert connection.tries == 4
+    assert pauses == [0.005, 0.01, 0.02]
+
+
+def test_a_file_locked_for_too_long_or_broken_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from phoneactors import records_sqlite
+
+    monkeypatch.setattr(records_sqlite.time, "sleep", lambda seconds: None)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        records_sqlite._enter_wal_mode(_LockedAtFirst(times=10**9), patience=0.0)  # type: ignore[arg-type]
+    broken = _LockedAtFirst(times=1, message="disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="disk"):
+        records_sqlite._enter_wal_mode(broken)  # type: ignore[arg-type]
+    assert broken.tries == 1
+    # a real lock: another connection holds the new file exclusively
+    path = tmp_path / "calls.db"
+    with closing(sqlite3.connect(path, isolation_level=None)) as holder:
+        holder.execute("BEGIN EXCLUSIVE")
+        with (
+            closing(sqlite3.connect(path, isolation_level=None, timeout=0)) as other,
+            pytest.raises(sqlite3.OperationalError, match="locked"),
+        ):
+            records_sqlite._enter_wal_mode(other, patience=0.0)
+        holder.execute("COMMIT")

@@ -243,7 +243,10 @@ async def _serve_and_check(server: subprocess.Popen[str], base: str, stream: str
 
         async def metric_reaches(name: str, value: float) -> None:
             with trio.fail_after(15):  # each worker shares its metrics every second
-                while _metric((await client.get(base + "/metrics")).text, name) != value:  # noqa: ASYNC110
+                while True:  # a new connection each time: an idle one may be closed as it is reused
+                    async with httpx.AsyncClient() as fresh:
+                        if _metric((await fresh.get(base + "/metrics")).text, name) == value:
+                            return
                     await trio.sleep(0.1)
 
         async with (

@@ -102,6 +102,7 @@ class _Supervisor:
         self.stopped = trio.Event()
         self.failed: int | None = None
         self._telling = trio.Lock()
+        self._retiring = trio.Lock()  # workers ending together merge into one file in turn
 
     async def tell(self, worker: _Worker, order: str) -> None:
         process = worker.process
@@ -138,7 +139,8 @@ class _Supervisor:
                 code = await worker.process.wait()
             worker.ready_once |= self.board.ready()[worker.index]  # before the poll saw it
             self.board.reset(worker.index)
-            await trio.to_thread.run_sync(self.board.retire, worker.index)
+            async with self._retiring:
+                await trio.to_thread.run_sync(self.board.retire, worker.index)
             if self.stopping is not None:
                 return
             if not worker.ready_once:
