@@ -1,15 +1,18 @@
 """The websocket stack's own cost per message: ``python benchmarks/stack_floor.py [--calls 50]``.
 
 How much of the server CPU per inbound media message is the web stack's, and how much is
-phoneactors'? Three servers, each in a subprocess, each receiving ``--calls`` websocket
+phoneactors'? Five servers, each in a subprocess, each receiving ``--calls`` websocket
 connections that send one Twilio media message every 20 ms (from one client subprocess):
 
-* **hypercorn, bare ASGI**: an ASGI app that accepts and discards every message. The floor:
+* **trio + wsproto, bare**: a trio server that reads each connection with wsproto and discards
+  every message. The floor of the short way (:mod:`phoneactors.front_door`).
+* **hypercorn, bare ASGI**: an ASGI app that accepts and discards every message. The floor of
   hypercorn, wsproto and trio reading one message.
-* **quart-trio route**: the same through quart-trio's websocket route, as phoneactors' server
-  is built.
-* **phoneactors**: the real server with instant fake engines (the Parrot), every call idle
-  after its greeting: parse, μ-law, VAD, segmenter, actors.
+* **quart-trio route**: the same through quart-trio's websocket route.
+* **phoneactors, hypercorn websockets**: the real server (``short_streams=False``) with instant
+  fake engines (the Parrot), every call idle after its greeting: parse, μ-law, VAD, segmenter,
+  actors, under quart-trio and hypercorn.
+* **phoneactors**: the same, with the media streams served the short way (the default).
 
 The table gives the server's CPU (psutil over ``--seconds``, 100 % = one core) and that CPU per
 inbound message. ``capacity.py`` measures calls with turns; this isolates the per-message cost.
@@ -30,14 +33,17 @@ import psutil
 from harness import REPO_ROOT, machine
 
 SERVERS = {
+    "trio + wsproto, bare": "wsproto",
     "hypercorn, bare ASGI": "raw",
     "quart-trio route": "quart",
+    "phoneactors, hypercorn websockets (fake engines, idle calls)": "phoneactors-hypercorn",
     "phoneactors (fake engines, idle calls)": "phoneactors",
 }
 
 SERVER = textwrap.dedent(
     """
     import sys, trio
+    from functools import partial
     from hypercorn.config import Config
     from hypercorn.trio import serve
 
@@ -69,7 +75,25 @@ SERVER = textwrap.dedent(
             await websocket.accept()
             while True:
                 await websocket.receive()
-    if mode == "phoneactors":
+
+    async def discard(stream):
+        from wsproto import ConnectionType, WSConnection
+        from wsproto.events import AcceptConnection, CloseConnection, Ping, Request
+
+        ws = WSConnection(ConnectionType.SERVER)
+        while data := await stream.receive_some(65536):
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, Request):
+                    await stream.send_all(ws.send(AcceptConnection()))
+                elif isinstance(event, Ping | CloseConnection):
+                    await stream.send_all(ws.send(event.response()))
+                    if isinstance(event, CloseConnection):
+                        return
+
+    if mode == "wsproto":
+        trio.run(partial(trio.serve_tcp, discard, port, host="127.0.0.1"))
+    elif mode.startswith("phoneactors"):
         from phoneactors.call import CallSettings
         from phoneactors.conversation import Parrot
         from phoneactors.server import ServerConfig, serve as serve_phoneactors
@@ -78,6 +102,7 @@ SERVER = textwrap.dedent(
         config = ServerConfig(  # idle calls: no "are you still there?"
             host="127.0.0.1", port=port, max_calls=10_000, records=None,
             call_settings=CallSettings(idle_timeout=None),
+            short_streams=mode == "phoneactors",
         )
         trio.run(serve_phoneactors, Parrot, FakeSpeech().engines(), config)
     else:

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -74,12 +74,13 @@ from .call_control import CallDirectory
 from .conversation import Conversation
 from .engines import Engines
 from .errors import ConfigurationError, ProtocolError, SocketClosed
+from .front_door import serve_front_door
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics, merge_exposition
 from .outbound import AMD_PATH, TwilioApi
 from .recording import RecordingSocket, record_call, recording_path
 from .records import CallObserver, CallStore, Recorded
-from .transport import CallSocket
+from .transport import CallSocket, StreamAnswerer, StreamRequest
 from .workers import WorkerBoard, share_with_peers
 
 __all__ = ["ServerConfig", "create_app", "serve"]
@@ -126,6 +127,10 @@ class ServerConfig:
     """Calls served at once; more are answered with :attr:`busy_message`."""
     max_message_bytes: int = 65536
     """Largest websocket message accepted; a larger one ends its call."""
+    short_streams: bool = True
+    """:func:`serve` reads and writes the media-stream websockets itself, on trio and wsproto
+    (:mod:`phoneactors.front_door`), at about half the CPU per message of hypercorn's ASGI
+    websockets; ``False`` leaves them to hypercorn and quart-trio, as :func:`create_app` must."""
     drain_timeout: float = 30.0
     """Seconds calls in progress may go on after shutdown begins; then they are cancelled."""
     busy_message: str = "Sorry, all our lines are busy. Please call again later."
@@ -413,6 +418,12 @@ def _first(value: str | None) -> str:
     return (value or "").split(",")[0].strip().lower()
 
 
+def _query_value(query: bytes, name: str) -> str | None:
+    """The first value of ``name`` in a URL's query string, as quart's ``args.get`` gives it."""
+    values = parse_qs(query.decode("utf-8", "replace"), keep_blank_values=True).get(name)
+    return None if not values else values[0]
+
+
 def _request_scheme(headers: Any, scheme: str) -> str:
     """``https`` or ``http``: from ``X-Forwarded-Proto`` when present, else the request's."""
     forwarded = _first(headers.get("X-Forwarded-Proto"))
@@ -501,6 +512,7 @@ class _Built:
     board: _Switchboard
     metrics: Metrics
     directory: CallDirectory
+    answer_stream: StreamAnswerer
 
 
 def _build(
@@ -632,36 +644,36 @@ def _build(
             )
         return Response("", status=204)
 
-    async def stream() -> Response | None:
-        ws: Websocket = websocket._get_current_object()  # type: ignore[attr-defined]
-        token = ws.args.get(softphone.TOKEN_PARAMETER)
+    async def answer_stream(
+        asked: StreamRequest, accept: Callable[[], Awaitable[CallSocket]]
+    ) -> tuple[int, str] | None:
+        token = _query_value(asked.query_string, softphone.TOKEN_PARAMETER)
         is_softphone = token is not None
         if token is not None and (phone is None or not phone.check(token)):
             logger.warning(
                 "softphone stream from %s refused: %s",
-                ws.remote_addr,
+                asked.remote_addr,
                 "the softphone is off" if phone is None else "invalid or expired token",
             )
-            return _text("invalid or expired softphone token: reload the page", 403)
+            return 403, "invalid or expired softphone token: reload the page"
         if config.auth_token is not None and not is_softphone:
-            base = _external_base(config, ws.headers, ws.scheme)
-            urls = [] if base is None else _stream_urls(base, ws.query_string)
-            if not _signed(config.auth_token, urls, {}, ws.headers.get("X-Twilio-Signature")):
+            base = _external_base(config, asked.headers, asked.scheme)
+            urls = [] if base is None else _stream_urls(base, asked.query_string)
+            if not _signed(config.auth_token, urls, {}, asked.headers.get("X-Twilio-Signature")):
                 logger.warning(
                     "stream from %s refused: missing or invalid X-Twilio-Signature",
-                    ws.remote_addr,
+                    asked.remote_addr,
                 )
-                return _text("invalid Twilio signature", 403)
+                return 403, "invalid Twilio signature"
         refusal = board.refusal()
         if refusal is not None:
-            logger.warning("stream from %s refused: %s", ws.remote_addr, refusal)
-            return _text(refusal, 503)
+            logger.warning("stream from %s refused: %s", asked.remote_addr, refusal)
+            return 503, refusal
         with board.line() as scope:
-            await ws.accept()
-            socket: CallSocket = _QuartCallSocket(ws, config.max_message_bytes)
+            socket = await accept()
             call_engines = engines
             if is_softphone:
-                logger.info("softphone call from %s", ws.remote_addr)
+                logger.info("softphone call from %s", asked.remote_addr)
                 transcripts = softphone.TranscriptSocket(socket)
                 socket = transcripts
                 call_engines = softphone.with_transcripts(engines, transcripts.send_transcript)
@@ -693,6 +705,17 @@ def _build(
         if scope.cancelled_caught:
             logger.warning("a call was ended by the shutdown")
         return None
+
+    async def stream() -> Response | None:
+        ws: Websocket = websocket._get_current_object()  # type: ignore[attr-defined]
+
+        async def accept() -> CallSocket:
+            await ws.accept()
+            return _QuartCallSocket(ws, config.max_message_bytes)
+
+        asked = StreamRequest(ws.query_string, ws.headers, ws.remote_addr or "?", ws.scheme)
+        refused = await answer_stream(asked, accept)
+        return None if refused is None else _text(refused[1], refused[0])
 
     async def healthz() -> Response:
         if board.draining:
@@ -742,7 +765,7 @@ def _build(
     app.add_url_rule(AMD_PATH, "answered_by", answered_by_webhook, methods=["POST"])
     app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
     app.add_websocket(STREAM_PATH, "stream", stream)
-    return _Built(app, board, metrics, directory)
+    return _Built(app, board, metrics, directory, answer_stream)
 
 
 # --------------------------------------------------------------------------------------------
@@ -773,9 +796,8 @@ def listening_socket(host: str, port: int, *, shared: bool = False) -> socket.so
     return sock
 
 
-def _hypercorn_config(config: ServerConfig, fd: int) -> HypercornConfig:
+def _hypercorn_config(config: ServerConfig) -> HypercornConfig:
     hyper = HypercornConfig()
-    hyper.bind = [f"fd://{fd}"]
     hyper.websocket_max_message_size = config.max_message_bytes * TRANSPORT_LIMIT_FACTOR
     hyper.graceful_timeout = CLOSE_GRACE
     hyper.accesslog = None
@@ -843,9 +865,8 @@ async def serve(
             ) from exc
     built = _build(make_conversation, engines, config, store, peers)
     app, board = built.app, built.board
-    hypercorn_config = _hypercorn_config(
-        config, listening_socket(config.host, config.port, shared=peers is not None).detach()
-    )
+    hypercorn_config = _hypercorn_config(config)
+    sock = listening_socket(config.host, config.port, shared=peers is not None)
     failure: list[Exception] = []
 
     async def drain_after_trigger() -> None:
@@ -866,13 +887,26 @@ async def serve(
         async with trio.open_nursery() as nursery:
 
             async def run_hypercorn(task_status: trio.TaskStatus[list[str]]) -> None:
-                await hypercorn_serve(
-                    app,
-                    hypercorn_config,
-                    shutdown_trigger=drain_after_trigger,
-                    task_status=task_status,
-                    mode="asgi",
-                )
+                if config.short_streams:
+                    await serve_front_door(
+                        app,
+                        hypercorn_config,
+                        sock,
+                        STREAM_PATH,
+                        built.answer_stream,
+                        config.max_message_bytes,
+                        shutdown_trigger=drain_after_trigger,
+                        task_status=task_status,
+                    )
+                else:
+                    hypercorn_config.bind = [f"fd://{sock.detach()}"]
+                    await hypercorn_serve(
+                        app,
+                        hypercorn_config,
+                        shutdown_trigger=drain_after_trigger,
+                        task_status=task_status,
+                        mode="asgi",
+                    )
                 nursery.cancel_scope.cancel()  # the engines may still be loading
 
             if store is not None:
@@ -901,6 +935,8 @@ async def serve(
         if error is group:
             raise
         raise error from None
+    finally:
+        sock.close()  # if it never listened (closed already if it did)
     if failure:
         raise failure[0]
 

@@ -113,6 +113,12 @@ async def running(engines: Engines, **options: Any) -> AsyncIterator[Server]:
         stop.set()
 
 
+@pytest.fixture(params=[True, False], ids=["short-streams", "hypercorn-streams"])
+def short_streams(request: pytest.FixtureRequest) -> bool:
+    """Media streams served the short way (trio + wsproto) or by hypercorn and quart-trio."""
+    return bool(request.param)
+
+
 def sign(url: str, params: dict[str, str] | None = None) -> str:
     signature: str = RequestValidator(TOKEN).compute_signature(url, params or {})
     return signature
@@ -419,11 +425,13 @@ async def test_webhook_refuses_a_bad_host_header(speech: FakeSpeech) -> None:
 
 
 async def test_busy_when_every_line_is_taken(
-    speech: FakeSpeech, caplog: pytest.LogCaptureFixture
+    short_streams: bool, speech: FakeSpeech, caplog: pytest.LogCaptureFixture
 ) -> None:
     with trio.fail_after(CAP):
         async with (
-            running(speech.engines(), max_calls=1, busy_message="All busy.") as server,
+            running(
+                speech.engines(), max_calls=1, busy_message="All busy.", short_streams=short_streams
+            ) as server,
             server.client() as client,
             open_stream(server.ws_url) as first,
         ):
@@ -478,9 +486,11 @@ async def test_webhook_signature_is_enforced(
     assert not any(TOKEN in r.getMessage() for r in caplog.records)
 
 
-async def test_stream_signature_is_enforced(speech: FakeSpeech) -> None:
+async def test_stream_signature_is_enforced(short_streams: bool, speech: FakeSpeech) -> None:
     with trio.fail_after(CAP):
-        async with running(speech.engines(), auth_token=TOKEN) as server:
+        async with running(
+            speech.engines(), auth_token=TOKEN, short_streams=short_streams
+        ) as server:
             assert await upgrade_status(server.ws_url) == 403
             wrong_url = {"X-Twilio-Signature": sign(server.url + "/")}
             assert await upgrade_status(server.ws_url, wrong_url) == 403
@@ -544,9 +554,12 @@ async def test_unauthenticated_server_warns_once(
 # Calls over the websocket
 
 
-async def test_a_call_end_to_end(speech: FakeSpeech) -> None:
+async def test_a_call_end_to_end(short_streams: bool, speech: FakeSpeech) -> None:
     with trio.fail_after(CAP):
-        async with running(speech.engines()) as server, open_stream(server.ws_url) as stream:
+        async with (
+            running(speech.engines(), short_streams=short_streams) as server,
+            open_stream(server.ws_url) as stream,
+        ):
             await greeted(stream)
             assert speech.spoken == ["Hi."]
 
@@ -562,10 +575,13 @@ async def test_a_call_end_to_end(speech: FakeSpeech) -> None:
 
 
 async def test_malformed_messages_are_skipped(
-    speech: FakeSpeech, caplog: pytest.LogCaptureFixture
+    short_streams: bool, speech: FakeSpeech, caplog: pytest.LogCaptureFixture
 ) -> None:
     with trio.fail_after(CAP):
-        async with running(speech.engines()) as server, open_stream(server.ws_url) as stream:
+        async with (
+            running(speech.engines(), short_streams=short_streams) as server,
+            open_stream(server.ws_url) as stream,
+        ):
             await greeted(stream)
             for junk in ("not json", "{}", '{"event": "media"}', b"\xff\xfe"):
                 await stream.ws.send_message(junk)
@@ -578,12 +594,14 @@ async def test_malformed_messages_are_skipped(
 
 
 async def test_an_oversized_message_ends_only_its_call(
-    speech: FakeSpeech, caplog: pytest.LogCaptureFixture
+    short_streams: bool, speech: FakeSpeech, caplog: pytest.LogCaptureFixture
 ) -> None:
     limit = 4096
     with trio.fail_after(CAP):
         async with (
-            running(speech.engines(), max_message_bytes=limit) as server,
+            running(
+                speech.engines(), max_message_bytes=limit, short_streams=short_streams
+            ) as server,
             server.client() as client,
             open_stream(server.ws_url, "1") as victim,
             open_stream(server.ws_url, "2") as survivor,
@@ -611,11 +629,14 @@ async def test_an_oversized_message_ends_only_its_call(
 
 
 async def test_a_caller_dropping_the_socket_ends_the_call_cleanly(
-    speech: FakeSpeech, caplog: pytest.LogCaptureFixture
+    short_streams: bool, speech: FakeSpeech, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "phoneactors")
     with trio.fail_after(CAP):
-        async with running(speech.engines()) as server, server.client() as client:
+        async with (
+            running(speech.engines(), short_streams=short_streams) as server,
+            server.client() as client,
+        ):
             async with open_stream(server.ws_url) as stream:
                 await greeted(stream)
                 await stream.ws.aclose()  # no stop message: the connection just goes
@@ -629,9 +650,11 @@ async def test_a_caller_dropping_the_socket_ends_the_call_cleanly(
 # Graceful shutdown
 
 
-async def test_shutdown_drains_calls_in_progress(speech: FakeSpeech) -> None:
+async def test_shutdown_drains_calls_in_progress(short_streams: bool, speech: FakeSpeech) -> None:
     with trio.fail_after(CAP):
-        async with running(speech.engines(), drain_timeout=10) as server:
+        async with running(
+            speech.engines(), drain_timeout=10, short_streams=short_streams
+        ) as server:
             async with server.client() as client, open_stream(server.ws_url) as stream:
                 await greeted(stream)
                 server.stop.set()
@@ -654,11 +677,11 @@ async def test_shutdown_drains_calls_in_progress(speech: FakeSpeech) -> None:
 
 
 async def test_shutdown_ends_calls_still_going_after_the_drain_timeout(
-    speech: FakeSpeech, caplog: pytest.LogCaptureFixture
+    short_streams: bool, speech: FakeSpeech, caplog: pytest.LogCaptureFixture
 ) -> None:
     with trio.fail_after(CAP):
         async with (
-            running(speech.engines(), drain_timeout=0.2) as server,
+            running(speech.engines(), drain_timeout=0.2, short_streams=short_streams) as server,
             open_stream(server.ws_url) as stream,
         ):
             await greeted(stream)
@@ -748,3 +771,23 @@ async def test_a_call_is_recorded_to_a_stereo_wav_linked_from_its_record(
     assert np.abs(bot).max() > 1000  # the greeting and the answer
     [(_, events)] = read_transcript(db, call.call_sid)
     assert ("recording", str(path)) in [(e["kind"], e["text"]) for e in events]
+
+
+async def test_a_bad_stream_upgrade_gets_400_and_the_server_goes_on(
+    speech: FakeSpeech, caplog: pytest.LogCaptureFixture
+) -> None:
+    with trio.fail_after(CAP):
+        async with running(speech.engines()) as server, server.client() as client:
+            connection = await trio.open_tcp_stream(server.host, server.port)
+            async with connection:
+                await connection.send_all(
+                    b"GET /stream HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n"  # no key
+                )
+                answer = b""
+                while chunk := await connection.receive_some(4096):
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 400 ")
+            assert b"Sec-WebSocket-Key" in answer
+            assert (await client.get("/healthz")).status_code == 200
+    assert any("stream upgrade from" in r.getMessage() for r in caplog.records)
