@@ -3,7 +3,7 @@
     python benchmarks/capacity.py [--engines fake|real] [--start 10] [--step 10] [--max 200]
                                   [--seconds 20] [--clients 0] [--spread S] [--webhook]
                                   [--server-arg=--OPTION=VALUE …]
-    python benchmarks/capacity.py --profile 50 [--seconds 15]
+    python benchmarks/capacity.py --profile 50 [--seconds 15] [--talking]
 
 **Ramp.** Starts the server in a subprocess — with ``--engines fake`` a small ``python -c``
 launcher that calls :func:`phoneactors.server.serve` with :class:`~phoneactors.testing.FakeSpeech`
@@ -31,7 +31,8 @@ dropped frame, or a saturated server (≥ ``--cpu-limit`` % of one core with fak
 cores with real ones).
 
 **Profile.** ``--profile N`` runs the fake-engine server with N idle calls (silence at 50 frames
-a second), records it with ``py-spy`` (``pip install py-spy``) for ``--seconds``, and prints the
+a second; with ``--talking``, callers who talk and hear replies as in the ramp), records it
+with ``py-spy`` (``pip install py-spy``) for ``--seconds``, and prints the
 top functions by own and by cumulative time and the CPU per inbound frame split by library.
 """
 
@@ -86,12 +87,15 @@ for text in json.loads(sys.argv[1]):
 async def main():
     # Idle calls (--profile) stay idle: no "are you still there?".
     settings = CallSettings(idle_timeout=None)
-    config = ServerConfig(port=0, max_calls=100000, records=None, call_settings=settings)
+    short = os.environ.get("PHONEACTORS_SHORT_STREAMS", "1") == "1"  # calls_per_core.py
+    config = ServerConfig(
+        port=0, max_calls=100000, records=None, call_settings=settings, short_streams=short
+    )
     async with trio.open_nursery() as nursery:
         host, port = await nursery.start(serve, Parrot, speech.engines(), config)
         print(f"listening on http://{host}:{port}", flush=True)
 trio.run(main)
-""".replace("import logging", "import json, logging", 1)
+""".replace("import logging", "import json, logging, os", 1)
 
 
 @dataclass
@@ -503,7 +507,7 @@ def profile(args: argparse.Namespace) -> None:
         level_thread_result: list[Level] = []
         thread = threading.Thread(
             target=lambda: level_thread_result.append(
-                run_level(server, calls, args.seconds + 2, args.clients, idle=True)
+                run_level(server, calls, args.seconds + 2, args.clients, idle=not args.talking)
             )
         )
         thread.start()
@@ -546,9 +550,11 @@ def profile(args: argparse.Namespace) -> None:
         return f"`{frame}` [{library(frame)}]"
 
     print(f"machine: {machine()}")
+    kind = "talking" if args.talking else "idle"
     print(
-        f"{calls} idle fake-engine calls, py-spy {args.seconds:.0f} s at {rate} Hz: {total} samples"
-        f" on CPU, server CPU {level.server_cpu:.0f} %, {total * us:.1f} µs per inbound frame"
+        f"{calls} {kind} fake-engine calls, py-spy {args.seconds:.0f} s at {rate} Hz:"
+        f" {total} samples on CPU, server CPU {level.server_cpu:.0f} %,"
+        f" {total * us:.1f} µs per inbound frame"
     )
     print()
     print("| library (own time) | µs/frame | share |")
@@ -559,7 +565,7 @@ def profile(args: argparse.Namespace) -> None:
         print()
         print(f"| top 10 by {title} time | µs/frame | share |")
         print("|---|---|---|")
-        for frame, n in counts.most_common(10):
+        for frame, n in counts.most_common(int(os.environ.get("PROFILE_TOP", "10"))):
             print(f"| {name(frame)} | {n * us:.1f} | {100 * n / total:.0f} % |")
 
 
@@ -586,6 +592,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=0, help="client processes (0: auto)")
     parser.add_argument("--cpu-limit", type=float, default=90.0, help="%% of a core: saturated")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="profile N idle calls")
+    parser.add_argument(
+        "--talking", action="store_true", help="with --profile: the callers talk, as in the ramp"
+    )
     parser.add_argument(
         "--spread", type=float, default=0.0, help="seconds over which callers arrive (0: 3)"
     )

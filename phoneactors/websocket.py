@@ -1,36 +1,43 @@
-"""Media-stream websockets served straight on trio and wsproto, without the ASGI layers.
+"""Media-stream websockets served straight on trio, without the ASGI layers.
 
 Twilio sends a media message every 20 ms per call, so the cost of reading one small websocket
 message is what a box's call count hangs on once the speech engines are elsewhere.
-:mod:`phoneactors.front_door` hands every ``/stream`` upgrade here: the upgrade is answered
-(refused, or accepted and the call served) by the same :data:`~phoneactors.transport.StreamAnswerer`
-as the ASGI route, and :class:`WebsocketCallSocket` reads and writes the messages itself.
+:mod:`phoneactors.front_door` hands every ``/stream`` upgrade here. The upgrade is answered
+(refused, or accepted and the call served) by the same
+:data:`~phoneactors.transport.StreamAnswerer` as the ASGI route; wsproto reads the handshake,
+and :class:`WebsocketCallSocket` reads and writes the frames itself (:mod:`phoneactors.frames`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
-from typing import Final
+from typing import Final, NoReturn
 
 import trio
 from werkzeug.datastructures import Headers
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Event,
-    Ping,
-    RejectConnection,
-    RejectData,
-    Request,
-    TextMessage,
-)
+from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from .errors import ProtocolError, SocketClosed
+from .frames import (
+    BINARY,
+    CLOSE,
+    CONTINUATION,
+    NO_STATUS,
+    PING,
+    PONG,
+    TEXT,
+    Frame,
+    FrameError,
+    FrameReader,
+    FrameTooBig,
+    close_payload,
+    encode_frame,
+    parse_close,
+)
 from .transport import CallSocket, StreamAnswerer, StreamRequest
 
 __all__ = ["WebsocketCallSocket", "serve_websocket"]
@@ -40,28 +47,35 @@ logger = logging.getLogger("phoneactors.server")
 READ_BYTES: Final = 65536
 CLOSE_NORMAL: Final = 1000
 CLOSE_PROTOCOL_ERROR: Final = 1002
+CLOSE_INVALID_DATA: Final = 1007
 CLOSE_TOO_BIG: Final = 1009
 CLOSE_GRACE: Final = 5.0
 """Seconds a closing connection waits for the peer's close frame before the TCP close."""
 
 
 class WebsocketCallSocket:
-    """A server-side websocket on a trio stream as a :class:`~phoneactors.transport.CallSocket`.
+    """A server-side websocket on a trio stream as a :class:`~phoneactors.transport.CallSocket`,
+    once the handshake is done (``first``: bytes the client sent after its request head).
 
     One task receives (pings are answered as they come); any task may send. ``receive`` raises
     :class:`~phoneactors.errors.ProtocolError` for a message over ``max_bytes`` (UTF-8 bytes, for
-    text) and for a frame that breaks the protocol; closing then says why (code 1009 or 1002).
+    text) and for a frame that breaks the protocol; closing then says why (code 1009, 1002 or
+    1007).
     """
 
-    def __init__(self, stream: trio.abc.Stream, connection: WSConnection, max_bytes: int) -> None:
+    def __init__(self, stream: trio.abc.Stream, max_bytes: int, first: bytes = b"") -> None:
         self._stream = stream
-        self._ws = connection
         self._max_bytes = max_bytes
+        self._reader = FrameReader(max_bytes)
         self._sending = trio.StrictFIFOLock()  # one writer at a time, frames in order
-        self._pending: deque[Event] = deque(connection.events())
-        self._parts: list[str | bytes] = []
+        self._pending: deque[Frame] = deque()
+        self._first = first
+        self._parts: list[bytes] = []
+        self._opcode = 0  # of the fragmented message being put together
         self._size = 0
-        self._closed = False
+        self._closed = False  # for the call: no more receiving or sending
+        self._close_sent = False
+        self._close_received = False
         self._close_code = CLOSE_NORMAL
         self._close_reason = ""
 
@@ -73,101 +87,113 @@ class WebsocketCallSocket:
                 message = await self._take(self._pending.popleft())
                 if message is not None:
                     return message
-            try:
-                data = await self._stream.receive_some(READ_BYTES)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
+            data = await self._read()
             if not data:
                 self._closed = True
                 raise SocketClosed("Twilio closed the socket")
-            self._ws.receive_data(bytes(data))
-            self._pending.extend(self._ws.events())
+            try:
+                self._pending.extend(self._reader.feed(data))
+            except FrameTooBig as exc:
+                self._too_big(self._size + exc.size, finished=exc.fin)
+            except FrameError as exc:
+                self._close_code, self._close_reason = exc.code, "bad frame"
+                raise ProtocolError(f"a broken websocket frame: {exc}") from None
 
-    async def _take(self, event: Event) -> str | bytes | None:
-        """A whole message, or ``None`` once ``event`` is handled and more must be read."""
-        if isinstance(event, TextMessage | BytesMessage):
-            data = event.data if isinstance(event.data, str) else bytes(event.data)
-            size = len(data)
-            if isinstance(data, str):
-                if event.message_finished and not self._parts and size * 4 <= self._max_bytes:
-                    return data  # the usual message: whole, and small whatever its characters
-                size = len(data.encode("utf-8", "surrogatepass"))
-            self._size += size
+    async def _read(self) -> bytes:
+        if self._first:
+            first, self._first = self._first, b""
+            return first
+        try:
+            return bytes(await self._stream.receive_some(READ_BYTES))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return b""
+
+    async def _take(self, frame: Frame) -> str | bytes | None:
+        """A whole message, or ``None`` once ``frame`` is handled and more must be read."""
+        opcode = frame.opcode
+        if opcode == TEXT and frame.fin and not self._parts:  # the usual message
+            return self._text(frame.payload)  # the reader refuses frames over max_bytes
+        if opcode in (TEXT, BINARY, CONTINUATION):
+            if (opcode == CONTINUATION) != bool(self._parts):
+                self._close_code, self._close_reason = CLOSE_PROTOCOL_ERROR, "bad frame"
+                raise ProtocolError("a broken websocket frame: fragments out of order")
+            if opcode != CONTINUATION:
+                self._opcode = opcode
+            self._size += len(frame.payload)
             if self._size > self._max_bytes:
-                self._close_code, self._close_reason = CLOSE_TOO_BIG, "message too big"
-                size_text = f"{self._size}" if event.message_finished else f"at least {self._size}"
-                raise ProtocolError(
-                    f"a message of {size_text} bytes is over the {self._max_bytes}-byte limit"
-                )
-            if event.message_finished and not self._parts:
-                self._size = 0
-                return data
-            self._parts.append(data)
-            if not event.message_finished:
+                self._too_big(self._size, finished=frame.fin)
+            self._parts.append(frame.payload)
+            if not frame.fin:
                 return None
-            parts, self._parts, self._size = self._parts, [], 0
-            return "".join(parts) if isinstance(data, str) else b"".join(parts)  # type: ignore[arg-type]
-        if isinstance(event, Ping):
-            await self._send_event(event.response())
+            data, self._parts, self._size = b"".join(self._parts), [], 0
+            return self._text(data) if self._opcode == TEXT else data
+        if opcode == PING:
+            await self._send_frame(PONG, frame.payload)
             return None
-        if isinstance(event, CloseConnection):
-            if self._ws.state is ConnectionState.OPEN:  # not their close: a frame we can't read
-                self._close_code, self._close_reason = event.code, "bad frame"
-                raise ProtocolError(f"a broken websocket frame: {event.reason}")
-            self._closed = True
+        if opcode == CLOSE:
+            try:
+                code, _ = parse_close(frame.payload)
+            except FrameError as exc:
+                self._close_code, self._close_reason = exc.code, "bad frame"
+                raise ProtocolError(f"a broken websocket frame: {exc}") from None
+            self._closed = self._close_received = True
+            if code != NO_STATUS:
+                self._close_code = code  # echoed in our reply
             raise SocketClosed("Twilio closed the socket")
         return None  # a pong
+
+    def _text(self, payload: bytes) -> str:
+        try:
+            return payload.decode("utf-8")
+        except UnicodeDecodeError:
+            self._close_code, self._close_reason = CLOSE_INVALID_DATA, "not UTF-8"
+            raise ProtocolError("a text message that is not UTF-8") from None
+
+    def _too_big(self, size: int, *, finished: bool) -> NoReturn:
+        self._close_code, self._close_reason = CLOSE_TOO_BIG, "message too big"
+        size_text = f"{size}" if finished else f"at least {size}"
+        raise ProtocolError(
+            f"a message of {size_text} bytes is over the {self._max_bytes}-byte limit"
+        )
 
     async def send(self, message: str) -> None:
         if self._closed:
             raise SocketClosed("the socket is closed")
-        await self._send_event(TextMessage(data=message))
+        await self._send_frame(TEXT, message.encode("utf-8"))
 
-    async def _send_event(self, event: Event) -> None:
+    async def _send_frame(self, opcode: int, payload: bytes) -> None:
         async with self._sending:
+            if self._close_sent:
+                raise SocketClosed("the socket is closed")
+            if opcode == CLOSE:
+                self._close_sent = True
             try:
-                data = self._ws.send(event)
-                await self._stream.send_all(data)
-            except (LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._stream.send_all(encode_frame(opcode, payload))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._closed = True
                 raise SocketClosed("the socket is closed") from None
 
     async def close(self) -> None:
-        """Send our close frame (once; the peer's own close is answered by wsproto)."""
+        """Send our close frame, once (the reply to theirs, if they closed first)."""
         self._closed = True
         with trio.move_on_after(CLOSE_GRACE) as scope:
             scope.shield = True  # closing also runs when the call was cancelled
-            try:
-                await self._send_close()
-            except Exception as exc:  # the peer may be gone already; closing must not fail
-                logger.debug("closing a stream socket failed: %r", exc)
-
-    async def _send_close(self) -> None:
-        async with self._sending:
-            state = self._ws.state
-            if state is ConnectionState.OPEN:
-                event = CloseConnection(self._close_code, self._close_reason)
-            elif state is ConnectionState.REMOTE_CLOSING:
-                event = CloseConnection(self._close_code)  # the reply to theirs
-            else:
-                return
-            await self._stream.send_all(self._ws.send(event))
+            with contextlib.suppress(SocketClosed):  # sent already, or the peer is gone
+                await self._send_frame(CLOSE, close_payload(self._close_code, self._close_reason))
 
     async def finish(self) -> None:
         """After :meth:`close`: read until the peer's close frame or EOF (for ``CLOSE_GRACE``
         seconds at most), so the TCP close loses nothing the peer still sends."""
         with trio.move_on_after(CLOSE_GRACE):
-            while self._ws.state is not ConnectionState.CLOSED:
-                try:
-                    data = await self._stream.receive_some(READ_BYTES)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return
+            while not self._close_received:
+                data = await self._read()
                 if not data:
                     return
-                self._ws.receive_data(bytes(data))
-                for event in self._ws.events():
-                    if isinstance(event, CloseConnection):
-                        await self._send_close()
+                try:
+                    frames = self._reader.feed(data)
+                except FrameError:
+                    return
+                self._close_received = any(frame.opcode == CLOSE for frame in frames)
 
 
 def _request(event: Request, headers: list[tuple[bytes, bytes]], remote: str) -> StreamRequest:
@@ -204,7 +230,8 @@ async def serve_websocket(
 
     async def accept() -> CallSocket:
         await stream.send_all(ws.send(AcceptConnection()))
-        accepted.append(WebsocketCallSocket(stream, ws, max_bytes))
+        after_head = head[head.index(b"\r\n\r\n") + 4 :]  # frames the client sent at once
+        accepted.append(WebsocketCallSocket(stream, max_bytes, after_head))
         return accepted[0]
 
     try:

@@ -127,7 +127,7 @@ async def connected(max_bytes: int = 1000) -> tuple[Peer, WebsocketCallSocket]:
     assert isinstance(next(ws.events()), Request)
     await server.send_all(ws.send(AcceptConnection()))
     await peer.events()  # the 101
-    return peer, WebsocketCallSocket(server, ws, max_bytes)
+    return peer, WebsocketCallSocket(server, max_bytes)
 
 
 async def test_messages_come_whole_even_in_fragments_and_pings_are_answered(
@@ -205,3 +205,29 @@ async def test_closing_first_waits_for_the_peers_close(autojump_clock: MockClock
         await peer.send(CloseConnection(1000))
     with pytest.raises(SocketClosed):
         await socket.send("late")
+
+
+async def test_text_that_is_not_utf8_or_stray_fragments_end_the_call(
+    autojump_clock: MockClock,
+) -> None:
+    peer, socket = await connected()
+    masked_text = b"\x81\x82\x00\x00\x00\x00\xff\xfe"  # a mask of zeros leaves the bytes as sent
+    await peer.send_raw(masked_text)
+    with pytest.raises(ProtocolError, match="not UTF-8"):
+        await socket.receive()
+    await socket.close()
+    assert [e.code for e in await peer.events() if isinstance(e, CloseConnection)] == [1007]
+
+    peer, socket = await connected()
+    await peer.send_raw(b"\x80\x82\x00\x00\x00\x00hi")  # a continuation with nothing to continue
+    with pytest.raises(ProtocolError, match="fragments out of order"):
+        await socket.receive()
+
+
+async def test_frames_sent_with_the_head_are_read_first(autojump_clock: MockClock) -> None:
+    client, server = trio.testing.memory_stream_pair()
+    first = b"\x81\x82\x00\x00\x00\x00hi"
+    socket = WebsocketCallSocket(server, 100, first)  # type: ignore[arg-type]
+    assert await socket.receive() == "hi"
+    await client.send_all(b"\x81\x83\x00\x00\x00\x00you")
+    assert await socket.receive() == "you"
