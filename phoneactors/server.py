@@ -18,9 +18,10 @@
 Call records: with :attr:`ServerConfig.records` set, :func:`serve` writes every call's story to
 that SQLite file or PostgreSQL database as it happens (:class:`~phoneactors.records.CallStore`).
 
-:func:`serve` runs the app on hypercorn, loads the engines in the background and drains calls on
-shutdown; :func:`create_app` builds the app alone, for another ASGI server (which must then
-``await engines.load()`` itself).
+:func:`serve` listens through :mod:`phoneactors.front_door` (media streams served on trio
+directly, the rest by the app on hypercorn), loads the engines in the background and drains
+calls on shutdown; :func:`create_app` builds the app alone, for another ASGI server (which must
+then ``await engines.load()`` itself, and serves ``/stream`` through quart-trio).
 
 Authentication
 --------------
