@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from inspect import isawaitable
 from typing import Any, Final
@@ -108,6 +108,8 @@ class CallStats:
     """Caller sounds over a reply that paused it, then let it play on."""
     judgements_dropped: int = 0
     """Judgements of the words at a pause the VAD actor was too far behind to take."""
+    early_transcriptions_shed: int = 0
+    """Transcriptions of a pause dropped because the caller talked on before they were done."""
     reply_errors: int = 0
     engine_errors: int = 0
 
@@ -241,13 +243,15 @@ async def detect_speech(
                     )
 
 
-async def _next_utterance(utterances_in: trio.MemoryReceiveChannel[Utterance]) -> Utterance:
-    """The next utterance worth transcribing.
+async def _next_utterance(
+    utterances_in: trio.MemoryReceiveChannel[Utterance], first: Utterance | None = None
+) -> Utterance:
+    """The next utterance worth transcribing (``first``, if one was already taken).
 
     An early (pause) utterance with another already queued behind it is stale: the caller
     spoke again, or the turn ended. It is skipped; a final one never is.
     """
-    utterance = await utterances_in.receive()
+    utterance = first if first is not None else await utterances_in.receive()
     while not utterance.final:
         try:
             utterance = utterances_in.receive_nowait()
@@ -280,15 +284,26 @@ async def transcribe_utterances(
     """
     early: _Heard | str | None = None  # what the last pause's audio held, or why that failed
     early_pause: int | None = None
+    newer: Utterance | None = None  # came while a pause's audio was being transcribed
     async with utterances_in, turns_out, judgements_out:
         while True:
             try:
-                utterance = await _next_utterance(utterances_in)
+                utterance = await _next_utterance(utterances_in, newer)
             except trio.EndOfChannel:
                 return
+            newer = None
             reuse = utterance.final and utterance.continues_pause and early_pause == utterance.pause
             if not (reuse and early is not None):
-                early = await _transcribe(stt, utterance.audio, time_limit)
+                if utterance.final:
+                    early = await _transcribe(stt, utterance.audio, time_limit)
+                else:
+                    early, newer = await _transcribe_unless_stale(
+                        stt, utterance, utterances_in, time_limit
+                    )
+                    if early is None:  # the caller went on: shed before it cost much
+                        stats.early_transcriptions_shed += 1
+                        early_pause = None
+                        continue
                 early_pause = utterance.pause
             if not utterance.final:
                 complete = True  # no words, or a failure: nothing to wait for
@@ -345,6 +360,38 @@ class _Heard:
     def sound(self) -> str:
         """What the engine made of audio without words ('' when it held words)."""
         return "" if self.words else self.transcription.text.strip()
+
+
+async def _transcribe_unless_stale(
+    stt: SpeechToText,
+    utterance: Utterance,
+    utterances_in: trio.MemoryReceiveChannel[Utterance],
+    time_limit: float,
+) -> tuple[_Heard | str | None, Utterance | None]:
+    """Transcribe a pause's audio, unless the next utterance comes first and makes it stale
+    (the caller talked on, so a later pause or the turn's end holds more audio): then the
+    transcription is cancelled, which sheds it while it still waits for a CPU thread (a busy
+    box), and ``None`` is returned with that utterance. The end of this same pause keeps the
+    transcription going: its text is the turn's. Returns (what the audio held, the next
+    utterance if it was taken)."""
+    heard: list[_Heard | str] = []
+    newer: list[Utterance] = []
+    async with trio.open_nursery() as nursery:
+
+        async def transcribe() -> None:
+            heard.append(await _transcribe(stt, utterance.audio, time_limit))
+            nursery.cancel_scope.cancel()
+
+        async def watch() -> None:
+            with suppress(trio.EndOfChannel):
+                newer.append(await utterances_in.receive())
+                same_audio = newer[0].final and newer[0].continues_pause
+                if not (same_audio and newer[0].pause == utterance.pause):
+                    nursery.cancel_scope.cancel()
+
+        nursery.start_soon(transcribe)
+        nursery.start_soon(watch)
+    return (heard[0] if heard else None), (newer[0] if newer else None)
 
 
 async def _transcribe(stt: SpeechToText, audio: PCM, time_limit: float) -> _Heard | str:

@@ -10,7 +10,12 @@ from collections.abc import Collection, Iterator, Sequence
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
@@ -153,6 +158,15 @@ class _InferenceCollector(Collector):
                 stats.total_s,
             )
         yield waits
+        abandoned = CounterMetricFamily(
+            "phoneactors_inference_abandoned",
+            "Inferences cancelled while they waited for a CPU thread, by priority: work shed "
+            "before it cost anything (a transcription of a pause the caller talked on past).",
+            labels=["priority"],
+        )
+        for priority, count in self.slots.abandoned.items():
+            abandoned.add_metric([priority.name.lower()], count)
+        yield abandoned
         yield GaugeMetricFamily(
             "phoneactors_inference_waiting",
             "Inferences waiting for a CPU thread now.",

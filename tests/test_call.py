@@ -17,7 +17,14 @@ from phoneactors.conversation import Conversation, Interruption, Parrot, ReplyTe
 from phoneactors.errors import ConfigurationError
 from phoneactors.segmenter import SegmenterSettings
 from phoneactors.sentences import split_sentences
-from phoneactors.testing import FakeSpeech, FakeTextToSpeech, load_caller_voice, open_call, tone
+from phoneactors.testing import (
+    FakeSpeech,
+    FakeSpeechToText,
+    FakeTextToSpeech,
+    load_caller_voice,
+    open_call,
+    tone,
+)
 from phoneactors.timing import TurnTiming
 
 # Every test here takes ``autojump_clock``: trio's MockClock(autojump_threshold=0), so no real
@@ -485,6 +492,41 @@ async def test_early_transcript_is_dropped_when_the_caller_goes_on(
     # One utterance, transcribed as a whole: the early transcript of the first half was not used.
     assert len(conversation.heard) == 1
     assert speech.stt.calls == 2  # early (first half), early (whole) reused for the final
+
+
+async def test_a_pause_transcription_the_caller_talked_past_is_shed(
+    autojump_clock: MockClock,
+) -> None:
+    # A busy box: each transcription takes 2 s. The caller pauses, the pause's transcription
+    # starts, the caller goes on and pauses again before it is done: the first is stale.
+    speech = FakeSpeech(stt=FakeSpeechToText(delay=2.0))
+    settings = CallSettings(segmenter=SegmenterSettings(end_silence_ms=500, pause_ms=200))
+    made, make = single(Recorder)
+    async with open_call(make, speech.engines(), speech=speech, settings=settings) as fake:
+        await fake.play(speech.caller_audio("first half"))
+        await fake.silence(0.3)  # a pause, not an end
+        await fake.say("second half")
+        await fake.wait_for_bot_to_finish()
+    conversation = made[0]
+    assert isinstance(conversation, Recorder)
+    assert len(conversation.heard) == 1  # one turn, the whole of it
+    assert fake.result.stats.early_transcriptions_shed == 1
+    # Started: the first pause's (shed after 1 s), the whole's (reused for the turn).
+    assert speech.stt.calls == 2
+
+
+async def test_the_end_of_a_pause_keeps_its_transcription_going(autojump_clock: MockClock) -> None:
+    speech = FakeSpeech(stt=FakeSpeechToText(delay=2.0))  # longer than the end-of-turn wait
+    settings = CallSettings(segmenter=SegmenterSettings(end_silence_ms=500, pause_ms=200))
+    made, make = single(Recorder)
+    async with open_call(make, speech.engines(), speech=speech, settings=settings) as fake:
+        await fake.say("the whole thing")
+        await fake.wait_for_bot_to_finish()
+    conversation = made[0]
+    assert isinstance(conversation, Recorder)
+    assert conversation.heard == ["the whole thing"]
+    assert fake.result.stats.early_transcriptions_shed == 0
+    assert speech.stt.calls == 1  # the pause's transcription was the turn's
 
 
 def all_tasks() -> set[trio.lowlevel.Task]:

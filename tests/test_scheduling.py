@@ -101,6 +101,12 @@ async def test_a_cancelled_waiter_leaves_the_queue_and_lets_the_next_in(
         assert slots.waiting == 1
     assert order == ["running", "next"]
     assert slots.waits[Priority.SPEAK].count == 0  # it never got threads
+    assert slots.abandoned == {Priority.SPEAK: 1, Priority.LISTEN: 0, Priority.PREPARE: 0}
+    metrics = Metrics()
+    metrics.watch_inference(slots)
+    sample = metrics.registry.get_sample_value
+    assert sample("phoneactors_inference_abandoned_total", {"priority": "speak"}) == 1
+    assert sample("phoneactors_inference_abandoned_total", {"priority": "listen"}) == 0
 
 
 async def test_recent_wait_is_the_90th_percentile_of_the_last_seconds_and_of_those_waiting(

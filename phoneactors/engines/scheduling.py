@@ -98,6 +98,9 @@ class InferenceSlots:
         self.running = 0
         """Inferences running now."""
         self.waits: dict[Priority, WaitStats] = {priority: WaitStats() for priority in Priority}
+        self.abandoned: dict[Priority, int] = dict.fromkeys(Priority, 0)
+        """Inferences cancelled while they waited for threads, by priority: work shed (a
+        transcription made stale, a reply cut off) before it cost any CPU."""
         self._queue: list[_Waiter] = []
         self._arrivals = itertools.count()
         self._recent: collections.deque[tuple[float, float]] = collections.deque()
@@ -152,6 +155,7 @@ class InferenceSlots:
             else:
                 self._queue.remove(waiter)
                 heapq.heapify(self._queue)
+                self.abandoned[priority] += 1
                 self._grant()
             raise
         self._note_wait(priority, trio.current_time() - now)
