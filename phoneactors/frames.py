@@ -114,6 +114,8 @@ class FrameReader:
                 if size - position < header:
                     break
                 length = int.from_bytes(buffer[position + 2 : position + 10], "big")
+                if length >> 63:
+                    raise FrameError(PROTOCOL_ERROR, "a 64-bit length with its top bit set")
             if opcode >= CLOSE and (not fin or length > 125):
                 raise FrameError(PROTOCOL_ERROR, "a control frame fragmented or over 125 bytes")
             if length > self._max_payload:
@@ -142,8 +144,18 @@ def encode_frame(opcode: int, payload: bytes) -> bytes:
 
 
 def close_payload(code: int, reason: str = "") -> bytes:
-    """A close frame's payload: the code, then the reason cut to fit 125 bytes."""
-    return code.to_bytes(2, "big") + reason.encode("utf-8")[:123]
+    """A close frame's payload: the code, then the reason cut to fit 125 bytes (at a
+    character's end)."""
+    text = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
+    return code.to_bytes(2, "big") + text.encode("utf-8")
+
+
+def _valid_close_code(code: int) -> bool:
+    """A code a peer may send (RFC 6455, 7.4): the defined ones that go on the wire, and
+    those registered for libraries and applications."""
+    return code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014) or (
+        3000 <= code <= 4999
+    )
 
 
 def parse_close(payload: bytes) -> tuple[int, str]:
@@ -152,7 +164,10 @@ def parse_close(payload: bytes) -> tuple[int, str]:
         return NO_STATUS, ""
     if len(payload) == 1:
         raise FrameError(PROTOCOL_ERROR, "a close frame with a one-byte payload")
+    code = int.from_bytes(payload[:2], "big")
+    if not _valid_close_code(code):
+        raise FrameError(PROTOCOL_ERROR, f"a close frame with the invalid code {code}")
     try:
-        return int.from_bytes(payload[:2], "big"), payload[2:].decode("utf-8")
+        return code, payload[2:].decode("utf-8")
     except UnicodeDecodeError:
         raise FrameError(INVALID_DATA, "a close reason that is not UTF-8") from None

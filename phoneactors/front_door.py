@@ -15,6 +15,7 @@ it works with are pinned in ``pyproject.toml``.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -38,8 +39,6 @@ logger = logging.getLogger("phoneactors.server")
 
 HEAD_LIMIT: Final = 16 * 1024
 """A request head longer than this goes to hypercorn, which refuses it."""
-HEAD_TIMEOUT: Final = 10.0
-"""Seconds a new connection has to send its request head."""
 _READ: Final = 65536
 
 
@@ -70,20 +69,38 @@ class _Replayed(trio.abc.HalfCloseableStream):
         await self._stream.aclose()
 
 
-async def _read_head(stream: trio.SocketStream) -> bytes:
-    """The bytes read until the end of the request head (maybe more), or fewer if the peer
-    stopped, the head outgrew :data:`HEAD_LIMIT` or :data:`HEAD_TIMEOUT` passed."""
+_HEAD_END: Final = re.compile(rb"\n\r?\n")
+"""Where a request head ends: a blank line (h11 also takes bare line feeds)."""
+
+
+def head_length(data: bytes) -> int | None:
+    """How many bytes of ``data`` are the request head, or ``None`` if it has not ended yet."""
+    end = _HEAD_END.search(data)
+    return None if end is None else end.end()
+
+
+async def _read_head(stream: trio.SocketStream) -> bytes | None:
+    """The bytes read until the end of the request head (maybe more), or past
+    :data:`HEAD_LIMIT` without its end (hypercorn refuses that); ``None`` if the peer stopped
+    first. Its caller bounds the time it takes."""
     data = b""
-    with trio.move_on_after(HEAD_TIMEOUT):
-        while b"\r\n\r\n" not in data and len(data) <= HEAD_LIMIT:
-            try:
-                chunk = await stream.receive_some(_READ)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                break
-            if not chunk:
-                break
-            data += chunk
+    while len(data) <= HEAD_LIMIT:
+        try:
+            chunk = await stream.receive_some(_READ)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return None
+        if not chunk:
+            return None
+        data += chunk
+        if head_length(data) is not None:
+            break
     return data
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    """The peer's address, as quart gives ``remote_addr``."""
+    address = stream.socket.getpeername()
+    return str(address[0]) if isinstance(address, tuple) else str(address)
 
 
 def stream_upgrade(head: bytes, path: str) -> list[tuple[bytes, bytes]] | None:
@@ -97,7 +114,7 @@ def stream_upgrade(head: bytes, path: str) -> list[tuple[bytes, bytes]] | None:
         event = parser.next_event()
     except h11.RemoteProtocolError:
         return None
-    if not isinstance(event, h11.Request):
+    if not isinstance(event, h11.Request) or event.http_version != b"1.1":
         return None
     if event.target.split(b"?", 1)[0].decode("latin-1") != path:
         return None
@@ -135,11 +152,24 @@ async def serve_front_door(
                 await stream.aclose()
 
     async def dispatch(stream: trio.SocketStream) -> None:
-        head = await _read_head(stream)
+        head = None
+        with trio.move_on_after(config.keep_alive_timeout):  # as hypercorn waits on idle ones
+            head = await _read_head(stream)
+        if head is None:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            return
         headers = stream_upgrade(head, stream_path)
         if headers is not None:
+            length = head_length(head)
+            assert length is not None  # h11 found the whole head
             try:
-                await serve_websocket(stream, head, headers, answer_stream, max_message_bytes)
+                remote = _peer(stream)
+                await serve_websocket(
+                    stream, head, length, headers, remote, answer_stream, max_message_bytes
+                )
+            except OSError as exc:  # the peer reset the connection as it came
+                logger.info("a stream connection ended before it began: %s", exc)
             finally:
                 with trio.CancelScope(shield=True):
                     await stream.aclose()

@@ -76,6 +76,7 @@ class WebsocketCallSocket:
         self._closed = False  # for the call: no more receiving or sending
         self._close_sent = False
         self._close_received = False
+        self._broken = False  # a write failed or stalled: no more frames, not even a close
         self._close_code = CLOSE_NORMAL
         self._close_reason = ""
 
@@ -163,15 +164,21 @@ class WebsocketCallSocket:
 
     async def _send_frame(self, opcode: int, payload: bytes) -> None:
         async with self._sending:
-            if self._close_sent:
+            if self._close_sent or self._broken:
                 raise SocketClosed("the socket is closed")
             if opcode == CLOSE:
                 self._close_sent = True
-            try:
-                await self._stream.send_all(encode_frame(opcode, payload))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._closed = True
-                raise SocketClosed("the socket is closed") from None
+            # A frame is written whole or the connection is given up: a cancelled write would
+            # leave half a frame, and whatever followed it would be read as its payload.
+            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE) as timer:
+                try:
+                    await self._stream.send_all(encode_frame(opcode, payload))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    timer.cancel()  # not slow: gone
+                    self._broken = True
+            if timer.cancelled_caught or self._broken:
+                self._closed = self._broken = True
+                raise SocketClosed("the socket is closed (the peer stopped reading)")
 
     async def close(self) -> None:
         """Send our close frame, once (the reply to theirs, if they closed first)."""
@@ -205,12 +212,15 @@ def _request(event: Request, headers: list[tuple[bytes, bytes]], remote: str) ->
 async def serve_websocket(
     stream: trio.SocketStream,
     head: bytes,
+    head_length: int,
     headers: list[tuple[bytes, bytes]],
+    remote: str,
     answer: StreamAnswerer,
     max_bytes: int,
 ) -> None:
-    """Serve one ``/stream`` upgrade whose request ``head`` (and any bytes after it) has been
-    read from ``stream``; ``headers`` are its raw headers, as received."""
+    """Serve one ``/stream`` upgrade from ``remote`` whose request head (the first
+    ``head_length`` bytes of ``head``, and any bytes after it) has been read from ``stream``;
+    ``headers`` are its raw headers, as received."""
     ws = WSConnection(ConnectionType.SERVER)
     try:
         ws.receive_data(head)
@@ -220,22 +230,26 @@ async def serve_websocket(
     else:
         reason = "incomplete request"
     if not isinstance(event, Request):
-        peer = stream.socket.getpeername()
-        logger.warning("stream upgrade from %s refused: %s", peer[0], reason)
+        logger.warning("stream upgrade from %s refused: %s", remote, reason)
         await _reject(stream, ws, 400, f"bad websocket upgrade: {reason}")
         return
-    peer = stream.socket.getpeername()
-    asked = _request(event, headers, str(peer[0]) if isinstance(peer, tuple) else str(peer))
+    asked = _request(event, headers, remote)
     accepted: list[WebsocketCallSocket] = []
 
     async def accept() -> CallSocket:
-        await stream.send_all(ws.send(AcceptConnection()))
-        after_head = head[head.index(b"\r\n\r\n") + 4 :]  # frames the client sent at once
+        try:
+            await stream.send_all(ws.send(AcceptConnection()))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise SocketClosed("the caller left before the stream was accepted") from None
+        after_head = head[head_length:]  # frames the client sent at once
         accepted.append(WebsocketCallSocket(stream, max_bytes, after_head))
         return accepted[0]
 
     try:
         refused = await answer(asked, accept)
+    except SocketClosed as exc:
+        logger.info("stream from %s: %s", remote, exc)
+        return
     finally:
         if accepted:
             await accepted[0].close()

@@ -72,6 +72,7 @@ def test_fragments_keep_their_opcodes_and_fin() -> None:
         (b"\x83\x80\x00\x00\x00\x00", 1002, "unknown opcode 0x3"),
         (b"\x09\x80\x00\x00\x00\x00", 1002, "control frame"),  # a ping without fin
         (b"\x89\xfe\x00\x7e" + b"\x00" * 130, 1002, "control frame"),  # a 126-byte ping
+        (b"\x82\xff\x80" + b"\x00" * 11, 1002, "top bit"),  # a 64-bit length over 2**63
     ],
 )
 def test_broken_frames_are_errors_with_their_close_code(
@@ -111,7 +112,9 @@ def test_our_frames_read_back_in_a_client(size: int) -> None:
 def test_close_payloads() -> None:
     assert parse_close(close_payload(1009, "message too big")) == (1009, "message too big")
     assert parse_close(b"") == (1005, "")
-    assert len(close_payload(1000, "é" * 100)) <= 125
+    cut = close_payload(1000, "é" * 70)
+    assert len(cut) <= 125
+    assert parse_close(cut) == (1000, "é" * 61)  # cut at a character's end
     with pytest.raises(FrameError, match="one-byte"):
         parse_close(b"\x03")
     with pytest.raises(FrameError) as caught:
@@ -119,3 +122,15 @@ def test_close_payloads() -> None:
     assert caught.value.code == 1007
     frames = FrameReader(10).feed(client().send(CloseConnection(1000, "bye")))
     assert [(f.opcode, parse_close(f.payload)) for f in frames] == [(CLOSE, (1000, "bye"))]
+
+
+@pytest.mark.parametrize("code", [999, 1004, 1005, 1006, 1015, 1016, 2999, 5000])
+def test_close_codes_a_peer_may_not_send_are_protocol_errors(code: int) -> None:
+    with pytest.raises(FrameError, match=f"invalid code {code}") as caught:
+        parse_close(code.to_bytes(2, "big"))
+    assert caught.value.code == 1002
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1011, 1014, 3000, 4999])
+def test_close_codes_a_peer_may_send(code: int) -> None:
+    assert parse_close(code.to_bytes(2, "big") + b"why") == (code, "why")

@@ -791,3 +791,37 @@ async def test_a_bad_stream_upgrade_gets_400_and_the_server_goes_on(
             assert b"Sec-WebSocket-Key" in answer
             assert (await client.get("/healthz")).status_code == 200
     assert any("stream upgrade from" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_head_with_bare_line_feeds_is_answered_at_once(speech: FakeSpeech) -> None:
+    with trio.fail_after(CAP):
+        async with running(speech.engines()) as server:
+            connection = await trio.open_tcp_stream(server.host, server.port)
+            async with connection:
+                with trio.fail_after(3):  # not the 5 s a head without its end waits
+                    await connection.send_all(b"GET /healthz HTTP/1.1\nHost: a\n\n")
+                    answer = b""
+                    while b'"status"' not in answer:
+                        answer += await connection.receive_some(4096)
+            assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_callers_who_leave_as_they_connect_are_no_errors(
+    speech: FakeSpeech, caplog: pytest.LogCaptureFixture
+) -> None:
+    upgrade = (
+        b"GET /stream HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with trio.fail_after(CAP):
+        async with running(speech.engines()) as server, server.client() as client:
+            for _ in range(20):
+                sock = socket.create_connection((server.host, server.port))
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
+                sock.sendall(upgrade)
+                sock.close()  # a reset, at once
+            await trio.sleep(0.5)
+            assert (await client.get("/healthz")).json()["active_calls"] == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -24,7 +24,7 @@ from wsproto.events import (
 )
 
 from phoneactors.errors import ProtocolError, SocketClosed
-from phoneactors.front_door import HEAD_LIMIT, HEAD_TIMEOUT, _read_head, stream_upgrade
+from phoneactors.front_door import HEAD_LIMIT, _read_head, head_length, stream_upgrade
 from phoneactors.websocket import WebsocketCallSocket
 
 UPGRADE = (
@@ -46,6 +46,7 @@ UPGRADE = (
         b"GET /stream HTTP/1.1\r\nHost: a\r\nUpgrade: websocket",  # not all there
         b"GET /stream HTTP/9\r\n\r\n",  # h11 cannot parse it
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        UPGRADE.replace(b"HTTP/1.1", b"HTTP/1.0"),  # hypercorn refuses it
         b"",
     ],
 )
@@ -73,12 +74,23 @@ async def test_the_head_is_read_in_pieces_until_it_ends() -> None:
         assert await _read_head(server) == UPGRADE  # type: ignore[arg-type]
 
 
-async def test_a_silent_head_stops_being_read_at_the_timeout(autojump_clock: MockClock) -> None:
+async def test_a_peer_that_leaves_mid_head_gives_no_head() -> None:
     client, server = trio.testing.memory_stream_pair()
-    await client.send_all(b"GET / HTTP/1.1\r\n")  # and then nothing
-    started = trio.current_time()
-    assert await _read_head(server) == b"GET / HTTP/1.1\r\n"  # type: ignore[arg-type]
-    assert trio.current_time() - started == pytest.approx(HEAD_TIMEOUT)
+    await client.send_all(b"GET / HTTP/1.1\r\n")
+    await client.send_stream.aclose()
+    assert await _read_head(server) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("data", "length"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\nrest", 27),
+        (b"GET / HTTP/1.1\nHost: a\n\nrest", 24),  # bare line feeds, as h11 takes them
+        (b"GET / HTTP/1.1\r\nHost: a\r\n", None),
+    ],
+)
+def test_the_head_ends_at_the_first_blank_line(data: bytes, length: int | None) -> None:
+    assert head_length(data) == length
 
 
 async def test_an_endless_head_stops_being_read_past_the_limit() -> None:
@@ -231,3 +243,21 @@ async def test_frames_sent_with_the_head_are_read_first(autojump_clock: MockCloc
     assert await socket.receive() == "hi"
     await client.send_all(b"\x81\x83\x00\x00\x00\x00you")
     assert await socket.receive() == "you"
+
+
+async def test_a_peer_that_stops_reading_is_given_up_whole_frames_only(
+    autojump_clock: MockClock,
+) -> None:
+    _client, server = trio.testing.lockstep_stream_pair()  # a write waits for the reader
+    socket = WebsocketCallSocket(server, 1000)  # type: ignore[arg-type]
+    started = trio.current_time()
+    with (
+        trio.move_on_after(1),  # the call is cancelled while the write stalls
+        pytest.raises(SocketClosed, match="stopped reading"),
+    ):
+        await socket.send("x" * 500)
+    assert trio.current_time() - started == pytest.approx(5.0)  # the write was shielded
+    with pytest.raises(SocketClosed):
+        await socket.send("more")
+    await socket.close()  # no close frame after a half-written one: nothing more is written
+    assert trio.current_time() - started == pytest.approx(5.0)
