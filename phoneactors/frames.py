@@ -37,6 +37,7 @@ PING: Final = 0x9
 PONG: Final = 0xA
 _KNOWN: Final = frozenset({CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG})
 
+NORMAL: Final = 1000
 PROTOCOL_ERROR: Final = 1002
 INVALID_DATA: Final = 1007
 TOO_BIG: Final = 1009

@@ -26,10 +26,14 @@ from .frames import (
     BINARY,
     CLOSE,
     CONTINUATION,
+    INVALID_DATA,
     NO_STATUS,
+    NORMAL,
     PING,
     PONG,
+    PROTOCOL_ERROR,
     TEXT,
+    TOO_BIG,
     Frame,
     FrameError,
     FrameReader,
@@ -45,10 +49,6 @@ __all__ = ["WebsocketCallSocket", "serve_websocket"]
 logger = logging.getLogger("phoneactors.server")
 
 READ_BYTES: Final = 65536
-CLOSE_NORMAL: Final = 1000
-CLOSE_PROTOCOL_ERROR: Final = 1002
-CLOSE_INVALID_DATA: Final = 1007
-CLOSE_TOO_BIG: Final = 1009
 CLOSE_GRACE: Final = 5.0
 """Seconds a closing connection waits for the peer's close frame before the TCP close."""
 
@@ -77,7 +77,7 @@ class WebsocketCallSocket:
         self._close_sent = False
         self._close_received = False
         self._broken = False  # a write failed or stalled: no more frames, not even a close
-        self._close_code = CLOSE_NORMAL
+        self._close_code = NORMAL
         self._close_reason = ""
 
     async def receive(self) -> str | bytes:
@@ -116,7 +116,7 @@ class WebsocketCallSocket:
             return self._text(frame.payload)  # the reader refuses frames over max_bytes
         if opcode in (TEXT, BINARY, CONTINUATION):
             if (opcode == CONTINUATION) != bool(self._parts):
-                self._close_code, self._close_reason = CLOSE_PROTOCOL_ERROR, "bad frame"
+                self._close_code, self._close_reason = PROTOCOL_ERROR, "bad frame"
                 raise ProtocolError("a broken websocket frame: fragments out of order")
             if opcode != CONTINUATION:
                 self._opcode = opcode
@@ -147,11 +147,11 @@ class WebsocketCallSocket:
         try:
             return payload.decode("utf-8")
         except UnicodeDecodeError:
-            self._close_code, self._close_reason = CLOSE_INVALID_DATA, "not UTF-8"
+            self._close_code, self._close_reason = INVALID_DATA, "not UTF-8"
             raise ProtocolError("a text message that is not UTF-8") from None
 
     def _too_big(self, size: int, *, finished: bool) -> NoReturn:
-        self._close_code, self._close_reason = CLOSE_TOO_BIG, "message too big"
+        self._close_code, self._close_reason = TOO_BIG, "message too big"
         size_text = f"{size}" if finished else f"at least {size}"
         raise ProtocolError(
             f"a message of {size_text} bytes is over the {self._max_bytes}-byte limit"
