@@ -165,11 +165,14 @@ async def serve_front_door(
             assert length is not None  # h11 found the whole head
             try:
                 remote = _peer(stream)
-                await serve_websocket(
-                    stream, head, length, headers, remote, answer_stream, max_message_bytes
-                )
             except OSError as exc:  # the peer reset the connection as it came
                 logger.info("a stream connection ended before it began: %s", exc)
+                remote = None
+            try:
+                if remote is not None:
+                    await serve_websocket(
+                        stream, head, length, headers, remote, answer_stream, max_message_bytes
+                    )
             finally:
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
