@@ -1,11 +1,11 @@
 """The server's one listening socket: media-stream upgrades go the short way, the rest to hypercorn.
 
 Every connection's request head is read here first. A websocket upgrade of ``/stream`` is served
-by :mod:`phoneactors.websocket` on trio and wsproto alone: that is 50 messages a second for
-every call, and hypercorn's ASGI layers cost about twice what the short way does per message
-(``benchmarks/stack_floor.py``). Anything else (the webhook, ``/healthz``, ``/metrics``, the
-softphone page) is handed, with the bytes already read, to hypercorn's own per-connection server,
-so HTTP keeps all of hypercorn's behaviour.
+by :mod:`phoneactors.websocket` on trio alone (wsproto reads the handshake): that is 50
+messages a second for every call, and the short way costs a half to two thirds of the CPU per
+message that hypercorn's ASGI websockets do (``benchmarks/stack_floor.py``). Anything else
+(the webhook, ``/healthz``, ``/metrics``, the softphone page) is handed, with the bytes already
+read, to hypercorn's own per-connection server, so HTTP keeps all of hypercorn's behaviour.
 
 Hypercorn is driven through its trio connection server (``hypercorn.trio.tcp_server``) and its
 lifespan and worker context, the pieces ``hypercorn.trio.serve`` puts together; the versions

@@ -129,9 +129,10 @@ class ServerConfig:
     max_message_bytes: int = 65536
     """Largest websocket message accepted; a larger one ends its call."""
     short_streams: bool = True
-    """:func:`serve` reads and writes the media-stream websockets itself, on trio and wsproto
-    (:mod:`phoneactors.front_door`), at about half the CPU per message of hypercorn's ASGI
-    websockets; ``False`` leaves them to hypercorn and quart-trio, as :func:`create_app` must."""
+    """:func:`serve` reads and writes the media-stream websockets itself, on trio
+    (:mod:`phoneactors.front_door`), at a half to two thirds of the CPU per message of
+    hypercorn's ASGI websockets; ``False`` leaves them to hypercorn and quart-trio, as
+    :func:`create_app` must."""
     drain_timeout: float = 30.0
     """Seconds calls in progress may go on after shutdown begins; then they are cancelled."""
     busy_message: str = "Sorry, all our lines are busy. Please call again later."

@@ -477,9 +477,17 @@ async def test_turn_timing_is_reported_and_early_transcription_hides_stt(
     assert fake.call_sid in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("stt_delay", "shed"),
+    [
+        (0.1, 0),  # the pause's transcription is done before the caller goes on: just unused
+        (2.0, 1),  # a busy box: still running when the next pause comes, so it is shed
+    ],
+)
 async def test_early_transcript_is_dropped_when_the_caller_goes_on(
-    autojump_clock: MockClock, speech: FakeSpeech
+    autojump_clock: MockClock, stt_delay: float, shed: int
 ) -> None:
+    speech = FakeSpeech(stt=FakeSpeechToText(delay=stt_delay))
     settings = CallSettings(segmenter=SegmenterSettings(end_silence_ms=500, pause_ms=200))
     made, make = single(Recorder)
     async with open_call(make, speech.engines(), speech=speech, settings=settings) as fake:
@@ -491,28 +499,8 @@ async def test_early_transcript_is_dropped_when_the_caller_goes_on(
     assert isinstance(conversation, Recorder)
     # One utterance, transcribed as a whole: the early transcript of the first half was not used.
     assert len(conversation.heard) == 1
+    assert fake.result.stats.early_transcriptions_shed == shed
     assert speech.stt.calls == 2  # early (first half), early (whole) reused for the final
-
-
-async def test_a_pause_transcription_the_caller_talked_past_is_shed(
-    autojump_clock: MockClock,
-) -> None:
-    # A busy box: each transcription takes 2 s. The caller pauses, the pause's transcription
-    # starts, the caller goes on and pauses again before it is done: the first is stale.
-    speech = FakeSpeech(stt=FakeSpeechToText(delay=2.0))
-    settings = CallSettings(segmenter=SegmenterSettings(end_silence_ms=500, pause_ms=200))
-    made, make = single(Recorder)
-    async with open_call(make, speech.engines(), speech=speech, settings=settings) as fake:
-        await fake.play(speech.caller_audio("first half"))
-        await fake.silence(0.3)  # a pause, not an end
-        await fake.say("second half")
-        await fake.wait_for_bot_to_finish()
-    conversation = made[0]
-    assert isinstance(conversation, Recorder)
-    assert len(conversation.heard) == 1  # one turn, the whole of it
-    assert fake.result.stats.early_transcriptions_shed == 1
-    # Started: the first pause's (shed after 1 s), the whole's (reused for the turn).
-    assert speech.stt.calls == 2
 
 
 async def test_the_end_of_a_pause_keeps_its_transcription_going(autojump_clock: MockClock) -> None:
