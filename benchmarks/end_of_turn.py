@@ -19,8 +19,9 @@ falling, finished intonation, so the STT punctuates it as a sentence more often 
 trailing-off caller; the speech figures are a harder test for the fragments than real calls.
 
 Options: ``--voices hibari,piper`` (default both), ``--limit N`` (the first N phrases of each
-list, for a quick run), ``--held-out`` (complete turns and fragments written after the rules
-were fitted to the main set: the honest figure for callers the rules have not seen).
+list, for a quick run), ``--held-out [N]`` (complete turns and fragments written after the
+rules were fitted to the main set: the honest figure for callers the rules have not seen; set 1
+by default, or 2).
 """
 
 from __future__ import annotations
@@ -37,8 +38,7 @@ from phrases import (
     BACKCHANNELS,
     COMPLETE,
     FRAGMENTS,
-    HELD_OUT_COMPLETE,
-    HELD_OUT_FRAGMENTS,
+    HELD_OUT_SETS,
     INTERRUPTIONS,
 )
 
@@ -50,16 +50,10 @@ VOICES = ("hibari", "piper")
 LIMITER_TOKENS = 2
 
 
-def sets(limit: int | None, held_out: bool = False) -> dict[str, list[str]]:
-    """The phrases of each set, by the name of the table row they count towards."""
-    complete, fragments = (
-        (HELD_OUT_COMPLETE, HELD_OUT_FRAGMENTS)
-        if held_out
-        else (
-            COMPLETE,
-            FRAGMENTS,
-        )
-    )
+def sets(limit: int | None, held_out: int = 0) -> dict[str, list[str]]:
+    """The phrases of each set, by the name of the table row they count towards; ``held_out``
+    picks a held-out set of complete turns and fragments (0: the main set)."""
+    complete, fragments = HELD_OUT_SETS[held_out] if held_out else (COMPLETE, FRAGMENTS)
     return {
         "complete": list(complete[:limit]),
         "fragment": [fragment for fragment, _rest in fragments[:limit]],
@@ -156,8 +150,14 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="the first N phrases of each set")
     parser.add_argument(
         "--held-out",
-        action="store_true",
-        help="the held-out complete turns and fragments (written after the rules were fitted)",
+        type=int,
+        nargs="?",
+        const=1,
+        default=0,
+        choices=sorted(HELD_OUT_SETS),
+        metavar="N",
+        help="held-out set N (default 1) of complete turns and fragments, written after the "
+        "rules were fitted",
     )
     args = parser.parse_args(argv)
     phrases = sets(args.limit, args.held_out)

@@ -38,8 +38,7 @@ from phrases import (
     BACKCHANNELS,
     COMPLETE,
     FRAGMENTS,
-    HELD_OUT_COMPLETE,
-    HELD_OUT_FRAGMENTS,
+    HELD_OUT_SETS,
     INTERRUPTIONS,
 )
 from voice_to_voice import one_turn, trim
@@ -170,7 +169,7 @@ async def measure(
     pause: float,
     line_noise: float | None,
     sounds_each: int,
-    held_out: bool = False,
+    held_out: int = 0,
 ) -> Results:
     results = Results()
     stt = FasterWhisperSTT(limiter=trio.CapacityLimiter(2))
@@ -178,9 +177,7 @@ async def measure(
     rng = np.random.default_rng(2026)
     for name in voices:
         voice = await make_voice(name)
-        texts, fragments = (
-            (HELD_OUT_COMPLETE, HELD_OUT_FRAGMENTS) if held_out else (COMPLETE, FRAGMENTS)
-        )
+        texts, fragments = HELD_OUT_SETS[held_out] if held_out else (COMPLETE, FRAGMENTS)
         complete = [await speak(voice, t) for t in texts[:limit]]
         pairs = [(f, await speak(voice, f), await speak(voice, r)) for f, r in fragments[:limit]]
         question = await speak(voice, LONG_QUESTION)
@@ -291,8 +288,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--held-out",
-        action="store_true",
-        help="complete phrases and fragments written after the end-of-turn rules were fitted",
+        type=int,
+        nargs="?",
+        const=1,
+        default=0,
+        choices=sorted(HELD_OUT_SETS),
+        metavar="N",
+        help="held-out set N (default 1) of complete phrases and fragments, written after the "
+        "end-of-turn rules were fitted",
     )
     parser.add_argument("server_args", nargs="*", help="options for python -m phoneactors")
     args = parser.parse_args()
@@ -313,7 +316,7 @@ def main() -> None:
     print(f"server: python -m phoneactors {' '.join(args.server_args)}".rstrip())
     print(f"caller voices: {', '.join(voices)}; {args.limit} phrases of each kind per voice")
     if args.held_out:
-        print("phrases: the held-out set (benchmarks/phrases.py)")
+        print(f"phrases: held-out set {args.held_out} (benchmarks/phrases.py)")
     if args.line_noise is not None:
         print(f"the caller's line hisses at {args.line_noise:g} dBFS (white noise)")
     print()

@@ -374,12 +374,13 @@ _CLOSED_BY_PREVIOUS: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
         "a", "the", "good", "great", "root", "main", "lost", "just", "common", "worthy", "no",
         "any", "this", "that", "same", "probable", "real",
     }),
-    **dict.fromkeys(("which", "who", "whom", "whose", "where", "when", "whether"), frozenset({
+    **dict.fromkeys(("which", "who", "whom", "whose", "where", "when"), frozenset({
         "know", "knew", "sure", "matter", "tell", "remember", "wonder", "ask", "idea", "decide",
         "decided", "care", "mind", "see", "say", "clue", "since",
     })),
 })
-"""Words before which a final conjunction or preposition ends the sentence after all."""
+"""Words before which a final conjunction or preposition ends the sentence after all. Never
+"whether": "I don't know where." ends a sentence, "Do you know whether" does not."""
 _OPENED_BY_PREVIOUS: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
     "that": frozenset({
         "think", "thought", "so", "such", "now", "sure", "is", "was", "hope", "hoping", "guess",
@@ -433,6 +434,7 @@ _DIGIT_WORDS: Final = MappingProxyType({
 _MAGNITUDES: Final = frozenset({"hundred", "thousand", "million", "billion"})
 _REPEATS: Final = MappingProxyType({"double": 2, "triple": 3})
 _DIGIT_TOKEN: Final = re.compile(r"\d+(?:[:.]\d+)*")
+_DOTTED_DIGITS: Final = re.compile(r"\d(?:\.\d)+")
 _NUMBER_CONTEXT: Final = frozenset({
     "number", "numbers", "phone", "cell", "mobile", "code", "account", "card", "zip",
     "postcode", "pin", "id", "reference", "confirmation", "order", "extension", "ext", "digits",
@@ -466,6 +468,10 @@ _PEOPLE: Final = frozenset({("i",), ("he",), ("she",), ("we",), ("they",), ("you
 _DATE_OPENERS: Final = frozenset({"is", "was", "on", "born"})
 """Before a month, these leave its day to come ("My date of birth is March"); "in" does not."""
 _MODALS: Final = frozenset({"can", "could", "will", "would", "might", "may", "should"})
+_NEGATIVE_MODALS: Final = frozenset({
+    "can't", "couldn't", "won't", "wouldn't", "shouldn't", "mightn't", "mustn't", "must",
+})  # fmt: skip
+"""Modals (and "must") that end a sentence before "have": "You shouldn't have."."""
 _HOPING: Final = frozenset({"hoping", "wondering", "wonder", "wondered"})
 """Before "you could" (or "if you could"), these leave what the caller hopes for to come;
 "I hope you can." and "Let me know if you can." end where they are."""
@@ -602,12 +608,14 @@ def _unfinished_number(turn: _Turn) -> str | None:
     run = _number_run(turn.tokens)
     if not run:
         return None
+    before = turn.tokens[-len(run) - _CONTEXT_WINDOW : -len(run)]
+    strong_context = not _NUMBER_CONTEXT.isdisjoint(before)
+    if strong_context:  # "The zip code is 9.4": Whisper's dots between digits read out
+        run = [part for word in run for part in _dotted_digits(word)]
     groups = _number_groups(run)
     reason = f"a number being read out ({' '.join(run)!r})"
     if sum(group.digits for group in groups) >= _FULL_NUMBER_DIGITS:
         return None
-    before = turn.tokens[-len(run) - _CONTEXT_WINDOW : -len(run)]
-    strong_context = not _NUMBER_CONTEXT.isdisjoint(before)
     if len(groups) == 1:
         (group,) = groups
         address = len(before) >= 2 and before[-1] in ("is", "at") and before[-2] in _ADDRESS_CONTEXT
@@ -679,8 +687,14 @@ def _ends_in_auxiliary(turn: _Turn) -> str | None:
     reason = f"ends in the auxiliary {word!r}"
     if word in _CONTRACTED_AUXILIARIES:
         return reason
-    if word not in _AUXILIARIES or turn.asks or turn.answers:
+    if word not in _AUXILIARIES or turn.answers:
         return None
+    if _asks_with_a_bare_modal(turn):
+        return reason  # with or without its "?": the word order asks
+    if turn.asks:
+        return None
+    if word == "have" and previous in _MODALS | _NEGATIVE_MODALS:
+        return None  # "You shouldn't have.", "I could have."
     if word in ("be", "been", "being") or (previous not in _SUBJECTS and previous != "please"):
         return reason  # "That would be", "My name is", but "Please do."
     opens_clause = list(turn.clause) == [previous, word]
@@ -741,6 +755,16 @@ def _unfinished_code(turn: _Turn) -> str | None:
     if _NUMBER_CONTEXT.isdisjoint(before):
         return None
     return f"a code being read out ({' '.join(run)!r})"
+
+
+def _asks_with_a_bare_modal(turn: _Turn) -> bool:
+    """A yes/no question whose last clause stops at its modal: "Is there any way you could?",
+    "Do you think we can?"; not "Could you?" (a bare request, its own rule) or "What can I?"."""
+    clause = turn.clause
+    if turn.last not in _MODALS or turn.previous not in _SUBJECTS or len(clause) < 4:
+        return False
+    inverted = clause[0] in _AUXILIARIES | _NEGATIVE_AUXILIARIES and clause[1] in _SUBJECTS
+    return inverted and _NEGATIONS.isdisjoint(clause)
 
 
 def _hopes_for_more(head: Sequence[str]) -> bool:
@@ -884,6 +908,12 @@ class _Group:
     @property
     def year(self) -> bool:
         return self.value is not None and 1900 <= self.value <= 2099
+
+
+def _dotted_digits(word: str) -> list[str]:
+    """ "9.4" -> ["9", "4"]: single digits with dots between, as Whisper writes digits said
+    one at a time; any other word as it is."""
+    return word.split(".") if _DOTTED_DIGITS.fullmatch(word) else [word]
 
 
 def _number_run(tokens: Sequence[str]) -> Sequence[str]:

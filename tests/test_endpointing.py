@@ -697,3 +697,35 @@ def test_a_name_the_engine_guessed_at_is_still_a_name() -> None:
 def test_a_cards_last_four_digits_are_all_of_them(text: str, complete: bool) -> None:
     judgement = judge_turn(text)
     assert judgement.complete is complete, judgement.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "complete"),
+    [
+        # a question that stops at its modal is waiting for the verb
+        ("Is there any way you could?", False),
+        ("Do you think we can?", False),
+        ("Is there any way you could.", False),  # the word order asks, whatever the mark
+        ("Could you?", False),  # the bare request: a rule of its own
+        ("Yes, I could.", True),
+        ("I don't think I can.", True),
+        ("Do you think you couldn't?", True),  # a negation: an answer of its own
+        # "whether" never ends a sentence, asked or not; "where" does
+        ("Do you know whether?", False),
+        ("I wasn't sure whether", False),
+        ("I don't know where.", True),
+        # "have" after a modal ends an elliptical sentence
+        ("My dog ate something he shouldn't have.", True),
+        ("You could have.", True),
+        ("I must have.", True),
+        ("It has been", False),
+        # digits said one at a time, written with dots where a number is being read out
+        ("The zip code is 9.4.", False),
+        ("My PIN is 4.5.", False),
+        ("The rating is 4.5.", True),  # no number being read out: a decimal
+        ("It went up by 2.5.", True),
+    ],
+)
+def test_bare_modals_whether_elliptical_have_and_dotted_digits(text: str, complete: bool) -> None:
+    judgement = judge_turn(text)
+    assert judgement.complete is complete, judgement.reason
