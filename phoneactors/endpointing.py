@@ -124,13 +124,14 @@ _DEFAULT_LONGEST: Final = max(len(phrase.split()) for phrase in DEFAULT_BACKCHAN
 def is_backchannel(text: str, phrases: Collection[str] = DEFAULT_BACKCHANNELS) -> bool:
     """True when every word of ``text`` belongs to a backchannel phrase from ``phrases``.
 
-    The words of ``text`` (see :func:`words`) must split, end to end, into phrases: "Uh-huh.",
-    "Yeah, yeah.", "Okay, I see." and "Mm-hmm. Yes." are backchannels; "No.", "Wait.",
-    "Uh-uh." (no) and "Yeah, but I already did that." are not, and neither is text without
-    words. ``phrases`` may be written any way ("Mm-hmm", "I SEE"): phrases other than
-    :data:`DEFAULT_BACKCHANNELS` are normalised with :func:`words` on each call, which costs a
-    couple of microseconds a phrase; phrases without words are ignored. A plain ``str`` for
-    ``phrases`` is a mistake (it would be read as single letters) and raises ``TypeError``.
+        The words of ``text`` (see :func:`words`) must split, end to end, into phrases: "Uh-huh.",
+        "Yeah, yeah.", "Okay, I see." and "Mm-hmm. Yes." are backchannels, and so is a hum in any
+    spelling ("M.", "Mmmm.", "M-hm.") while "mm" is one of ``phrases``; "No.", "Wait.",
+        "Uh-uh." (no) and "Yeah, but I already did that." are not, and neither is text without
+        words. ``phrases`` may be written any way ("Mm-hmm", "I SEE"): phrases other than
+        :data:`DEFAULT_BACKCHANNELS` are normalised with :func:`words` on each call, which costs a
+        couple of microseconds a phrase; phrases without words are ignored. A plain ``str`` for
+        ``phrases`` is a mistake (it would be read as single letters) and raises ``TypeError``.
     """
     if isinstance(phrases, str):
         raise TypeError("phrases must be a collection of phrases, not one string")
@@ -142,6 +143,8 @@ def is_backchannel(text: str, phrases: Collection[str] = DEFAULT_BACKCHANNELS) -
     else:
         known = frozenset(normal for phrase in phrases if (normal := " ".join(words(phrase))))
         longest = max((phrase.count(" ") + 1 for phrase in known), default=0)
+    if "mm" in known:  # a hum in any spelling: "M.", "Mmmm.", "M-hm.", "Hmmm."
+        tokens = ["mm" if _HUM.fullmatch(token) else token for token in tokens]
     # reachable[i]: the first i words split into phrases.
     reachable = [True] + [False] * len(tokens)
     for end in range(1, len(tokens) + 1):
@@ -151,6 +154,9 @@ def is_backchannel(text: str, phrases: Collection[str] = DEFAULT_BACKCHANNELS) -
         )
     return reachable[-1]
 
+
+_HUM: Final = re.compile(r"h?m+(?:h+m+)*h?")
+"""A hum as speech-to-text spells it, letter by letter: "m", "mmmm", "hmmm", "mhm", "mmhmm"."""
 
 BACKCHANNEL_HINT: Final = "Mm-hmm. Uh-huh. Yeah. Okay. Right."
 """What a second transcription of a short unclear sound over the bot is told to expect."""

@@ -121,6 +121,13 @@ def test_default_backchannels_leave_out_words_that_interrupt(word: str) -> None:
         "Oh, I see, okay.",
         "right right",
         "yes that's right",
+        # hums, in the spellings Whisper gives them
+        "M.",
+        "Mmmm.",
+        "Hmmm.",
+        "M-hm.",
+        "Mm-m.",
+        "M M M.",
     ],
 )
 def test_backchannels(text: str) -> None:
@@ -150,6 +157,8 @@ def test_backchannels(text: str) -> None:
         "yeah but",
         "okay wait",
         "Actually, can I change my order?",
+        "Mom.",  # a word, not a hum
+        "Hm, wait.",
     ],
 )
 def test_not_backchannels(text: str) -> None:
@@ -162,6 +171,11 @@ def test_backchannel_phrases_given_any_way_are_normalised() -> None:
     assert is_backchannel("Sure thing.", phrases)
     assert not is_backchannel("Yeah.", phrases)  # only the phrases given count
     assert not is_backchannel("You", phrases)  # half a phrase is not one
+
+
+def test_hums_in_any_spelling_count_only_while_mm_is_a_backchannel() -> None:
+    assert is_backchannel("Mmmm.", ["Mm"])
+    assert not is_backchannel("Mmmm.", ["yeah", "okay"])
 
 
 def test_backchannel_phrases_may_be_any_collection_and_longer_than_three_words() -> None:
