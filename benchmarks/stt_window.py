@@ -11,7 +11,9 @@ the accuracy and the latency of the default STT on phone audio:
 * for each window, every clip is transcribed ``--runs`` times (default 1) after a warm-up;
   the table shows the mean word error rate (``phoneactors.wer``, numbers normalised), how
   many clips had a WER over 0.15, the median and p90 latency, the CPU seconds per clip
-  (all threads) and how many decodes the loop guard sent back to the full window.
+  (all threads) and how many decodes the loop guard sent back to the full window;
+* ``--alternatives 0 3`` measures each window without and with the search for runner-up
+  readings (the default engine's 3): what that second, beam-search decoding costs.
 
 The engine runs with the process's default thread count (one per core), alone on the machine
 as far as this script is concerned; run it on an idle machine for stable figures.
@@ -30,7 +32,7 @@ from harness import machine, percentile
 
 from phoneactors.audio import PCM, ulaw_decode, ulaw_encode
 from phoneactors.engines.base import default_thread_count
-from phoneactors.engines.faster_whisper import FasterWhisperSTT
+from phoneactors.engines.faster_whisper import DEFAULT_ALTERNATIVES, FasterWhisperSTT
 from phoneactors.engines.hibari import HibariTTS
 from phoneactors.wer import word_error_rate
 
@@ -83,9 +85,13 @@ async def speak(seed: int) -> list[tuple[str, str, PCM]]:
     return clips
 
 
-async def measure(window: float, clips: list[tuple[str, str, PCM]], runs: int) -> dict[str, float]:
+async def measure(
+    window: float, alternatives: int, clips: list[tuple[str, str, PCM]], runs: int
+) -> dict[str, float]:
     stt = FasterWhisperSTT(
-        limiter=trio.CapacityLimiter(1), window_s=None if window >= 30 else window
+        limiter=trio.CapacityLimiter(1),
+        window_s=None if window >= 30 else window,
+        alternatives=alternatives,
     )
     await stt.load()
     rates, latencies, cpu = [], [], []
@@ -122,6 +128,13 @@ async def main() -> None:
         default=WINDOWS,
         help="encoder windows in seconds; 30 is faster-whisper's own full window",
     )
+    parser.add_argument(
+        "--alternatives",
+        type=int,
+        nargs="+",
+        default=(DEFAULT_ALTERNATIVES,),
+        help="runner-up readings to look for (0: none); one row per window and number",
+    )
     args = parser.parse_args()
     clips = await speak(seed=1)
     seconds = [len(audio) / 8000 for _, _, audio in clips]
@@ -130,15 +143,23 @@ async def main() -> None:
         f"{len(clips)} clips of {min(seconds):.1f}-{max(seconds):.1f} s "
         f"(median {statistics.median(seconds):.1f} s), {args.runs} run(s) each\n"
     )
-    rows = [(window, await measure(window, clips, args.runs)) for window in args.windows]
+    rows = [
+        (window, alternatives, await measure(window, alternatives, clips, args.runs))
+        for window in args.windows
+        for alternatives in args.alternatives
+    ]
     print()
-    print("| window | mean WER | clips WER > 0.15 | latency p50 | p90 | CPU s per clip | loops |")
-    print("|---|---|---|---|---|---|---|")
-    for window, row in rows:
+    print(
+        "| window | alternatives | mean WER | clips WER > 0.15 | latency p50 | p90 "
+        "| CPU s per clip | loops |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for window, alternatives, row in rows:
         label = f"{window:g} s" + (" (faster-whisper's own)" if window >= 30 else "")
         print(
-            f"| {label} | {row['wer']:.3f} | {row['bad']:.0f} | {row['p50']:.0f} ms "
-            f"| {row['p90']:.0f} ms | {row['cpu']:.2f} | {row['fallbacks']:.0f} |"
+            f"| {label} | {alternatives} | {row['wer']:.3f} | {row['bad']:.0f} "
+            f"| {row['p50']:.0f} ms | {row['p90']:.0f} ms | {row['cpu']:.3f} "
+            f"| {row['fallbacks']:.0f} |"
         )
 
 

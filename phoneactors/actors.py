@@ -308,8 +308,11 @@ async def transcribe_utterances(
             if not utterance.final:
                 complete = True  # no words, or a failure: nothing to wait for
                 if isinstance(early, _Heard) and early.words:
-                    last = early.transcription.last_word_logprob
-                    complete = await judge(TurnSoFar(early.words, utterance.audio, last))
+                    said = early.transcription
+                    so_far = TurnSoFar(
+                        early.words, utterance.audio, said.last_word_logprob, said.alternatives
+                    )
+                    complete = await judge(so_far)
                 assert utterance.pause is not None
                 try:  # never wait on the VAD actor, which may be waiting on us
                     judgements_out.send_nowait(TurnJudged(utterance.pause, complete))

@@ -490,7 +490,9 @@ class _Call:
             )
         except Exception as exc:
             self.log.failed("hook", f"is_turn_complete raised {exc!r}", exc_info=exc)
-        return judge_turn(turn.text, last_word_logprob=turn.last_word_logprob).complete
+        return judge_turn(
+            turn.text, last_word_logprob=turn.last_word_logprob, alternatives=turn.alternatives
+        ).complete
 
     def is_backchannel(self, text: str) -> bool:
         """The conversation's ``is_backchannel``; a failing hook counts as 'no'."""

@@ -87,6 +87,8 @@ class TurnSoFar:
     last_word_logprob: float | None = None
     """How sure the engine is of the last word: the log-probability of its least likely token
     (``None``: the engine does not say). A cut-off "the" is often heard as "there", unsurely."""
+    alternatives: tuple[str, ...] = ()
+    """Other readings of the audio the engine found nearly as likely (empty: it gives none)."""
 
 
 class Conversation:
@@ -173,10 +175,13 @@ class Conversation:
         their turn. ``True`` answers after a short silence (``SegmenterSettings.end_silence_ms``);
         ``False`` waits longer for them to go on (``incomplete_silence_ms``). The default reads
         the words (:func:`phoneactors.endpointing.judge_turn`): a turn that ends in "and",
-        "for", "the", "um", "because", halfway through a number, or on a word the engine was
-        unsure of and that is often a misheard cut-off word, waits. Override it to plug in your
+        "for", "the", "um", "because", halfway through a number, on a word the engine was
+        unsure of and that is often a misheard cut-off word, or that the engine nearly heard as
+        one that trails off (``turn.alternatives``), waits. Override it to plug in your
         own end-of-turn model; if it raises or is slow, the default decides."""
-        return judge_turn(turn.text, last_word_logprob=turn.last_word_logprob).complete
+        return judge_turn(
+            turn.text, last_word_logprob=turn.last_word_logprob, alternatives=turn.alternatives
+        ).complete
 
     async def on_turn_timing(self, timing: TurnTiming) -> None:
         """Where the time of a turn went (caller's last word → bot's first audio); called once

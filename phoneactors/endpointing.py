@@ -514,13 +514,18 @@ there", "to my" → "to mine", "but" → "butt", "if" → "that", "for" → "fou
 "and"): too many turns end in one ("walk in", "log in")."""
 
 
-def judge_turn(text: str, *, last_word_logprob: float | None = None) -> TurnJudgement:
+def judge_turn(
+    text: str, *, last_word_logprob: float | None = None, alternatives: Sequence[str] = ()
+) -> TurnJudgement:
     """Judge whether the transcript ``text`` reads like a finished turn (module docstring).
 
     ``last_word_logprob`` is how sure the speech-to-text engine was of the last word (the
     log-probability of its least likely token, when the engine says): an unsure last word that
     is what a cut-off function word is often misheard as ("…near there" for "…near the")
-    makes a turn of three words or more incomplete.
+    makes a turn of three words or more incomplete. ``alternatives`` are other readings of the
+    same audio that the engine found nearly as likely: when ``text`` reads complete but one
+    with other words trails off ("Can I get a table four." beside "Can I get a table for"),
+    the turn is incomplete too, since a reply too early costs more than a wait too long.
 
     Text without words is complete ("no words": there is nothing to wait for). Never raises;
     any text gets a judgement, in a few tens of microseconds.
@@ -559,6 +564,9 @@ def judge_turn(text: str, *, last_word_logprob: float | None = None) -> TurnJudg
         reason = rule(turn)
         if reason is not None:
             return TurnJudgement(False, reason)
+    for other in alternatives:
+        if words(other) != tokens and not (judged := judge_turn(other)).complete:
+            return TurnJudgement(False, f"also heard as {other!r}: {judged.reason}")
     return TurnJudgement(True, "reads complete")
 
 

@@ -71,6 +71,9 @@ class Transcription:
     last_word_logprob: float | None = None
     """Log-probability of the last word's least likely token: how sure the engine is of the
     word the turn ends on (a cut-off "the" is often heard as "there", unsurely)."""
+    alternatives: tuple[str, ...] = ()
+    """Other readings of the same audio that the engine found nearly as likely ("Can I get a
+    table for" beside "Can I get a table four."); empty when it gives none."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -204,13 +204,16 @@ class FakeSpeechToText:
         no_speech_prob: float | None = None,
         avg_logprob: float | None = None,
         hinted: str | None = None,
+        alternatives: Sequence[str] = (),
     ) -> float:
-        """Remember ``text`` (and the signals to give with it, and what a transcription told
-        what to expect hears instead: ``hinted``); returns the tone frequency that will
-        transcribe to it."""
+        """Remember ``text`` (and the signals to give with it, the other readings the engine
+        nearly heard: ``alternatives``, and what a transcription told what to expect hears
+        instead: ``hinted``); returns the tone frequency that will transcribe to it."""
         slot = self._said % _TONE_SLOTS
         self._said += 1
-        self._texts[slot] = Transcription(text, no_speech_prob, avg_logprob)
+        self._texts[slot] = Transcription(
+            text, no_speech_prob, avg_logprob, alternatives=tuple(alternatives)
+        )
         self._hinted.pop(slot, None)
         if hinted is not None:
             self._hinted[slot] = hinted
@@ -315,10 +318,12 @@ class FakeSpeech:
         """A TextToSpeech for :class:`FakeTwilio`'s caller, made of :meth:`caller_audio`."""
         return _CallerVoice(self)
 
-    def caller_audio(self, text: str) -> PCM:
-        """Caller "speech" for ``text``: a tone that :attr:`stt` transcribes as ``text``."""
+    def caller_audio(self, text: str, *, alternatives: Sequence[str] = ()) -> PCM:
+        """Caller "speech" for ``text``: a tone that :attr:`stt` transcribes as ``text``
+        (and, as a real engine may, as nearly one of ``alternatives`` too: "Can I get a table
+        four." beside "Can I get a table for")."""
         seconds = max(0.3, len(text) * self.caller_seconds_per_char)
-        return tone(seconds, frequency=self.stt.register(text))
+        return tone(seconds, frequency=self.stt.register(text, alternatives=alternatives))
 
     def misheard(
         self, heard_as: str, *, hinted: str, avg_logprob: float = -1.3, seconds: float = 0.4

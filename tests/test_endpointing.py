@@ -743,3 +743,31 @@ def test_a_cards_last_four_digits_are_all_of_them(text: str, complete: bool) -> 
 def test_bare_modals_whether_elliptical_have_and_dotted_digits(text: str, complete: bool) -> None:
     judgement = judge_turn(text)
     assert judgement.complete is complete, judgement.reason
+
+
+def test_a_turn_the_engine_nearly_heard_as_a_fragment_waits() -> None:
+    judgement = judge_turn("Can I get a table four.", alternatives=["Can I get a table for"])
+    assert not judgement.complete
+    assert judgement.reason.startswith("also heard as 'Can I get a table for': ")
+    assert "preposition" in judgement.reason
+
+
+@pytest.mark.parametrize(
+    "alternatives",
+    [
+        [],
+        ["I think so..."],  # the same words: only the punctuation trails off
+        ["I think, so."],
+        ["I think sew."],  # other words, but complete too
+    ],
+)
+def test_readings_that_trail_off_only_in_punctuation_or_read_complete_change_nothing(
+    alternatives: list[str],
+) -> None:
+    assert judge_turn("I think so.", alternatives=alternatives).complete
+
+
+def test_a_fragment_stays_a_fragment_whatever_the_alternatives() -> None:
+    judgement = judge_turn("I'd like a table for", alternatives=["I'd like a table four."])
+    assert not judgement.complete
+    assert "preposition" in judgement.reason

@@ -123,6 +123,11 @@ class FakeModels:
     """The log-probability the short-window decode gives its last token."""
     windows: list[int] = field(default_factory=list)
     """The window, in log-mel frames, of every short-window encode."""
+    hypotheses: list[tuple[str, float]] = field(default_factory=list)
+    """What a beam search for alternative readings returns after its best, the window
+    transcript (at ``window_score``): (text, score) each."""
+    beam_options: list[dict[str, Any]] = field(default_factory=list)
+    """The options of every beam search for alternatives (not counted in ``calls``)."""
 
     def construct(self) -> None:
         if self.load_gate is not None:
@@ -191,10 +196,21 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> FakeModels:
             return features
 
         def generate(self, encoded: Any, prompts: list[list[int]], **options: Any) -> Any:
-            state.infer({"prompt": prompts[0], **options})
             text = state.window_transcript
             if text is None:
                 text = "".join(state.transcript)
+            if options.get("num_hypotheses", 1) > 1:
+                state.beam_options.append({"prompt": prompts[0], **options})
+                found = [(text, state.window_score), *state.hypotheses]
+                found = found[: options["num_hypotheses"]]
+                encode = whisper_tokenizer().encode
+                return [
+                    SimpleNamespace(
+                        sequences_ids=[encode(t, add_special_tokens=False).ids for t, _ in found],
+                        scores=[score for _, score in found],
+                    )
+                ]
+            state.infer({"prompt": prompts[0], **options})
             ids = whisper_tokenizer().encode(text, add_special_tokens=False).ids
             # CTranslate2's Whisper generates at most this many tokens (models/whisper.cc).
             most = min(options["max_length"] // 2, options["max_length"] - (len(prompts[0]) - 1))
@@ -785,6 +801,63 @@ async def test_faster_whisper_says_how_sure_it_is_of_the_last_word(
         punctuated = await stt.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16))
     assert unsure.last_word_logprob == pytest.approx(-0.7, abs=1e-3)
     assert punctuated.last_word_logprob == pytest.approx(-0.01, abs=1e-3)  # "." was unsure
+
+
+async def test_faster_whisper_gives_the_readings_it_nearly_heard(
+    fakes: FakeModels, model_dir: Path
+) -> None:
+    """A beam search over the same encoder output: its hypotheses within the margin of its
+    best, without the transcript itself, repeats or those far behind."""
+    stt = FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1))
+    audio = np.zeros(SAMPLE_RATE, dtype=np.int16)
+    with trio.fail_after(5):
+        await stt.load()
+        fakes.window_transcript = " Can I get a table four."
+        fakes.window_score = -0.3
+        fakes.last_token_logprob = -0.5  # unsure how it ends: "." or more words?
+        fakes.hypotheses = [
+            (" Can I get a table for", -0.35),
+            (" Can I get a table four.", -0.4),  # the transcript again
+            (" Can I get a table for", -0.45),  # a repeat
+            (" Can I get a stable floor.", -0.9),  # far behind the best
+        ]
+        heard = await stt.transcribe(audio)
+    assert heard.text == "Can I get a table four."
+    assert heard.alternatives == ("Can I get a table for",)
+    [options] = fakes.beam_options[-1:]
+    assert options["beam_size"] == options["num_hypotheses"] == 4
+    assert options["prompt"] == fakes.options[-1]["prompt"]  # the plain prompt, no hint
+
+
+async def test_faster_whisper_looks_for_no_alternatives_when_sure_told_not_to_or_hinted(
+    fakes: FakeModels, model_dir: Path
+) -> None:
+    audio = np.zeros(SAMPLE_RATE, dtype=np.int16)
+    fakes.hypotheses = [(" Hello there", -0.15)]
+    with trio.fail_after(5):
+        sure = FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1))
+        fakes.last_token_logprob = -0.2  # sure enough of "there."
+        assert (await sure.transcribe(audio)).alternatives == ()
+        assert fakes.beam_options == []
+        fakes.last_token_logprob = -0.5
+        none = FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1), alternatives=0)
+        assert (await none.transcribe(audio)).alternatives == ()
+        assert fakes.beam_options == []
+        stt = FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1))
+        assert (await stt.transcribe(audio)).alternatives == ("Hello there",)
+        looked = len(fakes.beam_options)
+        assert (await stt.transcribe_hinted(audio, "Mm-hmm.")).alternatives == ()
+        fakes.window_transcript = " ."  # no words: nothing to read otherwise
+        assert (await stt.transcribe(audio)).alternatives == ()
+    assert len(fakes.beam_options) == looked
+
+
+@pytest.mark.parametrize("alternatives", [-1, True, 1.5])
+def test_faster_whisper_rejects_a_bad_number_of_alternatives(
+    model_dir: Path, alternatives: Any
+) -> None:
+    with pytest.raises(ConfigurationError, match="alternatives must be 0 or more"):
+        FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1), alternatives=alternatives)
 
 
 @pytest.mark.parametrize("window_s", [0.5, 31.0, -1.0])

@@ -221,6 +221,25 @@ async def test_a_fragment_then_a_pause_then_the_rest_is_one_turn(
     assert fake.clears == []
 
 
+@pytest.mark.parametrize("nearly_heard", [True, False])
+async def test_a_fragment_the_engine_nearly_heard_as_one_waits_for_the_rest(
+    autojump_clock: MockClock, speech: FakeSpeech, nearly_heard: bool
+) -> None:
+    """Heard as a whole sentence ("…a table four."), but nearly as a fragment ("…a table
+    for"): the turn waits, and the rest joins it. Without the near reading the bot answers
+    the fragment, and the rest interrupts that answer."""
+    teller = Teller()
+    alternatives = ["Can I get a table for"] if nearly_heard else []
+    async with open_call(lambda: teller, speech.engines(), speech=speech) as fake:
+        await fake.play(speech.caller_audio("Can I get a table four.", alternatives=alternatives))
+        await fake.silence(1.0)
+        assert (fake.played == []) is nearly_heard
+        await fake.say("four people at seven")
+        await fake.wait_for(lambda: bool(teller.heard))
+        await fake.wait_for_bot_to_finish()
+    assert len(teller.heard) == (1 if nearly_heard else 2)
+
+
 @pytest.mark.parametrize(
     ("text", "complete"),
     [("what time do you open tomorrow", True), ("my phone number is 555", False)],

@@ -54,6 +54,15 @@ _MAX_TOKENS: Final = 224
 """Whisper's decoder holds 448 positions; faster-whisper, too, generates at most half of them."""
 LOOP_COMPRESSION_RATIO: Final = 2.4
 """Whisper's own repetition test: text that zlib compresses more than this is a loop."""
+DEFAULT_ALTERNATIVES: Final = 3
+"""Runner-up readings looked for in each short-window transcript (a beam of this many + 1)."""
+ALTERNATIVE_MARGIN: Final = 0.2
+"""A runner-up reading counts when its score (mean token log-probability) is at most this much
+below the best one's."""
+UNSURE_ENDING: Final = -0.3
+"""Runner-up readings are looked for only when the transcript's ending (its last word and the
+punctuation after it) has a token less likely than this: where Whisper is sure how a sentence
+ends, a beam search finds nothing else worth reading, and costs a second decoder pass."""
 _NO_SPEECH_PROB: Final = 0.6
 _NO_SPEECH_LOGPROB: Final = -1.0
 """As in faster-whisper: a decode is silence when the model says no speech with this
@@ -158,6 +167,14 @@ class FasterWhisperSTT:
     timestamps, without conditioning on earlier text and without temperature fallback, so a
     transcript costs one decoder pass and its latency is predictable.
 
+    ``alternatives`` (default 3) is how many runner-up readings of a short-window transcript
+    to look for: a second, beam-search decoding of the same encoder output (a beam of
+    ``alternatives + 1``) whose other hypotheses, scored within :data:`ALTERNATIVE_MARGIN` of
+    its best, come back as :attr:`Transcription.alternatives`. The end-of-turn judgement reads
+    them: when Whisper nearly heard "a table for" instead of "a table four.", the turn waits.
+    That second pass costs about 30 ms on one core, so it runs only when Whisper was unsure how
+    the transcript ends (:data:`UNSURE_ENDING`; ``benchmarks/stt_window.py``); 0 turns it off.
+
     ``window_s`` is the encoder's window. faster-whisper always encodes 30 s, however short the
     utterance, and on a CPU that encoder pass is most of the cost. CTranslate2 encodes a shorter
     window just as well, so utterances shorter than ``window_s`` (default 15 s) are encoded in
@@ -185,6 +202,7 @@ class FasterWhisperSTT:
         device: str = "cpu",
         window_s: float | None = DEFAULT_WINDOW_S,
         workers: int | None = None,
+        alternatives: int = DEFAULT_ALTERNATIVES,
     ) -> None:
         _require_package()
         if device not in DEVICES:
@@ -197,6 +215,8 @@ class FasterWhisperSTT:
             raise ConfigurationError(f"workers must be at least 1, got {workers!r}")
         if beam_size < 1:
             raise ConfigurationError(f"beam_size must be at least 1, got {beam_size}")
+        if isinstance(alternatives, bool) or not isinstance(alternatives, int) or alternatives < 0:
+            raise ConfigurationError(f"alternatives must be 0 or more, got {alternatives!r}")
         if window_s is not None and not 1.0 <= window_s <= FULL_WINDOW_S:
             raise ConfigurationError(
                 f"window_s must be between 1 and {FULL_WINDOW_S:g} seconds (or None for the full "
@@ -210,6 +230,7 @@ class FasterWhisperSTT:
         self.cpu_threads = cpu_threads
         self.workers = workers if workers is not None else _parallel_inferences(limiter)
         self.beam_size = beam_size
+        self.alternatives = alternatives
         self.language = language
         self.device = device
         self.limiter = limiter
@@ -229,7 +250,8 @@ class FasterWhisperSTT:
         return (
             f"FasterWhisperSTT({self.model!r}, compute_type={self.compute_type!r}, "
             f"cpu_threads={self.cpu_threads}, workers={self.workers}, beam_size={self.beam_size}, "
-            f"language={self.language!r}, window_s={self.window_s})"
+            f"language={self.language!r}, window_s={self.window_s}, "
+            f"alternatives={self.alternatives})"
         )
 
     @property
@@ -414,12 +436,48 @@ class FasterWhisperSTT:
             return Transcription("", no_speech, average_logprob)
         if len(generated) >= cap or _compression_ratio(text) > LOOP_COMPRESSION_RATIO:
             return None  # no end of text within a plausible length, or a repeating one: a loop
+        heard = _words_or_nothing(text)
+        logits = result.logits[0]
+        others: tuple[str, ...] = ()
+        if heard and opening is None and self.alternatives:
+            ending = _word_logprob(generated, logits, prompt.decode, through_the_end=True)
+            if ending is not None and ending < UNSURE_ENDING:
+                others = self._alternatives(whisper, prompt, encoded, cap, heard)
         return Transcription(
-            _words_or_nothing(text),
+            heard,
             no_speech,
             average_logprob,
-            _last_word_logprob(generated, result.logits[0], prompt.decode),
+            _word_logprob(generated, logits, prompt.decode),
+            others,
         )
+
+    def _alternatives(
+        self, whisper: Any, prompt: _Prompt, encoded: Any, cap: int, heard: str
+    ) -> tuple[str, ...]:
+        """The other readings of ``encoded`` that a beam search scores nearly as high as its
+        best (its best too, when that is not ``heard``), without repeats or loops."""
+        width = self.alternatives + 1
+        (result,) = whisper.model.generate(
+            encoded,
+            [list(prompt.tokens)],
+            beam_size=width,
+            num_hypotheses=width,
+            max_length=2 * cap,
+            suppress_blank=True,
+            suppress_tokens=list(prompt.suppress),
+            return_scores=True,
+        )
+        best = float(result.scores[0])
+        found: list[str] = []
+        for sequence, score in zip(result.sequences_ids, result.scores, strict=True):
+            if float(score) < best - ALTERNATIVE_MARGIN or len(sequence) >= cap:
+                continue
+            text = _words_or_nothing(
+                str(prompt.decode([t for t in sequence if t < prompt.first_timestamp])).strip()
+            )
+            if text and text != heard and text not in found:
+                found.append(text)
+        return tuple(found)
 
     def _transcribe_full(self, whisper: Any, samples: npt.NDArray[np.float32]) -> Transcription:
         segments, _info = whisper.transcribe(
@@ -443,11 +501,16 @@ class FasterWhisperSTT:
         )
 
 
-def _last_word_logprob(
-    generated: list[int], logits: list[Any], decode: Callable[[list[int]], str]
+def _word_logprob(
+    generated: list[int],
+    logits: list[Any],
+    decode: Callable[[list[int]], str],
+    *,
+    through_the_end: bool = False,
 ) -> float | None:
-    """The log-probability of the least likely token of the last word of ``generated`` (the
-    decoder's log-probabilities at each step in ``logits``), or ``None`` if it has no word."""
+    """The log-probability of the least likely token of the last word of ``generated`` (and,
+    ``through_the_end``, of the punctuation after it), from the decoder's logits at each step;
+    ``None`` if it has no word."""
     pieces = [str(decode([token])) for token in generated]
     wordy = [i for i, piece in enumerate(pieces) if any(char.isalnum() for char in piece)]
     if not wordy or len(logits) < len(generated):
@@ -455,6 +518,8 @@ def _last_word_logprob(
     last = start = wordy[-1]
     while start > 0 and not pieces[start].startswith(" ") and start - 1 in wordy:
         start -= 1
+    if through_the_end:
+        last = len(generated) - 1
     worst = 0.0
     for step in range(start, last + 1):
         values = np.asarray(logits[step], dtype=np.float32)
