@@ -62,11 +62,14 @@ def sets(limit: int | None, held_out: int = 0) -> dict[str, list[str]]:
     }
 
 
-def right(kind: str, heard: str, last_word: float | None) -> tuple[bool, str]:
-    """Whether the judgement of ``heard`` (its last word's log-probability: ``last_word``) is
-    right for a phrase of ``kind``, and its reason."""
+def right(
+    kind: str, heard: str, last_word: float | None, alternatives: tuple[str, ...] = ()
+) -> tuple[bool, str]:
+    """Whether the judgement of ``heard`` (its last word's log-probability: ``last_word``; the
+    other readings the engine nearly heard: ``alternatives``) is right for a phrase of
+    ``kind``, and its reason."""
     if kind in ("complete", "fragment"):
-        judgement = judge_turn(heard, last_word_logprob=last_word)
+        judgement = judge_turn(heard, last_word_logprob=last_word, alternatives=alternatives)
         return judgement.complete == (kind == "complete"), judgement.reason
     backchannel = is_backchannel(heard)
     return backchannel == (kind == "backchannel"), "backchannel" if backchannel else "not one"
@@ -80,8 +83,9 @@ ROWS = (
 )
 
 
-Heard = tuple[str, str, float | None]
-"""What was said, what the engine heard, and its last word's log-probability."""
+Heard = tuple[str, str, float | None, tuple[str, ...]]
+"""What was said, what the engine heard, its last word's log-probability, and the other
+readings it nearly heard."""
 
 
 def report(title: str, heard: dict[str, list[Heard]]) -> None:
@@ -92,7 +96,9 @@ def report(title: str, heard: dict[str, list[Heard]]) -> None:
     wrong: list[str] = []
     for kind, label in ROWS:
         pairs = heard[kind]
-        verdicts = [(said, text, *right(kind, text, last)) for said, text, last in pairs]
+        verdicts = [
+            (said, text, *right(kind, text, last, others)) for said, text, last, others in pairs
+        ]
         n = sum(ok for _said, _text, ok, _reason in verdicts)
         share = 100 * n / len(pairs) if pairs else 0.0
         print(f"| {label} | {n} | {len(pairs)} | {share:.0f}% |")
@@ -140,7 +146,7 @@ async def hear(
             after = rng.normal(0, 30, 1600).astype(np.int16)
             line = ulaw_decode(ulaw_encode(np.concatenate([before, audio, after])))
             result = await stt.transcribe(line)
-            heard[kind].append((text, result.text, result.last_word_logprob))
+            heard[kind].append((text, result.text, result.last_word_logprob, result.alternatives))
     return heard
 
 
@@ -164,7 +170,9 @@ async def main(argv: Sequence[str] | None = None) -> None:
     print(f"machine: {machine()}")
     print(", ".join(f"{len(texts)} {kind} phrases" for kind, texts in phrases.items()) + "\n")
 
-    clean = {kind: [(t, t, None) for t in texts] for kind, texts in phrases.items()}
+    clean: dict[str, list[Heard]] = {
+        kind: [(t, t, None, ()) for t in texts] for kind, texts in phrases.items()
+    }
     report("Clean text (no speech)", clean)
 
     limiter = trio.CapacityLimiter(LIMITER_TOKENS)
