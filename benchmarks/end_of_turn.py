@@ -145,7 +145,7 @@ async def hear(
             before = rng.normal(0, 30, 800).astype(np.int16)
             after = rng.normal(0, 30, 1600).astype(np.int16)
             line = ulaw_decode(ulaw_encode(np.concatenate([before, audio, after])))
-            result = await stt.transcribe(line)
+            result = await stt.transcribe_with_alternatives(line)  # as at a pause
             heard[kind].append((text, result.text, result.last_word_logprob, result.alternatives))
     return heard
 

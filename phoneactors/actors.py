@@ -26,6 +26,7 @@ from .engines import (
     VoiceActivityDetector,
     as_transcription,
 )
+from .engines.base import AlternativesSpeechToText
 from .errors import EngineError, ProtocolError, ReplyError, SocketClosed
 from .messages import (
     KeyPressed,
@@ -382,7 +383,7 @@ async def _transcribe_unless_stale(
     async with trio.open_nursery() as nursery:
 
         async def transcribe() -> None:
-            heard.append(await _transcribe(stt, utterance.audio, time_limit))
+            heard.append(await _transcribe(stt, utterance.audio, time_limit, alternatives=True))
             nursery.cancel_scope.cancel()
 
         async def watch() -> None:
@@ -397,11 +398,17 @@ async def _transcribe_unless_stale(
     return (heard[0] if heard else None), (newer[0] if newer else None)
 
 
-async def _transcribe(stt: SpeechToText, audio: PCM, time_limit: float) -> _Heard | str:
-    """Transcribe ``audio``; returns what it held, or why the engine failed."""
+async def _transcribe(
+    stt: SpeechToText, audio: PCM, time_limit: float, *, alternatives: bool = False
+) -> _Heard | str:
+    """Transcribe ``audio`` (with the readings the engine nearly heard, if asked and it can);
+    returns what it held, or why the engine failed."""
     try:
         with trio.fail_after(time_limit):
-            transcription = as_transcription(await stt.transcribe(audio))
+            if alternatives and isinstance(stt, AlternativesSpeechToText):
+                transcription = await stt.transcribe_with_alternatives(audio)
+            else:
+                transcription = as_transcription(await stt.transcribe(audio))
     except (EngineError, trio.TooSlowError) as exc:
         return str(exc) or f"{stt.name} took longer than {time_limit:g} s"
     return _Heard(transcription, words_heard(transcription, audio), trio.current_time())

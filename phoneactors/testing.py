@@ -236,6 +236,12 @@ class FakeSpeechToText:
         return Transcription("") if slot is None else self._texts.get(slot, Transcription(""))
 
     async def transcribe(self, audio: PCM) -> Transcription:
+        """What the registered text says, without the readings it nearly heard."""
+        return dataclasses.replace(await self.transcribe_with_alternatives(audio), alternatives=())
+
+    async def transcribe_with_alternatives(self, audio: PCM) -> Transcription:
+        """What the registered text says, with its ``alternatives`` (the transcript at a
+        pause)."""
         self.calls += 1
         await trio.sleep(self.delay)
         if self.fail:

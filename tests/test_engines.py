@@ -821,7 +821,9 @@ async def test_faster_whisper_gives_the_readings_it_nearly_heard(
             (" Can I get a table for", -0.45),  # a repeat
             (" Can I get a stable floor.", -0.9),  # far behind the best
         ]
-        heard = await stt.transcribe(audio)
+        assert (await stt.transcribe(audio)).alternatives == ()  # only when asked
+        assert fakes.beam_options == []
+        heard = await stt.transcribe_with_alternatives(audio)
     assert heard.text == "Can I get a table four."
     assert heard.alternatives == ("Can I get a table for",)
     [options] = fakes.beam_options[-1:]
@@ -837,18 +839,18 @@ async def test_faster_whisper_looks_for_no_alternatives_when_sure_told_not_to_or
     with trio.fail_after(5):
         sure = FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1))
         fakes.last_token_logprob = -0.2  # sure enough of "there."
-        assert (await sure.transcribe(audio)).alternatives == ()
+        assert (await sure.transcribe_with_alternatives(audio)).alternatives == ()
         assert fakes.beam_options == []
         fakes.last_token_logprob = -0.5
         none = FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1), alternatives=0)
-        assert (await none.transcribe(audio)).alternatives == ()
+        assert (await none.transcribe_with_alternatives(audio)).alternatives == ()
         assert fakes.beam_options == []
         stt = FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1))
-        assert (await stt.transcribe(audio)).alternatives == ("Hello there",)
+        assert (await stt.transcribe_with_alternatives(audio)).alternatives == ("Hello there",)
         looked = len(fakes.beam_options)
         assert (await stt.transcribe_hinted(audio, "Mm-hmm.")).alternatives == ()
         fakes.window_transcript = " ."  # no words: nothing to read otherwise
-        assert (await stt.transcribe(audio)).alternatives == ()
+        assert (await stt.transcribe_with_alternatives(audio)).alternatives == ()
     assert len(fakes.beam_options) == looked
 
 

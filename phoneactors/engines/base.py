@@ -74,6 +74,18 @@ class HintedSpeechToText(Protocol):
 
 
 @runtime_checkable
+class AlternativesSpeechToText(Protocol):
+    """A speech-to-text engine that can also say which other readings of the audio it nearly
+    heard (:attr:`Transcription.alternatives`), for judging whether a turn is over at a pause.
+    Optional: faster-whisper has it; plain :meth:`SpeechToText.transcribe` never pays for it."""
+
+    async def transcribe_with_alternatives(self, audio: PCM) -> Transcription:
+        """Transcribe ``audio`` as ``transcribe`` does, with the runner-up readings; failures
+        raise ``EngineError``."""
+        ...
+
+
+@runtime_checkable
 class TextToSpeech(Protocol):
     """Shared by all calls. ``synthesize`` turns one sentence into 8 kHz int16 audio."""
 

@@ -168,9 +168,10 @@ class FasterWhisperSTT:
     transcript costs one decoder pass and its latency is predictable.
 
     ``alternatives`` (default 3) is how many runner-up readings of a short-window transcript
-    to look for: a second, beam-search decoding of the same encoder output (a beam of
-    ``alternatives + 1``) whose other hypotheses, scored within :data:`ALTERNATIVE_MARGIN` of
-    its best, come back as :attr:`Transcription.alternatives`. The end-of-turn judgement reads
+    to look for in :meth:`transcribe_with_alternatives` (the transcript at a pause): a second,
+    beam-search decoding of the same encoder output (a beam of ``alternatives + 1``) whose
+    other hypotheses, scored within :data:`ALTERNATIVE_MARGIN` of its best, come back as
+    :attr:`Transcription.alternatives`. The end-of-turn judgement reads
     them: when Whisper nearly heard "a table for" instead of "a table four.", the turn waits.
     That second pass costs about 30 ms on one core, so it runs only when Whisper was unsure how
     the transcript ends (:data:`UNSURE_ENDING`; ``benchmarks/stt_window.py``); 0 turns it off.
@@ -292,6 +293,18 @@ class FasterWhisperSTT:
             failure=f"transcribe {len(audio) / SAMPLE_RATE:.2f} s of audio",
         )
 
+    async def transcribe_with_alternatives(self, audio: PCM) -> Transcription:
+        """:meth:`transcribe`, and when Whisper was unsure how the transcript ends, the other
+        readings it nearly heard (:attr:`Transcription.alternatives`; see the class docstring).
+        For the transcript at a pause, whose ending decides whether the turn is over."""
+        if len(audio) == 0:
+            return Transcription("")
+        return await self._whisper.run(
+            partial(self._transcribe_sync, alternatives=True),
+            audio,
+            failure=f"transcribe {len(audio) / SAMPLE_RATE:.2f} s of audio",
+        )
+
     async def transcribe_hinted(self, audio: PCM, hint: str) -> Transcription:
         """Transcribe ``audio`` again, told to expect words like ``hint`` (Whisper's prompt of
         earlier text): a second look at a short sound that the plain transcription made no
@@ -376,11 +389,15 @@ class FasterWhisperSTT:
             ),
         )
 
-    def _transcribe_sync(self, loaded: _Loaded, audio: PCM) -> Transcription:
+    def _transcribe_sync(
+        self, loaded: _Loaded, audio: PCM, alternatives: bool = False
+    ) -> Transcription:
         samples = resample(audio, SAMPLE_RATE, WHISPER_RATE)
         seconds = len(samples) / WHISPER_RATE
         if loaded.prompt is not None and self.window_s is not None and seconds < FULL_WINDOW_S:
-            text = self._transcribe_in_window(loaded.whisper, loaded.prompt, samples, seconds)
+            text = self._transcribe_in_window(
+                loaded.whisper, loaded.prompt, samples, seconds, alternatives=alternatives
+            )
             if text is not None:
                 return text
             with self._fallbacks_lock:
@@ -400,9 +417,10 @@ class FasterWhisperSTT:
         samples: npt.NDArray[np.float32],
         seconds: float,
         opening: tuple[int, ...] | None = None,
+        alternatives: bool = False,
     ) -> Transcription | None:
         """Encode a window just long enough, decode greedily after ``opening`` (default: the
-        plain prompt); ``None`` when it looped."""
+        plain prompt), with the runner-up readings if asked; ``None`` when it looped."""
         import ctranslate2
 
         assert self.window_s is not None
@@ -439,7 +457,7 @@ class FasterWhisperSTT:
         heard = _words_or_nothing(text)
         logits = result.logits[0]
         others: tuple[str, ...] = ()
-        if heard and opening is None and self.alternatives:
+        if heard and alternatives and opening is None and self.alternatives:
             ending = _word_logprob(generated, logits, prompt.decode, through_the_end=True)
             if ending is not None and ending < UNSURE_ENDING:
                 others = self._alternatives(whisper, prompt, encoded, cap, heard)
