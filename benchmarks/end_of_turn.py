@@ -40,6 +40,7 @@ from phrases import (
     FRAGMENTS,
     HELD_OUT_SETS,
     INTERRUPTIONS,
+    add_held_out_option,
 )
 
 from phoneactors.audio import PCM, ulaw_decode, ulaw_encode
@@ -154,17 +155,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--voices", default=",".join(VOICES), help="comma-separated TTS voices")
     parser.add_argument("--limit", type=int, default=None, help="the first N phrases of each set")
-    parser.add_argument(
-        "--held-out",
-        type=int,
-        nargs="?",
-        const=1,
-        default=0,
-        choices=sorted(HELD_OUT_SETS),
-        metavar="N",
-        help="held-out set N (default 1) of complete turns and fragments, written after the "
-        "rules were fitted",
-    )
+    add_held_out_option(parser)
     args = parser.parse_args(argv)
     phrases = sets(args.limit, args.held_out)
     print(f"machine: {machine()}")

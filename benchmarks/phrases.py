@@ -8,6 +8,8 @@ the rest; a good judge calls the fragment incomplete.
 
 from __future__ import annotations
 
+import argparse
+
 COMPLETE: tuple[str, ...] = (
     "Hi, I'd like to book a table for four tonight.",
     "Do you have anything available around eight?",
@@ -284,3 +286,18 @@ HELD_OUT_SETS: dict[int, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = 
     2: (HELD_OUT_2_COMPLETE, HELD_OUT_2_FRAGMENTS),
 }
 """The held-out complete turns and fragments, by set number."""
+
+
+def add_held_out_option(parser: argparse.ArgumentParser) -> None:
+    """``--held-out [N]``: measure on held-out set N (1 when N is left out) instead."""
+    parser.add_argument(
+        "--held-out",
+        type=int,
+        nargs="?",
+        const=1,
+        default=0,
+        choices=sorted(HELD_OUT_SETS),
+        metavar="N",
+        help="held-out set N (default 1) of complete turns and fragments, written after the "
+        "end-of-turn rules were fitted",
+    )

@@ -40,6 +40,7 @@ from phrases import (
     FRAGMENTS,
     HELD_OUT_SETS,
     INTERRUPTIONS,
+    add_held_out_option,
 )
 from voice_to_voice import one_turn, trim
 
@@ -286,17 +287,7 @@ def main() -> None:
     parser.add_argument(
         "--line-noise", type=float, default=None, metavar="DBFS", help="hiss under the caller"
     )
-    parser.add_argument(
-        "--held-out",
-        type=int,
-        nargs="?",
-        const=1,
-        default=0,
-        choices=sorted(HELD_OUT_SETS),
-        metavar="N",
-        help="held-out set N (default 1) of complete phrases and fragments, written after the "
-        "end-of-turn rules were fitted",
-    )
+    add_held_out_option(parser)
     parser.add_argument("server_args", nargs="*", help="options for python -m phoneactors")
     args = parser.parse_args()
     voices = [v.strip() for v in args.voices.split(",") if v.strip()]

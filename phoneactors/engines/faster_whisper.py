@@ -285,22 +285,19 @@ class FasterWhisperSTT:
         its result is discarded. Any failure of the engine raises
         :class:`~phoneactors.errors.EngineError` naming the engine and the original error.
         """
-        if len(audio) == 0:
-            return Transcription("")
-        return await self._whisper.run(
-            self._transcribe_sync,
-            audio,
-            failure=f"transcribe {len(audio) / SAMPLE_RATE:.2f} s of audio",
-        )
+        return await self._transcribe(audio, alternatives=False)
 
     async def transcribe_with_alternatives(self, audio: PCM) -> Transcription:
         """:meth:`transcribe`, and when Whisper was unsure how the transcript ends, the other
         readings it nearly heard (:attr:`Transcription.alternatives`; see the class docstring).
         For the transcript at a pause, whose ending decides whether the turn is over."""
+        return await self._transcribe(audio, alternatives=True)
+
+    async def _transcribe(self, audio: PCM, *, alternatives: bool) -> Transcription:
         if len(audio) == 0:
             return Transcription("")
         return await self._whisper.run(
-            partial(self._transcribe_sync, alternatives=True),
+            partial(self._transcribe_sync, alternatives=alternatives),
             audio,
             failure=f"transcribe {len(audio) / SAMPLE_RATE:.2f} s of audio",
         )
