@@ -124,14 +124,14 @@ _DEFAULT_LONGEST: Final = max(len(phrase.split()) for phrase in DEFAULT_BACKCHAN
 def is_backchannel(text: str, phrases: Collection[str] = DEFAULT_BACKCHANNELS) -> bool:
     """True when every word of ``text`` belongs to a backchannel phrase from ``phrases``.
 
-        The words of ``text`` (see :func:`words`) must split, end to end, into phrases: "Uh-huh.",
-        "Yeah, yeah.", "Okay, I see." and "Mm-hmm. Yes." are backchannels, and so is a hum in any
-    spelling ("M.", "Mmmm.", "M-hm.") while "mm" is one of ``phrases``; "No.", "Wait.",
-        "Uh-uh." (no) and "Yeah, but I already did that." are not, and neither is text without
-        words. ``phrases`` may be written any way ("Mm-hmm", "I SEE"): phrases other than
-        :data:`DEFAULT_BACKCHANNELS` are normalised with :func:`words` on each call, which costs a
-        couple of microseconds a phrase; phrases without words are ignored. A plain ``str`` for
-        ``phrases`` is a mistake (it would be read as single letters) and raises ``TypeError``.
+    The words of ``text`` (see :func:`words`) must split, end to end, into phrases: "Uh-huh.",
+    "Yeah, yeah.", "Okay, I see." and "Mm-hmm. Yes." are backchannels, and so is a hum in any
+    spelling ("M.", "Mmmm.", "M-hm.") while "mm" is one of ``phrases``; "No.", "Wait.", "Uh-uh."
+    (no) and "Yeah, but I already did that." are not, and neither is text without words.
+    ``phrases`` may be written any way ("Mm-hmm", "I SEE"): phrases other than
+    :data:`DEFAULT_BACKCHANNELS` are normalised with :func:`words` on each call, which costs a
+    couple of microseconds a phrase; phrases without words are ignored. A plain ``str`` for
+    ``phrases`` is a mistake (it would be read as single letters) and raises ``TypeError``.
     """
     if isinstance(phrases, str):
         raise TypeError("phrases must be a collection of phrases, not one string")
