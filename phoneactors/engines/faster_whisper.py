@@ -55,7 +55,7 @@ _MAX_TOKENS: Final = 224
 LOOP_COMPRESSION_RATIO: Final = 2.4
 """Whisper's own repetition test: text that zlib compresses more than this is a loop."""
 DEFAULT_ALTERNATIVES: Final = 3
-"""Runner-up readings looked for in each short-window transcript (a beam of this many + 1)."""
+"""Runner-up readings looked for in the transcript at a pause (a beam of this many + 1)."""
 ALTERNATIVE_MARGIN: Final = 0.2
 """A runner-up reading counts when its score (mean token log-probability) is at most this much
 below the best one's."""
