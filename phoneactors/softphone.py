@@ -41,14 +41,16 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from functools import partial
 from importlib import resources
-from typing import Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias, TypeVar
 
 import trio
 
 from . import twilio
 from .audio import PCM
 from .engines import Engines, SpeechToText, TextToSpeech, Transcription, as_transcription
+from .engines.base import AlternativesSpeechToText, HintedSpeechToText
 from .errors import ProtocolError, SocketClosed
 from .transport import CallSocket
 
@@ -78,6 +80,7 @@ _TOKEN_PLACEHOLDER: Final = "{{softphone_token}}"
 Speaker: TypeAlias = Literal["caller", "bot"]
 TranscriptListener: TypeAlias = Callable[[Speaker, str], Awaitable[None]]
 """Told each caller utterance as transcribed and each bot sentence as synthesized."""
+_Heard = TypeVar("_Heard", bound=str | Transcription)
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,18 +161,33 @@ def transcript_message(stream_sid: str, speaker: Speaker, text: str) -> str:
 
 
 class _HeardSpeechToText:
-    """A :class:`SpeechToText` that tells a listener what it heard."""
+    """A :class:`SpeechToText` that tells a listener what it heard, with the optional
+    capabilities of the engine it wraps (and only those: the call asks with ``isinstance``).
+    The transcript at a pause (``transcribe_with_alternatives``) is told like any other; a
+    second look at a sound (``transcribe_hinted``) is not, as it reads the same sound again."""
+
+    transcribe_hinted: Callable[[PCM, str], Awaitable[Transcription]]
+    transcribe_with_alternatives: Callable[[PCM], Awaitable[Transcription]]
 
     def __init__(self, inner: SpeechToText, listener: TranscriptListener) -> None:
         self.name = inner.name
         self._inner = inner
         self._listener = listener
+        if isinstance(inner, HintedSpeechToText):
+            self.transcribe_hinted = inner.transcribe_hinted
+        if isinstance(inner, AlternativesSpeechToText):
+            self.transcribe_with_alternatives = partial(
+                self._told, inner.transcribe_with_alternatives
+            )
 
     async def load(self) -> None:
         await self._inner.load()
 
     async def transcribe(self, audio: PCM) -> str | Transcription:
-        result = await self._inner.transcribe(audio)
+        return await self._told(self._inner.transcribe, audio)
+
+    async def _told(self, transcribe: Callable[[PCM], Awaitable[_Heard]], audio: PCM) -> _Heard:
+        result = await transcribe(audio)
         await self._listener("caller", as_transcription(result).text.strip())
         return result
 

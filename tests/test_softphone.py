@@ -28,11 +28,13 @@ import trio_websocket
 from trio.testing import MockClock
 
 from phoneactors import twilio
-from phoneactors.audio import FRAME_SAMPLES, float_to_pcm, resample, ulaw_decode, ulaw_encode
+from phoneactors.audio import FRAME_SAMPLES, PCM, float_to_pcm, resample, ulaw_decode, ulaw_encode
 from phoneactors.call import CallSettings
 from phoneactors.cli import parse_args
 from phoneactors.conversation import Conversation, Parrot
+from phoneactors.endpointing import BACKCHANNEL_HINT
 from phoneactors.engines import Engines
+from phoneactors.engines.base import AlternativesSpeechToText, HintedSpeechToText
 from phoneactors.errors import ConfigurationError, ProtocolError
 from phoneactors.segmenter import SegmenterSettings
 from phoneactors.server import ServerConfig, serve
@@ -143,6 +145,65 @@ async def test_with_transcripts_reports_both_sides(
         ("caller", "good morning"),
         ("bot", 'You said: "good morning"'),
     ]
+
+
+async def test_with_transcripts_keeps_the_engines_second_look_and_alternatives(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    heard: list[tuple[str, str]] = []
+
+    async def listener(speaker: str, text: str) -> None:
+        heard.append((speaker, text))
+
+    engines = with_transcripts(speech.engines(), listener)
+    assert isinstance(engines.stt, HintedSpeechToText)
+    assert isinstance(engines.stt, AlternativesSpeechToText)
+    audio = speech.caller_audio("a table for", alternatives=["a table four"])
+    at_pause = await engines.stt.transcribe_with_alternatives(audio)
+    assert at_pause.alternatives == ("a table four",)
+    assert heard == [("caller", "a table for")]  # told like any transcript
+    hummed = speech.misheard("Hymn.", hinted="Mm-hmm.")
+    assert (await engines.stt.transcribe_hinted(hummed, BACKCHANNEL_HINT)).text == "Mm-hmm."
+    assert heard == [("caller", "a table for")]  # a second look at a sound is not told again
+
+    class Plain:
+        name = "plain"
+
+        async def load(self) -> None:
+            pass
+
+        async def transcribe(self, audio: PCM) -> str:
+            return "hello"
+
+    plain = with_transcripts(Engines(vad=engines.vad, stt=Plain(), tts=engines.tts), listener)
+    assert not isinstance(plain.stt, HintedSpeechToText)
+    assert not isinstance(plain.stt, AlternativesSpeechToText)
+    assert await plain.stt.transcribe(audio) == "hello"
+
+
+async def test_a_softphone_call_resumes_over_a_misheard_hum(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    class Teller(Conversation):
+        greeting = None
+
+        async def reply(self, text: str) -> str:
+            return "Let me tell you a long story. " * 6
+
+    async def listener(speaker: str, text: str) -> None:
+        pass
+
+    async with open_call(
+        Teller, with_transcripts(speech.engines(), listener), speech=speech
+    ) as fake:
+        await fake.say("tell me something")
+        await fake.wait_for(lambda: len(fake.played) > 0)
+        await trio.sleep(2.0)
+        await fake.play(speech.misheard("Hymn.", hinted="Mm-hmm."))
+        await fake.wait_for_bot_to_finish()
+        assert fake.clears  # paused at the hum ...
+        assert max(p.start for p in fake.played) > fake.clears[0]  # ... and resumed
+    assert speech.stt.hinted_calls == 1
 
 
 async def test_transcript_socket_learns_the_stream_and_sends_between_messages() -> None:
