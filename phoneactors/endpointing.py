@@ -143,8 +143,8 @@ def is_backchannel(text: str, phrases: Collection[str] = DEFAULT_BACKCHANNELS) -
     else:
         known = frozenset(normal for phrase in phrases if (normal := " ".join(words(phrase))))
         longest = max((phrase.count(" ") + 1 for phrase in known), default=0)
-    if "mm" in known:  # a hum in any spelling: "M.", "Mmmm.", "M-hm.", "Hmmm."
-        tokens = ["mm" if _HUM.fullmatch(token) else token for token in tokens]
+    if "mm" in known:  # a hum in any spelling: "M.", "Mmmm.", "M-hm.", "Hmmm.", "M-H-M."
+        tokens = ["mm" if _HUM.fullmatch(token) else token for token in _spelled_out(tokens)]
     # reachable[i]: the first i words split into phrases.
     reachable = [True] + [False] * len(tokens)
     for end in range(1, len(tokens) + 1):
@@ -158,11 +158,35 @@ def is_backchannel(text: str, phrases: Collection[str] = DEFAULT_BACKCHANNELS) -
 _HUM: Final = re.compile(r"h?m+(?:h+m+)*h?")
 """A hum as speech-to-text spells it, letter by letter: "m", "mmmm", "hmmm", "mhm", "mmhmm"."""
 
+
+def _spelled_out(tokens: list[str]) -> list[str]:
+    """``tokens`` with each hum spelled out letter by letter written as one word ("M-H-M."
+    is ``["m", "h", "m"]``: "mhm"); other letters stay as they are."""
+    out: list[str] = []
+    run: list[str] = []
+    for token in [*tokens, ""]:
+        if len(token) == 1 and token in "mh":
+            run.append(token)
+            continue
+        if run:
+            spelled = "".join(run)
+            out += [spelled] if _HUM.fullmatch(spelled) else run
+            run = []
+        if token:
+            out.append(token)
+    return out
+
+
 BACKCHANNEL_HINT: Final = "Mm-hmm. Uh-huh. Yeah. Okay. Right."
 """What a second transcription of a short unclear sound over the bot is told to expect."""
 UNCLEAR_LOGPROB: Final = -0.6
 """A transcript whose mean token log-probability is lower is one the engine was unsure of."""
-UNCLEAR_SECONDS: Final = 0.8
+UNCLEAR_SECONDS: Final = 2.0
+"""The longest utterance that gets a second look, measured as the audio transcribed: the
+speech and about 0.3 s of quiet around it (pre-roll and trailing). Spoken backchannels ran
+0.66 to 1.48 s so measured (``benchmarks/backchannels.py``), and a drawn-out "mm-hmm" runs
+longer; three words at most is the main limit, this one only keeps a long utterance that the
+engine garbled into a few words from being read as a backchannel."""
 UNCLEAR_WORDS: Final = 3
 _INTERRUPTING: Final = frozenset({
     "no", "nope", "nah", "not", "never", "wait", "stop", "hold", "hang", "what", "why", "who",
@@ -175,7 +199,8 @@ _INTERRUPTING: Final = frozenset({
 
 def may_be_misheard_backchannel(text: str, avg_logprob: float | None, seconds: float) -> bool:
     """Whether a sound over the bot, heard as ``text`` (not a backchannel), is worth a second
-    look as one: short (``seconds`` of audio, at most three words), unclear to the engine
+    look as one: short (``seconds``, the utterance's audio with its pre-roll, at most
+    :data:`UNCLEAR_SECONDS`, and at most three words), unclear to the engine
     (``avg_logprob`` under :data:`UNCLEAR_LOGPROB`) and without a word that interrupts
     ("no", "wait", "what", ...). Whisper hears a hummed "mm-hmm" as "Hymn." or "La la";
     told to expect backchannels (:data:`BACKCHANNEL_HINT`) it hears most of them right.

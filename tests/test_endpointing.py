@@ -128,6 +128,8 @@ def test_default_backchannels_leave_out_words_that_interrupt(word: str) -> None:
         "M-hm.",
         "Mm-m.",
         "M M M.",
+        "M-H-M.",  # spelled out letter by letter
+        "H-M-M.",
     ],
 )
 def test_backchannels(text: str) -> None:
@@ -159,6 +161,9 @@ def test_backchannels(text: str) -> None:
         "Actually, can I change my order?",
         "Mom.",  # a word, not a hum
         "Hm, wait.",
+        "M-A-M.",  # letters, but no hum
+        "H.",
+        "M-H-M, no.",
     ],
 )
 def test_not_backchannels(text: str) -> None:
@@ -632,7 +637,8 @@ def test_a_lone_separator_or_a_letter_and_digit_in_passing_reads_complete(text: 
         ("La la", -1.5, 0.4, True),
         ("Hymn.", -0.3, 0.4, False),  # the engine was sure
         ("Hymn.", None, 0.4, False),  # the engine does not say
-        ("Hymn.", -1.4, 1.2, False),  # too long for a backchannel
+        ("Uh uh yeah", -1.2, 1.4, True),  # the audio holds ~0.3 s of quiet around the words
+        ("Hymn.", -1.4, 2.1, False),  # too long for a backchannel
         ("and make a chance now", -1.0, 0.6, False),  # too many words
         ("Stop.", -1.4, 0.4, False),  # interrupting words are never a second look
         ("No, no.", -1.0, 0.4, False),
