@@ -1,7 +1,7 @@
 """Turn-taking from words: has the caller finished, and is this a backchannel or a barge-in?
 
 Pure and synchronous, no clocks and no event loop: text in, a decision out. The runtime
-transcribes the caller's audio early, at a short pause (about 200 ms of silence), and asks
+transcribes the caller's audio early, at a short pause (about 120 ms of silence), and asks
 :func:`judge_turn` whether the words read like a finished turn: if they do, it answers after a
 short silence; if they trail off, it waits longer (1.5 to 2 s) for the caller to go on. While
 the bot is speaking, :func:`is_backchannel` tells a listener's "uh-huh" or "okay" (keep talking)
@@ -22,8 +22,9 @@ words, and every rule below works on those words, using punctuation only as extr
   than ten digits in all ("555-12", "five five five"), or one group of three to nine digits
   just after a word such as "number", "code", "account" or "is" ("My PIN is 1234"). A single
   quantity ("a table for 2", "7:30", "$20", "two hundred"), a time or year in words ("seven
-  thirty", "nineteen eighty"), a local phone number ("555-1234") and ten or more digits read
-  complete;
+  thirty", "nineteen eighty"), hours and minutes in digits after "at", "by", "around" … ("at
+  7 30", unless after "call" or "number"), a local phone number ("555-1234") and ten or more
+  digits read complete;
 * it ends in a code of letters and digits being read out after such a word ("The tracking
   number is 1Z 9", "The code is X 4"), a short house number after "address" or "live at"
   ("The address is 12"), or a spelled-out separator ("john dot", "underscore");
@@ -474,6 +475,11 @@ _NUMBER_CONTEXT: Final = frozenset({
 _WEAK_NUMBER_CONTEXT: Final = frozenset({"is", "are", "was", "it's", "that's"})
 """Read-out context too, but not before a year ("It was 1998.")."""
 _CONTEXT_WINDOW: Final = 4
+_TIME_PREPOSITIONS: Final = frozenset({
+    "at", "by", "around", "until", "till", "before", "after", "about",
+})
+"""Words before a clock time: "at 7 30" (Whisper's digits for "seven thirty") is a time, not
+digits being read out; after "call", "number" and the like it stays digits."""
 _FULL_NUMBER_DIGITS: Final = 10
 # fmt: on
 
@@ -672,6 +678,8 @@ def _unfinished_number(turn: _Turn) -> str | None:
         return None
     if _time_or_year(groups) and not strong_context:
         return None
+    if before and before[-1] in _TIME_PREPOSITIONS and _clock_time(groups) and not strong_context:
+        return None  # "We'll be there at 7 30.": half past seven
     if _local_phone_number(groups):
         return None
     return reason
@@ -1035,6 +1043,21 @@ def _time_or_year(groups: Sequence[_Group]) -> bool:
     clock = 1 <= hour <= 12 and 10 <= rest <= 59
     year = 10 <= hour <= 20 and groups[0].digits == 2 and 10 <= rest <= 99
     return clock or year
+
+
+def _clock_time(groups: Sequence[_Group]) -> bool:
+    """Two groups that read as hours and minutes, in words or digits ("7 30", "19 05")."""
+    if len(groups) != 2:
+        return False
+    hour, minutes = groups[0].value, groups[1].value
+    return (
+        hour is not None
+        and minutes is not None
+        and groups[0].digits <= 2
+        and groups[1].digits == 2
+        and 0 <= hour <= 23
+        and 0 <= minutes <= 59
+    )
 
 
 def _local_phone_number(groups: Sequence[_Group]) -> bool:

@@ -271,6 +271,9 @@ COMPLETE_WHISPER = [
     "Two.",
     # numbers that are finished
     "At 7:30.",
+    "We'll be there at 7 30.",  # Whisper's digits for "seven thirty": a time after "at"
+    "Can we make it by 10 05?",
+    "I'll come around 19 30.",
     "A table for 2.",
     "In 1990.",
     "It was 1998.",
@@ -447,6 +450,9 @@ FRAGMENTS_MOONSHINE = [
     ("it's five double", "a number being read out ('five double')"),
     ("my code is seven oh", "a number being read out ('seven oh')"),
     ("my pin is seven thirty", "a number being read out ('seven thirty')"),
+    ("Call me at 7 30", "a number being read out ('7 30')"),  # "call": a phone number
+    ("We'll be there at 7 30 5", "a number being read out ('7 30 5')"),
+    ("My PIN is 7 30.", "a number being read out ('7 30')"),
 ]
 
 
