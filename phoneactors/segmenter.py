@@ -47,7 +47,7 @@ class SegmenterSettings:
     """Audio kept from before *speech started*."""
     max_utterance_ms: int = 30_000
     """An utterance this long is ended even if the caller is still talking."""
-    pause_ms: int = 200
+    pause_ms: int = 120
     """Silence after which the audio so far is handed on for early transcription and judged
     (0, or anything not below ``end_silence_ms``: never, and the words never decide)."""
 

@@ -34,6 +34,7 @@ from phoneactors.cli.options import call_settings_from_args, name_flags
 from phoneactors.conversation import Conversation, Parrot
 from phoneactors.engines import Engines
 from phoneactors.errors import ConfigurationError, ModelNotFoundError
+from phoneactors.segmenter import SegmenterSettings
 from phoneactors.testing import FakeSpeech, FakeSpeechToText, FakeTextToSpeech
 
 LISTENING = re.compile(
@@ -109,7 +110,7 @@ def test_environment_variables_fill_in_and_flags_win() -> None:
     assert args.log_level == "DEBUG"
     assert args.end_silence_ms == 300
     assert args.incomplete_silence_ms == 2000
-    assert args.pause_ms == 200
+    assert args.pause_ms == SegmenterSettings().pause_ms  # not set: the default
     assert args.no_noise_gate is True
     settings = call_settings_from_args(args)
     assert settings.segmenter.incomplete_silence_ms == 2000

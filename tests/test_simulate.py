@@ -111,7 +111,7 @@ async def test_a_conversation_in_turns(autojump_clock: MockClock, speech: FakeSp
     assert result.call.reason == "caller hung up"
     assert len(result.latencies) == 2
     # Latency = end-of-speech silence (300 ms for words that read complete) + the first
-    # sentence's synthesis (20 ms): the fake STT (100 ms) started at the 200 ms pause.
+    # sentence's synthesis (20 ms): the fake STT (100 ms) started at the short pause (120 ms).
     for latency in result.latencies:
         assert 0.3 <= latency <= 0.35
     assert times(out) == sorted(times(out))
