@@ -62,6 +62,7 @@ from .conversation import (
 from .endpointing import (
     BACKCHANNEL_HINT,
     UNCLEAR_WORDS,
+    is_only_fillers,
     judge_turn,
     may_be_misheard_backchannel,
     words,
@@ -554,6 +555,11 @@ class _Call:
         if active is not None and active.playback.paused and not active.done.is_set():
             if not text:
                 self.resume(active, "no words", event.sound)
+                return
+            # "Uh." over the bot: a hesitation, nothing said yet (if the caller goes on, their
+            # words are a new sound over the reply and interrupt it).
+            if active.speaking and is_only_fillers(text):
+                self.resume(active, "no words", text)
                 return
             # A backchannel only over words the caller was hearing: said while the bot was
             # still thinking, "yes" answers.

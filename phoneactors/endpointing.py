@@ -65,6 +65,7 @@ __all__ = [
     "UNSURE_LAST_WORD",
     "TurnJudgement",
     "is_backchannel",
+    "is_only_fillers",
     "judge_turn",
     "may_be_misheard_backchannel",
     "words",
@@ -214,6 +215,13 @@ def may_be_misheard_backchannel(text: str, avg_logprob: float | None, seconds: f
         and avg_logprob < UNCLEAR_LOGPROB
         and _INTERRUPTING.isdisjoint(tokens)
     )
+
+
+def is_only_fillers(text: str) -> bool:
+    """True when ``text`` has words and every one is a filler ("Uh.", "Um, er."): a sound of
+    hesitation, with nothing said yet. "Mm-hmm." is no filler (it is assent)."""
+    tokens = words(text)
+    return bool(tokens) and all(_is_hesitation(tokens, i) for i in range(len(tokens)))
 
 
 # -- the judgement ---------------------------------------------------------------------------
@@ -578,7 +586,7 @@ def judge_turn(
         and not _ends_in_a_name(text)
     ):
         return TurnJudgement(False, f"the last word {tokens[-1]!r} is a guess: a cut-off word?")
-    if all(_is_hesitation(tokens, i) for i in range(len(tokens))):
+    if is_only_fillers(text):
         return TurnJudgement(False, "only fillers")
     mark = _trailing_mark(text)
     if mark is not None:

@@ -783,3 +783,20 @@ def test_a_fragment_stays_a_fragment_whatever_the_alternatives() -> None:
     judgement = judge_turn("I'd like a table for", alternatives=["I'd like a table four."])
     assert not judgement.complete
     assert "preposition" in judgement.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "fillers"),
+    [
+        ("Uh.", True),
+        ("Um, er...", True),
+        ("Mm-hmm.", False),  # assent, not hesitation
+        ("Uh huh.", False),
+        ("Uh, wait.", False),
+        ("", False),
+    ],
+)
+def test_only_fillers(text: str, fillers: bool) -> None:
+    from phoneactors.endpointing import is_only_fillers
+
+    assert is_only_fillers(text) is fillers

@@ -486,6 +486,25 @@ async def test_a_yes_while_the_bot_is_still_thinking_is_answered(
     assert events.of(FalseInterruption) == []
 
 
+async def test_a_lone_filler_over_the_bot_lets_it_play_on(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    # "Uh." is a hesitation, nothing said yet (often a clipped "uh-huh"): the reply plays on.
+    teller = Teller()
+    events = Events()
+    async with open_call(
+        lambda: teller, speech.engines(), speech=speech, observers=[events]
+    ) as fake:
+        await start_long_reply(fake)
+        await fake.play(speech.caller_audio("Uh."))
+        await fake.wait_for_bot_to_finish()
+        await fake.say("uh, um")  # said to a quiet bot, it is still the caller's turn
+        await fake.wait_for(lambda: len(teller.heard) == 2)
+    assert teller.interruptions == []
+    assert events.of(FalseInterruption) == [FalseInterruption("no words", "Uh.")]
+    assert teller.heard == ["tell me something long", "uh, um"]
+
+
 @pytest.mark.parametrize(
     ("heard_as", "hinted", "resumed"),
     [
