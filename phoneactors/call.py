@@ -556,15 +556,15 @@ class _Call:
             if not text:
                 self.resume(active, "no words", event.sound)
                 return
-            # "Uh." over the bot: a hesitation, nothing said yet (if the caller goes on, their
-            # words are a new sound over the reply and interrupt it).
-            if active.speaking and is_only_fillers(text):
-                self.resume(active, "no words", text)
-                return
             # A backchannel only over words the caller was hearing: said while the bot was
             # still thinking, "yes" answers.
             if active.speaking and self.is_backchannel(text):
                 self.resume(active, "backchannel", text)
+                return
+            # "Uh." over the bot: a hesitation, nothing said yet (if the caller goes on, their
+            # words are a new sound over the reply and interrupt it).
+            if active.speaking and is_only_fillers(text):
+                self.resume(active, "no words", text)
                 return
             if active.speaking and (second := await self.second_look(event)) is not None:
                 self.resume(active, "backchannel", second)
