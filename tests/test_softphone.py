@@ -41,6 +41,7 @@ from phoneactors.server import ServerConfig, serve
 from phoneactors.softphone import (
     STATIC_FILES,
     SoftphoneTokens,
+    TranscriptListener,
     TranscriptSocket,
     page_html,
     static_file,
@@ -124,14 +125,20 @@ def test_the_softphone_option() -> None:
 # Transcripts from wrapped engines, over an in-memory call
 
 
-async def test_with_transcripts_reports_both_sides(
-    autojump_clock: MockClock, speech: FakeSpeech
-) -> None:
+def transcripts_heard() -> tuple[list[tuple[str, str]], TranscriptListener]:
+    """A listener for :func:`with_transcripts`, and the list of what it was told."""
     heard: list[tuple[str, str]] = []
 
     async def listener(speaker: str, text: str) -> None:
         heard.append((speaker, text))
 
+    return heard, listener
+
+
+async def test_with_transcripts_reports_both_sides(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    heard, listener = transcripts_heard()
     engines = with_transcripts(speech.engines(), listener)
     assert engines.stt.name == "fake-stt"
     assert engines.tts.name == "fake-tts"
@@ -150,11 +157,7 @@ async def test_with_transcripts_reports_both_sides(
 async def test_with_transcripts_keeps_the_engines_second_look_and_alternatives(
     autojump_clock: MockClock, speech: FakeSpeech
 ) -> None:
-    heard: list[tuple[str, str]] = []
-
-    async def listener(speaker: str, text: str) -> None:
-        heard.append((speaker, text))
-
+    heard, listener = transcripts_heard()
     engines = with_transcripts(speech.engines(), listener)
     assert isinstance(engines.stt, HintedSpeechToText)
     assert isinstance(engines.stt, AlternativesSpeechToText)
