@@ -13,8 +13,9 @@ expect backchannels (:func:`phoneactors.endpointing.may_be_misheard_backchannel`
 * sent through 8 kHz μ-law with quiet line hiss, and cut into an utterance by the WebRTC VAD
   and the call's own segmenter, so the audio (pre-roll and trailing quiet included) is what
   a call transcribes;
-* then judged as the call judges it: no words (:func:`phoneactors.nonspeech.words_heard`) or
-  a backchannel resume; an unclear short transcript is transcribed again with the hint.
+* then judged as the call judges it: no words (:func:`phoneactors.nonspeech.words_heard`), a
+  backchannel or only a filler ("Uh.") resume; an unclear short transcript is transcribed
+  again with the hint.
 
 "resumed" should be high for backchannels and low for interruptions (an interruption taken
 for a backchannel costs the caller one more word: the bot pauses again at once). The table
@@ -47,6 +48,7 @@ from phoneactors.endpointing import (
     BACKCHANNEL_HINT,
     UNCLEAR_WORDS,
     is_backchannel,
+    is_only_fillers,
     may_be_misheard_backchannel,
     words,
 )
@@ -78,7 +80,7 @@ class Taken:
     again: str | None
     """What the second look heard, when there was one."""
     first: bool
-    """Resumed on the first transcript (no words, or a backchannel)."""
+    """Resumed on the first transcript (no words, a backchannel, or only a filler)."""
     resumed: bool
     seconds: float
     second_look_s: float | None
@@ -116,7 +118,7 @@ async def take(stt: FasterWhisperSTT, kind: str, said: str, voice: str, audio: P
     result = await stt.transcribe(audio)
     heard = words_heard(result, audio)
     seconds = len(audio) / 8000
-    first = not heard or is_backchannel(heard)
+    first = not heard or is_backchannel(heard) or is_only_fillers(heard)
     again: str | None = None
     took: float | None = None
     resumed = first
