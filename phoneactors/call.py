@@ -481,7 +481,16 @@ class _Call:
 
     async def judge_turn(self, turn: TurnSoFar) -> bool:
         """Whether the words at a pause end the caller's turn: the conversation's
-        ``is_turn_complete``; if that fails or is slow, the built-in English rules."""
+        ``is_turn_complete``; if that fails or is slow, the built-in English rules.
+
+        Over a reply paused by the caller's sound, a backchannel or a filler ("Oh, I see...",
+        "Uh.") ends it at once, however it trails off: the reply plays on after the short
+        silence instead of the long one. Words the caller goes on with are a new sound over
+        the reply, and pause it again."""
+        if self.listening_over_reply() and (
+            self.is_backchannel(turn.text) or is_only_fillers(turn.text)
+        ):
+            return True
         try:
             with trio.fail_after(self.settings.hook_timeout):
                 return bool(await self.conversation.is_turn_complete(turn))
@@ -494,6 +503,16 @@ class _Call:
         return judge_turn(
             turn.text, last_word_logprob=turn.last_word_logprob, alternatives=turn.alternatives
         ).complete
+
+    def listening_over_reply(self) -> bool:
+        """Whether a reply the caller was hearing is paused over their sound."""
+        active = self.reply
+        return (
+            active is not None
+            and active.speaking
+            and active.playback.paused
+            and not active.done.is_set()
+        )
 
     def is_backchannel(self, text: str) -> bool:
         """The conversation's ``is_backchannel``; a failing hook counts as 'no'."""

@@ -178,7 +178,9 @@ class Conversation:
         "for", "the", "um", "because", halfway through a number, on a word the engine was
         unsure of and that is often a misheard cut-off word, or that the engine nearly heard as
         one that trails off (``turn.alternatives``), waits. Override it to plug in your
-        own end-of-turn model; if it raises or is slow, the default decides."""
+        own end-of-turn model; if it raises or is slow, the default decides. It is not asked
+        about a backchannel or a filler said over a reply it paused: those end at once, so
+        that the reply plays on after the short silence."""
         return judge_turn(
             turn.text, last_word_logprob=turn.last_word_logprob, alternatives=turn.alternatives
         ).complete

@@ -506,6 +506,45 @@ async def test_a_lone_filler_over_the_bot_lets_it_play_on(
 
 
 @pytest.mark.parametrize(
+    ("sound", "kind"), [("Oh, I see...", "backchannel"), ("Um...", "no words")]
+)
+async def test_a_backchannel_that_trails_off_over_the_bot_resumes_without_the_long_wait(
+    autojump_clock: MockClock, speech: FakeSpeech, sound: str, kind: str
+) -> None:
+    # Said to a quiet bot, these would wait the long silence for the caller to go on; over a
+    # paused reply they end at the short one, and the reply plays on.
+    teller = Teller()
+    events = Events()
+    async with open_call(
+        lambda: teller, speech.engines(), speech=speech, observers=[events]
+    ) as fake:
+        await start_long_reply(fake)
+        await fake.play(speech.caller_audio(sound))
+        sound_ended = trio.current_time()
+        await fake.wait_for_bot_to_finish()
+    assert events.of(FalseInterruption) == [FalseInterruption(kind, sound)]
+    assert teller.heard == ["tell me something long"]
+    resumed = min(p.start for p in fake.played if p.start > fake.clears[0])
+    assert resumed - sound_ended <= 0.6
+
+
+async def test_words_the_caller_goes_on_with_after_a_backchannel_interrupt(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    # "Okay..." ends at the short silence over the bot; what follows is a new sound over the
+    # reply, and real words end it and are the next turn.
+    teller = Teller()
+    async with open_call(lambda: teller, speech.engines(), speech=speech) as fake:
+        await start_long_reply(fake)
+        await fake.play(speech.caller_audio("Okay..."))
+        await trio.sleep(0.5)
+        await fake.say("what time do you close")
+        await fake.wait_for(lambda: len(teller.heard) == 2)
+    assert teller.heard == ["tell me something long", "what time do you close"]
+    assert len(teller.interruptions) == 1
+
+
+@pytest.mark.parametrize(
     ("heard_as", "hinted", "resumed"),
     [
         ("Hymn.", "Mm-hmm.", True),  # a hummed "mm-hmm", heard right the second time
