@@ -15,7 +15,8 @@ expect backchannels (:func:`phoneactors.endpointing.may_be_misheard_backchannel`
   a call transcribes;
 * then judged as the call judges it: no words (:func:`phoneactors.nonspeech.words_heard`), a
   backchannel or only a filler ("Uh.") resume; an unclear short transcript is transcribed
-  again with the hint.
+  again with the hint, and resumes when that hears a backchannel, or when neither reading
+  holds a word that interrupts (``Conversation.unclear_sounds_play_on``, the default).
 
 "resumed" should be high for backchannels and low for interruptions (an interruption taken
 for a backchannel costs the caller one more word: the bot pauses again at once). The table
@@ -47,6 +48,7 @@ from phoneactors.audio import FRAME_SAMPLES, PCM, float_to_pcm, resample, ulaw_d
 from phoneactors.endpointing import (
     BACKCHANNEL_HINT,
     UNCLEAR_WORDS,
+    has_interrupting_word,
     is_backchannel,
     is_only_fillers,
     may_be_misheard_backchannel,
@@ -126,7 +128,9 @@ async def take(stt: FasterWhisperSTT, kind: str, said: str, voice: str, audio: P
         started = time.perf_counter()
         again = (await stt.transcribe_hinted(audio, BACKCHANNEL_HINT)).text
         took = time.perf_counter() - started
-        resumed = 0 < len(words(again)) <= UNCLEAR_WORDS and is_backchannel(again)
+        backchannel = 0 < len(words(again)) <= UNCLEAR_WORDS and is_backchannel(again)
+        unclear = not (has_interrupting_word(heard) or has_interrupting_word(again))
+        resumed = backchannel or unclear  # Conversation.unclear_sounds_play_on, the default
     return Taken(kind, said, voice, heard, again, first, resumed, seconds, took)
 
 

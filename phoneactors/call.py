@@ -62,6 +62,7 @@ from .conversation import (
 from .endpointing import (
     BACKCHANNEL_HINT,
     UNCLEAR_WORDS,
+    has_interrupting_word,
     is_only_fillers,
     judge_turn,
     may_be_misheard_backchannel,
@@ -585,8 +586,8 @@ class _Call:
             if active.speaking and is_only_fillers(text):
                 self.resume(active, "no words", text)
                 return
-            if active.speaking and (second := await self.second_look(event)) is not None:
-                self.resume(active, "backchannel", second)
+            if active.speaking and (taken := await self.second_look(event)) is not None:
+                self.resume(active, *taken)
                 return
         if not text:
             return  # a sound while the bot was quiet: nothing to answer
@@ -640,10 +641,13 @@ class _Call:
         active.ledger.cleared()
         self.log.info("caller sound over the bot: reply paused")
 
-    async def second_look(self, event: Transcript) -> str | None:
+    async def second_look(self, event: Transcript) -> tuple[str, str] | None:
         """A short sound over the bot that the engine made no sense of ("Hymn." for a hummed
-        "mm-hmm"), transcribed again expecting backchannels: the backchannel it then hears, or
-        ``None`` (not one, no engine that takes a hint, or it failed: then it interrupts)."""
+        "mm-hmm"), transcribed again expecting backchannels: ``("backchannel", text)`` when it
+        then hears one; ``("unclear", what it first heard)`` when it still makes no sense of
+        it and heard no word that interrupts in either reading (and the conversation's
+        ``unclear_sounds_play_on``); ``None`` otherwise (not unclear, no engine that takes a
+        hint, or it failed): then it interrupts."""
         stt, audio = self.engines.stt, event.audio
         if audio is None or not isinstance(stt, HintedSpeechToText):
             return None
@@ -657,8 +661,12 @@ class _Call:
             return None
         self.log.info("unclear sound %r over the bot, heard again as %r", event.text, second)
         # A hint makes Whisper loop on what it was told ("Okay. Okay. Okay."): no backchannel.
-        short = 0 < len(words(second)) <= UNCLEAR_WORDS
-        return second if short and self.is_backchannel(second) else None
+        if 0 < len(words(second)) <= UNCLEAR_WORDS and self.is_backchannel(second):
+            return "backchannel", second
+        unclear = not (has_interrupting_word(event.text) or has_interrupting_word(second))
+        if unclear and self.conversation.unclear_sounds_play_on:
+            return "unclear", event.text
+        return None
 
     def resume(self, active: _ActiveReply, kind: str, heard: str) -> None:
         """The sound over a paused reply was no interruption: play on, once the caller is not

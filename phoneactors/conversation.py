@@ -108,6 +108,13 @@ class Conversation:
     said over a reply, the reply plays on and it is not answered (:meth:`is_backchannel`).
     Said while the bot is quiet, it is an ordinary turn."""
 
+    unclear_sounds_play_on: bool = True
+    """A short sound over a reply that the speech-to-text engine made no sense of, even on a
+    second look told to expect a backchannel, and in which it heard no word that interrupts
+    ("no", "wait", "stop", "sorry", ...): ``True`` lets the reply play on (a caller who meant
+    to stop the bot says it again, and it pauses at once); ``False`` answers what the engine
+    heard as the caller's next turn."""
+
     still_there: str = "Are you still there?"
     """What :meth:`on_idle` says, by default, the first time the line goes quiet."""
     idle_goodbye: str = "I'll hang up now. Goodbye."

@@ -64,6 +64,7 @@ __all__ = [
     "DEFAULT_BACKCHANNELS",
     "UNSURE_LAST_WORD",
     "TurnJudgement",
+    "has_interrupting_word",
     "is_backchannel",
     "is_only_fillers",
     "judge_turn",
@@ -190,6 +191,9 @@ speech and about 0.3 s of quiet around it (pre-roll and trailing). Spoken backch
 longer; three words at most is the main limit, this one only keeps a long utterance that the
 engine garbled into a few words from being read as a backchannel."""
 UNCLEAR_WORDS: Final = 3
+BARELY_HEARD_LOGPROB: Final = -1.5
+"""Under this mean token log-probability, even a word that interrupts ("No") is one the engine
+barely heard: the short transcript still gets a second look (a hummed "mm-hmm" heard as "No")."""
 _INTERRUPTING: Final = frozenset({
     "no", "nope", "nah", "not", "never", "wait", "stop", "hold", "hang", "what", "why", "who",
     "how", "when", "where", "sorry", "pardon", "excuse", "hello", "hey", "huh", "help",
@@ -204,8 +208,10 @@ def may_be_misheard_backchannel(text: str, avg_logprob: float | None, seconds: f
     look as one: short (``seconds``, the utterance's audio with its pre-roll, at most
     :data:`UNCLEAR_SECONDS`, and at most three words), unclear to the engine
     (``avg_logprob`` under :data:`UNCLEAR_LOGPROB`) and without a word that interrupts
-    ("no", "wait", "what", ...). Whisper hears a hummed "mm-hmm" as "Hymn." or "La la";
-    told to expect backchannels (:data:`BACKCHANNEL_HINT`) it hears most of them right.
+    ("no", "wait", "what", ...; see :func:`has_interrupting_word`) unless the engine barely
+    heard it (under :data:`BARELY_HEARD_LOGPROB`). Whisper hears a hummed "mm-hmm" as "Hymn."
+    or "La la"; told to expect backchannels (:data:`BACKCHANNEL_HINT`) it hears most of them
+    right.
     """
     tokens = words(text)
     return (
@@ -213,8 +219,14 @@ def may_be_misheard_backchannel(text: str, avg_logprob: float | None, seconds: f
         and seconds <= UNCLEAR_SECONDS
         and avg_logprob is not None
         and avg_logprob < UNCLEAR_LOGPROB
-        and _INTERRUPTING.isdisjoint(tokens)
+        and (_INTERRUPTING.isdisjoint(tokens) or avg_logprob < BARELY_HEARD_LOGPROB)
     )
+
+
+def has_interrupting_word(text: str) -> bool:
+    """Whether ``text`` holds a word that makes even an unclear short sound over the bot an
+    interruption: "no", "wait", "stop", "what", "sorry", "hello", "cancel", "but", ..."""
+    return not _INTERRUPTING.isdisjoint(words(text))
 
 
 def is_only_fillers(text: str) -> bool:

@@ -74,7 +74,8 @@ class Metrics:
         self.false_interruptions = Counter(
             "phoneactors_false_interruptions",
             "Caller sounds over a reply that were no interruption (the reply paused and played "
-            "on), by kind: no_words (a cough, a breath, noise) or backchannel ('uh-huh').",
+            "on), by kind: no_words (a cough, a breath, noise, a filler), backchannel ('uh-huh') "
+            "or unclear (a short sound the speech-to-text made no sense of).",
             ["kind"],
             registry=registry,
         )

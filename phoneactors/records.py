@@ -98,8 +98,10 @@ class Interrupted:
 @dataclass(frozen=True, slots=True)
 class FalseInterruption:
     """The caller made a sound over a reply that was no interruption: ``kind`` is "no words"
-    (a cough, a breath, noise; ``text`` is what the speech-to-text engine made of it) or
-    "backchannel" ("uh-huh"; ``text`` is the words). The reply paused, then played on."""
+    (a cough, a breath, noise, a lone "uh"; ``text`` is what the speech-to-text engine made of
+    it), "backchannel" ("uh-huh"; ``text`` is the words) or "unclear" (a short sound the engine
+    made no sense of, twice; ``text`` is its first reading). The reply paused, then played
+    on."""
 
     kind: str
     text: str

@@ -553,6 +553,7 @@ async def test_calls_lists_and_prints_recorded_calls(
         store.observe("MZ1", Interrupted("It is ten", "past four."))
         store.observe("MZ1", FalseInterruption("backchannel", "Okay."))
         store.observe("MZ1", FalseInterruption("no words", "Thank you."))
+        store.observe("MZ1", FalseInterruption("unclear", "La la"))
         store.observe("MZ1", CallEnded("caller hung up"))
         store.observe("MZ1", Recorded("/srv/recordings/MZ1.wav"))
         nursery.cancel_scope.cancel()
@@ -567,6 +568,7 @@ async def test_calls_lists_and_prints_recorded_calls(
     assert "bot (interrupted): It is ten  [not heard: past four.]" in transcript
     assert "(caller backchannel 'Okay.' over the bot: it played on)" in transcript
     assert "(a sound over the bot, heard as 'Thank you.': it played on)" in transcript
+    assert "(an unclear sound over the bot, heard as 'La la': it played on)" in transcript
     assert "(ended: caller hung up)" in transcript
     assert "(recorded to /srv/recordings/MZ1.wav)" in transcript
     assert main(["calls", "CA2", "--records", str(db)]) == 2

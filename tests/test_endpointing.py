@@ -646,9 +646,10 @@ def test_a_lone_separator_or_a_letter_and_digit_in_passing_reads_complete(text: 
         ("Uh uh yeah", -1.2, 1.4, True),  # the audio holds ~0.3 s of quiet around the words
         ("Hymn.", -1.4, 2.1, False),  # too long for a backchannel
         ("and make a chance now", -1.0, 0.6, False),  # too many words
-        ("Stop.", -1.4, 0.4, False),  # interrupting words are never a second look
+        ("Stop.", -1.4, 0.4, False),  # an interrupting word is no second look...
         ("No, no.", -1.0, 0.4, False),
         ("Wait, what?", -0.9, 0.6, False),
+        ("No", -2.1, 0.8, True),  # ... unless the engine barely heard it
         ("", -1.4, 0.4, False),
     ],
 )
@@ -658,6 +659,24 @@ def test_which_unclear_sounds_over_the_bot_get_a_second_look(
     from phoneactors.endpointing import may_be_misheard_backchannel
 
     assert may_be_misheard_backchannel(text, logprob, seconds) is worth
+
+
+@pytest.mark.parametrize(
+    ("text", "interrupting"),
+    [
+        ("Hang on.", True),
+        ("Oh no", True),
+        ("Sorry?", True),
+        ("Hello?", True),
+        ("It has.", False),
+        ("Okay. Okay. Okay.", False),
+        ("", False),
+    ],
+)
+def test_words_that_make_an_unclear_sound_an_interruption(text: str, interrupting: bool) -> None:
+    from phoneactors.endpointing import has_interrupting_word
+
+    assert has_interrupting_word(text) is interrupting
 
 
 @pytest.mark.parametrize(

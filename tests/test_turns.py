@@ -545,16 +545,26 @@ async def test_words_the_caller_goes_on_with_after_a_backchannel_interrupt(
 
 
 @pytest.mark.parametrize(
-    ("heard_as", "hinted", "resumed"),
+    ("heard_as", "hinted", "avg_logprob", "taken_as"),
     [
-        ("Hymn.", "Mm-hmm.", True),  # a hummed "mm-hmm", heard right the second time
-        ("Bye bye.", "Okay.", True),
-        ("La la", "Bye.", False),  # heard again, still no backchannel: it interrupts
-        ("Sir?", "Okay. Okay. Okay. Okay. Okay.", False),  # the hint looped: no backchannel
+        ("Hymn.", "Mm-hmm.", -1.3, FalseInterruption("backchannel", "Mm-hmm.")),
+        ("Bye bye.", "Okay.", -1.3, FalseInterruption("backchannel", "Okay.")),
+        ("No", "Mm-hmm.", -2.1, FalseInterruption("backchannel", "Mm-hmm.")),  # barely heard
+        # Still no sense, and no word that interrupts in either reading: it plays on.
+        ("La la", "Bye.", -1.3, FalseInterruption("unclear", "La la")),
+        ("Sir?", "Okay. Okay. Okay. Okay.", -1.3, FalseInterruption("unclear", "Sir?")),
+        # A word that interrupts in either reading: it interrupts.
+        ("Turn here.", "Hang on.", -1.3, None),
+        ("Oh no", "No.", -1.8, None),
     ],
 )
 async def test_an_unclear_short_sound_over_the_bot_gets_a_second_look(
-    autojump_clock: MockClock, speech: FakeSpeech, heard_as: str, hinted: str, resumed: bool
+    autojump_clock: MockClock,
+    speech: FakeSpeech,
+    heard_as: str,
+    hinted: str,
+    avg_logprob: float,
+    taken_as: FalseInterruption | None,
 ) -> None:
     teller = Teller()
     events = Events()
@@ -562,19 +572,33 @@ async def test_an_unclear_short_sound_over_the_bot_gets_a_second_look(
         lambda: teller, speech.engines(), speech=speech, observers=[events]
     ) as fake:
         await start_long_reply(fake)
-        await fake.play(speech.misheard(heard_as, hinted=hinted))
+        await fake.play(speech.misheard(heard_as, hinted=hinted, avg_logprob=avg_logprob))
         sound_ended = trio.current_time()
         await fake.wait_for_bot_to_finish()
     assert speech.stt.hinted_calls == 1
-    if resumed:
+    if taken_as is not None:
         assert teller.heard == ["tell me something long"]
-        [false] = events.of(FalseInterruption)
-        assert false == FalseInterruption("backchannel", hinted)
+        assert events.of(FalseInterruption) == [taken_as]
         resumed_at = min(p.start for p in fake.played if p.start > fake.clears[0])
         assert resumed_at - sound_ended <= 0.6  # the second look included
     else:
         assert teller.heard == ["tell me something long", heard_as]
         assert len(teller.interruptions) == 1
+
+
+async def test_a_conversation_can_have_unclear_sounds_interrupt(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    class Strict(Teller):
+        unclear_sounds_play_on = False
+
+    teller = Strict()
+    async with open_call(lambda: teller, speech.engines(), speech=speech) as fake:
+        await start_long_reply(fake)
+        await fake.play(speech.misheard("La la", hinted="Bye."))
+        await fake.wait_for(lambda: len(teller.heard) == 2)
+    assert teller.heard == ["tell me something long", "La la"]
+    assert len(teller.interruptions) == 1
 
 
 @pytest.mark.parametrize(

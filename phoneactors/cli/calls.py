@@ -115,7 +115,8 @@ def _describe_event(event: Mapping[str, Any]) -> str:
             if data.get("kind") == "backchannel":
                 return f"(caller backchannel {event['text']!r} over the bot: it played on)"
             heard = f", heard as {event['text']!r}" if event["text"] else ""
-            return f"(a sound over the bot{heard}: it played on)"
+            sound = "an unclear sound" if data.get("kind") == "unclear" else "a sound"
+            return f"({sound} over the bot{heard}: it played on)"
         case "recording":
             return f"(recorded to {event['text']})"
         case "timing":
