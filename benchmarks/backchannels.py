@@ -23,7 +23,8 @@ for a backchannel costs the caller one more word: the bot pauses again at once).
 lists every clip the second look changed, and every miss.
 
 Options: ``--voices`` (default ``hibari,piper,espeak``), ``--espeak-voices`` (comma-separated
-espeak-ng voice names).
+espeak-ng voice names), ``--held-out`` (``HELD_OUT_BACKCHANNELS`` and
+``HELD_OUT_INTERRUPTIONS``, written after the rules were fitted).
 """
 
 from __future__ import annotations
@@ -42,7 +43,12 @@ import numpy as np
 import trio
 from end_of_turn import load_voice
 from harness import machine, percentile
-from phrases import BACKCHANNELS, INTERRUPTIONS
+from phrases import (
+    BACKCHANNELS,
+    HELD_OUT_BACKCHANNELS,
+    HELD_OUT_INTERRUPTIONS,
+    INTERRUPTIONS,
+)
 
 from phoneactors.audio import FRAME_SAMPLES, PCM, float_to_pcm, resample, ulaw_decode, ulaw_encode
 from phoneactors.endpointing import (
@@ -186,7 +192,18 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--voices", default="hibari,piper,espeak")
     parser.add_argument("--espeak-voices", default=",".join(ESPEAK_VOICES))
+    parser.add_argument(
+        "--held-out",
+        action="store_true",
+        help="HELD_OUT_BACKCHANNELS and HELD_OUT_INTERRUPTIONS instead (written after the "
+        "rules were fitted)",
+    )
     args = parser.parse_args(argv)
+    sets = (
+        (HELD_OUT_BACKCHANNELS, HELD_OUT_INTERRUPTIONS)
+        if args.held_out
+        else (BACKCHANNELS, INTERRUPTIONS)
+    )
     print(f"machine: {machine()}\n")
     limiter = trio.CapacityLimiter(2)
     stt = FasterWhisperSTT(limiter=limiter)
@@ -205,7 +222,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
             await voice.load()  # type: ignore[attr-defined]
             speakers.append((name, voice))
     taken: list[Taken] = []
-    for kind, phrases in (("backchannel", BACKCHANNELS), ("interruption", INTERRUPTIONS)):
+    for kind, phrases in zip(("backchannel", "interruption"), sets, strict=True):
         for said in phrases:
             for name, voice in speakers:
                 if isinstance(voice, str):

@@ -301,3 +301,50 @@ def add_held_out_option(parser: argparse.ArgumentParser) -> None:
         help="held-out set N (default 1) of complete turns and fragments, written after the "
         "end-of-turn rules were fitted",
     )
+
+
+# Held out for sounds over the bot: written 2026-12-02 (the seventh session) before
+# ``benchmarks/backchannels.py --held-out`` first ran on them, after the unclear-sound rule had
+# been fitted to ``BACKCHANNELS`` and ``INTERRUPTIONS``.
+HELD_OUT_BACKCHANNELS: tuple[str, ...] = (
+    "Mm.",
+    "Hmm.",
+    "Uh-huh, okay.",
+    "Yeah, okay.",
+    "Yes, yes.",
+    "Gotcha.",
+    "Sure, sure.",
+    "Oh, nice.",
+    "Exactly.",
+    "Fair enough.",
+    "I understand.",
+    "Okay, got it.",
+    "Ah, right.",
+    "Yup.",
+    "Mm-hmm, yeah.",
+    "Oh wow.",
+    "Perfect.",
+    "All right, all right.",
+    "Of course.",
+    "Great.",
+)
+HELD_OUT_INTERRUPTIONS: tuple[str, ...] = (
+    "Excuse me, wait.",
+    "No, stop.",
+    "Sorry, can you repeat that?",
+    "That's not right.",
+    "Hold on, please.",
+    "What did you say?",
+    "I don't want that.",
+    "Can you slow down?",
+    "Stop talking.",
+    "Actually, never mind.",
+    "Nah.",
+    "Hey.",
+    "One moment.",
+    "Just a second.",
+    "Operator.",
+    "Go back.",
+    "Not that one.",
+    "Cancel it.",
+)

@@ -219,14 +219,21 @@ def may_be_misheard_backchannel(text: str, avg_logprob: float | None, seconds: f
         and seconds <= UNCLEAR_SECONDS
         and avg_logprob is not None
         and avg_logprob < UNCLEAR_LOGPROB
-        and (_INTERRUPTING.isdisjoint(tokens) or avg_logprob < BARELY_HEARD_LOGPROB)
+        and (not _interrupts(tokens) or avg_logprob < BARELY_HEARD_LOGPROB)
     )
 
 
 def has_interrupting_word(text: str) -> bool:
     """Whether ``text`` holds a word that makes even an unclear short sound over the bot an
-    interruption: "no", "wait", "stop", "what", "sorry", "hello", "cancel", "but", ..."""
-    return not _INTERRUPTING.isdisjoint(words(text))
+    interruption: "no", "wait", "stop", "what" (and "what's"), "sorry", "hello", "cancel",
+    "but", ..."""
+    return _interrupts(words(text))
+
+
+def _interrupts(tokens: Sequence[str]) -> bool:
+    return any(
+        token in _INTERRUPTING or token.removesuffix("'s") in _INTERRUPTING for token in tokens
+    )
 
 
 def is_only_fillers(text: str) -> bool:
