@@ -311,7 +311,11 @@ async def transcribe_utterances(
                 if isinstance(early, _Heard) and early.words:
                     said = early.transcription
                     so_far = TurnSoFar(
-                        early.words, utterance.audio, said.last_word_logprob, said.alternatives
+                        early.words,
+                        utterance.audio,
+                        said.last_word_logprob,
+                        said.alternatives,
+                        said.avg_logprob,
                     )
                     complete = await judge(so_far)
                 assert utterance.pause is not None

@@ -47,7 +47,6 @@ from .actors import (
     transmit,
     worth_logging,
 )
-from .audio import SAMPLE_RATE
 from .call_control import CallControl, CallDirectory
 from .conversation import (
     CallInfo,
@@ -59,17 +58,8 @@ from .conversation import (
     TurnSoFar,
     as_factory,
 )
-from .endpointing import (
-    BACKCHANNEL_HINT,
-    UNCLEAR_WORDS,
-    has_interrupting_word,
-    is_only_fillers,
-    judge_turn,
-    may_be_misheard_backchannel,
-    words,
-)
+from .endpointing import is_only_fillers, judge_turn
 from .engines import Engines
-from .engines.base import HintedSpeechToText
 from .errors import (
     ConfigurationError,
     EngineError,
@@ -102,6 +92,7 @@ from .records import (
     KeyPress,
     TurnTimed,
 )
+from .second_look import SecondLook, Verdict
 from .segmenter import SegmenterSettings
 from .timing import TurnTiming
 from .transport import CallSocket
@@ -124,9 +115,6 @@ SENTENCE_BUFFER: Final = 8
 TTS_LOOKAHEAD: Final = 1
 """Sentences synthesized ahead of the one playing: the next one is ready when it is due, and
 a reply cut short has not spent the CPU to synthesize all of itself."""
-SECOND_LOOK_TIMEOUT: Final = 1.0
-"""Seconds a second look at an unclear sound over the bot may take; past that (a busy box)
-the sound interrupts as it would have without one, and the caller's turn goes on."""
 MARK_GRACE: Final = 2.0
 """How long past the estimated end of playback we wait for Twilio's last mark echo."""
 
@@ -327,6 +315,9 @@ class _Call:
             logger, start.call_sid, lambda kind, message: self.observe(Failure(kind, message))
         )
         self.pacer = Pacer(settings.playback_lead)
+        self.second_looks = SecondLook(
+            engines.stt, self.is_backchannel, self.log.info, self.log.warning
+        )
         self.reply: _ActiveReply | None = None
         self.reply_count = 0
         self.open_utterances = 0
@@ -485,13 +476,18 @@ class _Call:
         ``is_turn_complete``; if that fails or is slow, the built-in English rules.
 
         Over a reply paused by the caller's sound, a backchannel or a filler ("Oh, I see...",
-        "Uh.") ends it at once, however it trails off: the reply plays on after the short
-        silence instead of the long one. Words the caller goes on with are a new sound over
-        the reply, and pause it again."""
-        if self.listening_over_reply() and (
-            self.is_backchannel(turn.text) or is_only_fillers(turn.text)
-        ):
-            return True
+        "Uh.") ends it at once, however it trails off, and so does a short unclear sound that
+        a second look hears as a backchannel ("and the" for a hummed "mm-hmm"): the reply
+        plays on after the short silence instead of the long one. Words the caller goes on
+        with are a new sound over the reply, and pause it again."""
+        if self.listening_over_reply():
+            if self.is_backchannel(turn.text) or is_only_fillers(turn.text):
+                return True
+            look = self.second_looks.take(
+                turn.text, turn.audio, turn.avg_logprob, unclear_plays_on=False
+            )
+            if await look is not None:  # a backchannel misheard ("and make them")
+                return True
         try:
             with trio.fail_after(self.settings.hook_timeout):
                 return bool(await self.conversation.is_turn_complete(turn))
@@ -587,7 +583,7 @@ class _Call:
                 self.resume(active, "no words", text)
                 return
             if active.speaking and (taken := await self.second_look(event)) is not None:
-                self.resume(active, *taken)
+                self.resume(active, taken.kind, taken.text)
                 return
         if not text:
             return  # a sound while the bot was quiet: nothing to answer
@@ -641,32 +637,15 @@ class _Call:
         active.ledger.cleared()
         self.log.info("caller sound over the bot: reply paused")
 
-    async def second_look(self, event: Transcript) -> tuple[str, str] | None:
-        """A short sound over the bot that the engine made no sense of ("Hymn." for a hummed
-        "mm-hmm"), transcribed again expecting backchannels: ``("backchannel", text)`` when it
-        then hears one; ``("unclear", what it first heard)`` when it still makes no sense of
-        it and heard no word that interrupts in either reading (and the conversation's
-        ``unclear_sounds_play_on``); ``None`` otherwise (not unclear, no engine that takes a
-        hint, or it failed): then it interrupts."""
-        stt, audio = self.engines.stt, event.audio
-        if audio is None or not isinstance(stt, HintedSpeechToText):
-            return None
-        if not may_be_misheard_backchannel(event.text, event.avg_logprob, len(audio) / SAMPLE_RATE):
-            return None
-        try:
-            with trio.fail_after(SECOND_LOOK_TIMEOUT):
-                second = (await stt.transcribe_hinted(audio, BACKCHANNEL_HINT)).text
-        except (trio.TooSlowError, EngineError) as exc:
-            self.log.warning("second look at %r failed: %s", event.text, exc)
-            return None
-        self.log.info("unclear sound %r over the bot, heard again as %r", event.text, second)
-        # A hint makes Whisper loop on what it was told ("Okay. Okay. Okay."): no backchannel.
-        if 0 < len(words(second)) <= UNCLEAR_WORDS and self.is_backchannel(second):
-            return "backchannel", second
-        unclear = not (has_interrupting_word(event.text) or has_interrupting_word(second))
-        if unclear and self.conversation.unclear_sounds_play_on:
-            return "unclear", event.text
-        return None
+    async def second_look(self, event: Transcript) -> Verdict | None:
+        """A short unclear sound over the bot, looked at again (:mod:`phoneactors.second_look`;
+        at the caller's pause it usually was already): a backchannel, unclear, or ``None``."""
+        return await self.second_looks.take(
+            event.text,
+            event.audio,
+            event.avg_logprob,
+            unclear_plays_on=bool(self.conversation.unclear_sounds_play_on),
+        )
 
     def resume(self, active: _ActiveReply, kind: str, heard: str) -> None:
         """The sound over a paused reply was no interruption: play on, once the caller is not

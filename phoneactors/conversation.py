@@ -89,6 +89,9 @@ class TurnSoFar:
     (``None``: the engine does not say). A cut-off "the" is often heard as "there", unsurely."""
     alternatives: tuple[str, ...] = ()
     """Other readings of the audio the engine found nearly as likely (empty: it gives none)."""
+    avg_logprob: float | None = None
+    """How sure the engine is of the whole text: its mean token log-probability (``None``: the
+    engine does not say)."""
 
 
 class Conversation:
@@ -186,8 +189,9 @@ class Conversation:
         unsure of and that is often a misheard cut-off word, or that the engine nearly heard as
         one that trails off (``turn.alternatives``), waits. Override it to plug in your
         own end-of-turn model; if it raises or is slow, the default decides. It is not asked
-        about a backchannel or a filler said over a reply it paused: those end at once, so
-        that the reply plays on after the short silence."""
+        about a backchannel or a filler said over a reply it paused (nor a short unclear sound
+        that a second look hears as a backchannel): those end at once, so that the reply
+        plays on after the short silence."""
         return judge_turn(
             turn.text, last_word_logprob=turn.last_word_logprob, alternatives=turn.alternatives
         ).complete

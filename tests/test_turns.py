@@ -586,6 +586,46 @@ async def test_an_unclear_short_sound_over_the_bot_gets_a_second_look(
         assert len(teller.interruptions) == 1
 
 
+@pytest.mark.parametrize("heard_as", ["MM on", "and the", "And I can..."])
+async def test_a_misheard_backchannel_that_reads_unfinished_resumes_without_the_long_wait(
+    autojump_clock: MockClock, speech: FakeSpeech, heard_as: str
+) -> None:
+    # Heard at the pause as words that trail off, it would wait the long silence; looked at
+    # again there, it is a backchannel, and the reply plays on. The engine looks once.
+    teller = Teller()
+    events = Events()
+    async with open_call(
+        lambda: teller, speech.engines(), speech=speech, observers=[events]
+    ) as fake:
+        await start_long_reply(fake)
+        await fake.play(speech.misheard(heard_as, hinted="Mm-hmm."))
+        sound_ended = trio.current_time()
+        await fake.wait_for_bot_to_finish()
+    assert events.of(FalseInterruption) == [FalseInterruption("backchannel", "Mm-hmm.")]
+    assert speech.stt.hinted_calls == 1
+    resumed = min(p.start for p in fake.played if p.start > fake.clears[0])
+    assert resumed - sound_ended <= 0.6
+
+
+async def test_an_unclear_sound_that_reads_unfinished_still_waits_for_the_rest(
+    autojump_clock: MockClock, speech: FakeSpeech
+) -> None:
+    # "Can I" over the bot, unclear and no backchannel on a second look: it may be the start
+    # of a sentence, so the caller gets the long silence to go on, as ever.
+    teller = Teller()
+    events = Events()
+    async with open_call(
+        lambda: teller, speech.engines(), speech=speech, observers=[events]
+    ) as fake:
+        await start_long_reply(fake)
+        await fake.play(speech.misheard("Can I", hinted="Can I"))
+        sound_ended = trio.current_time()
+        await fake.wait_for_bot_to_finish()
+    assert events.of(FalseInterruption) == [FalseInterruption("unclear", "Can I")]
+    resumed = min(p.start for p in fake.played if p.start > fake.clears[0])
+    assert resumed - sound_ended >= 1.5
+
+
 async def test_a_conversation_can_have_unclear_sounds_interrupt(
     autojump_clock: MockClock, speech: FakeSpeech
 ) -> None:
