@@ -74,6 +74,7 @@ from .call import CallSettings, run_call
 from .call_control import CallDirectory
 from .conversation import Conversation
 from .engines import Engines
+from .engines.scheduling import one_blas_thread
 from .errors import ConfigurationError, ProtocolError, SocketClosed
 from .front_door import serve_front_door
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -818,6 +819,7 @@ async def _load_engines(engines: Engines) -> None:
     names = f"vad={engines.vad.name}, stt={engines.stt.name}, tts={engines.tts.name}"
     if engines.ready.is_set():
         logger.info("speech engines already loaded (%s)", names)
+        await trio.to_thread.run_sync(one_blas_thread)
         return
     logger.info("loading speech engines (%s)", names)
     started = trio.current_time()
@@ -827,6 +829,7 @@ async def _load_engines(engines: Engines) -> None:
         logger.error("could not load the speech engines (%s): %s", names, exc)
         raise
     logger.info("speech engines ready in %.2f s", trio.current_time() - started)
+    await trio.to_thread.run_sync(one_blas_thread)
 
 
 async def serve(

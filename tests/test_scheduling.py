@@ -269,3 +269,29 @@ def test_faster_whisper_runs_one_thread_per_transcription_as_many_as_there_are_t
     assert (explicit.cpu_threads, explicit.workers) == (2, 1)
     with pytest.raises(ConfigurationError, match="workers must be at least 1"):
         FasterWhisperSTT(limiter=InferenceSlots(1), workers=0)
+
+
+def test_one_blas_thread_limits_numpys_blas_unless_the_user_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from phoneactors.engines.scheduling import BLAS_THREAD_VARIABLES, one_blas_thread
+
+    for name in BLAS_THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    blas = [info for info in threadpool_info() if info["user_api"] == "blas"]
+    if not blas:
+        pytest.skip("numpy here has no BLAS that threadpoolctl can see")
+
+    def threads() -> list[int]:
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    with threadpool_limits(2, user_api="blas"):  # restored afterwards, for the other tests
+        before = threads()
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+        assert one_blas_thread() is False
+        assert threads() == before
+        monkeypatch.delenv("OPENBLAS_NUM_THREADS")
+        assert one_blas_thread() is True
+        assert set(threads()) == {1}
