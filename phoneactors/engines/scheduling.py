@@ -233,5 +233,6 @@ def one_blas_thread() -> bool:
         return False
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(1, user_api="blas")
+    had = threadpool_limits(1, user_api="blas").get_original_num_threads().get("blas")
+    logger.info("BLAS runs each call on one thread (it had %s)", had)
     return True
