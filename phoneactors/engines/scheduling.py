@@ -223,10 +223,10 @@ def one_blas_thread() -> bool:
     run each call on the calling thread alone; returns whether it did.
 
     Each inference already has its thread from :class:`InferenceSlots`; BLAS threads on top of
-    it oversubscribe the cores (at 20 calls on 2 cores: voice-to-voice p95 1,716 and 1,952 ms with
-    them, 1,374 and 1,468 ms without, and 15 % less CPU). Affects the whole process, and only the
-    libraries loaded by then, so call it after the engines load. Does nothing when one of
-    :data:`BLAS_THREAD_VARIABLES` is set: that choice is the user's.
+    it oversubscribe the cores (measured at 20 calls on 2 cores: ``docs/benchmarks.md``).
+    Affects the whole process, and only the libraries loaded by then, so call it after the
+    engines load. Does nothing when one of :data:`BLAS_THREAD_VARIABLES` is set: that choice
+    is the user's.
     """
     if chosen := [name for name in BLAS_THREAD_VARIABLES if os.environ.get(name)]:
         logger.info("BLAS threads left as %s sets them", chosen[0])
