@@ -4,6 +4,7 @@ a turn ends, and a noisy line neither interrupts the bot nor slows the end of a 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 import trio
@@ -78,6 +79,40 @@ async def start_long_reply(fake: FakeTwilio, into: float = 3.0) -> None:
 
 def played_between(fake: FakeTwilio, start: float, end: float) -> float:
     return sum(len(p.audio) for p in fake.played if start <= p.start < end) / SAMPLE_RATE
+
+
+@dataclass
+class OverTheReply:
+    """A sound made over a long reply, and what came of it once the bot finished."""
+
+    teller: Teller
+    events: Events
+    fake: FakeTwilio
+    sound_ended: float
+
+    def false_interruptions(self) -> list[CallEvent]:
+        return self.events.of(FalseInterruption)
+
+    def resumed_after(self) -> float:
+        """Seconds from the sound's last frame to the first audio after the clear."""
+        clear = self.fake.clears[0]
+        return min(p.start for p in self.fake.played if p.start > clear) - self.sound_ended
+
+
+async def sound_over_a_reply(
+    speech: FakeSpeech, sound: PCM, teller: Teller | None = None
+) -> OverTheReply:
+    """Ask for a long reply, make ``sound`` 3 s into it, and wait for the bot to finish."""
+    teller = Teller() if teller is None else teller
+    events = Events()
+    async with open_call(
+        lambda: teller, speech.engines(), speech=speech, observers=[events]
+    ) as fake:
+        await start_long_reply(fake)
+        await fake.play(sound)
+        sound_ended = trio.current_time()
+        await fake.wait_for_bot_to_finish()
+    return OverTheReply(teller, events, fake, sound_ended)
 
 
 @pytest.mark.parametrize("sound", ["Uh-huh.", "Mm-hmm, okay.", "I see.", "cough", "breath"])
@@ -513,19 +548,10 @@ async def test_a_backchannel_that_trails_off_over_the_bot_resumes_without_the_lo
 ) -> None:
     # Said to a quiet bot, these would wait the long silence for the caller to go on; over a
     # paused reply they end at the short one, and the reply plays on.
-    teller = Teller()
-    events = Events()
-    async with open_call(
-        lambda: teller, speech.engines(), speech=speech, observers=[events]
-    ) as fake:
-        await start_long_reply(fake)
-        await fake.play(speech.caller_audio(sound))
-        sound_ended = trio.current_time()
-        await fake.wait_for_bot_to_finish()
-    assert events.of(FalseInterruption) == [FalseInterruption(kind, sound)]
-    assert teller.heard == ["tell me something long"]
-    resumed = min(p.start for p in fake.played if p.start > fake.clears[0])
-    assert resumed - sound_ended <= 0.6
+    call = await sound_over_a_reply(speech, speech.caller_audio(sound))
+    assert call.false_interruptions() == [FalseInterruption(kind, sound)]
+    assert call.teller.heard == ["tell me something long"]
+    assert call.resumed_after() <= 0.6
 
 
 async def test_words_the_caller_goes_on_with_after_a_backchannel_interrupt(
@@ -566,24 +592,16 @@ async def test_an_unclear_short_sound_over_the_bot_gets_a_second_look(
     avg_logprob: float,
     taken_as: FalseInterruption | None,
 ) -> None:
-    teller = Teller()
-    events = Events()
-    async with open_call(
-        lambda: teller, speech.engines(), speech=speech, observers=[events]
-    ) as fake:
-        await start_long_reply(fake)
-        await fake.play(speech.misheard(heard_as, hinted=hinted, avg_logprob=avg_logprob))
-        sound_ended = trio.current_time()
-        await fake.wait_for_bot_to_finish()
+    sound = speech.misheard(heard_as, hinted=hinted, avg_logprob=avg_logprob)
+    call = await sound_over_a_reply(speech, sound)
     assert speech.stt.hinted_calls == 1
     if taken_as is not None:
-        assert teller.heard == ["tell me something long"]
-        assert events.of(FalseInterruption) == [taken_as]
-        resumed_at = min(p.start for p in fake.played if p.start > fake.clears[0])
-        assert resumed_at - sound_ended <= 0.6  # the second look included
+        assert call.teller.heard == ["tell me something long"]
+        assert call.false_interruptions() == [taken_as]
+        assert call.resumed_after() <= 0.6  # the second look included
     else:
-        assert teller.heard == ["tell me something long", heard_as]
-        assert len(teller.interruptions) == 1
+        assert call.teller.heard == ["tell me something long", heard_as]
+        assert len(call.teller.interruptions) == 1
 
 
 @pytest.mark.parametrize("heard_as", ["MM on", "and the", "And I can..."])
@@ -592,19 +610,10 @@ async def test_a_misheard_backchannel_that_reads_unfinished_resumes_without_the_
 ) -> None:
     # Heard at the pause as words that trail off, it would wait the long silence; looked at
     # again there, it is a backchannel, and the reply plays on. The engine looks once.
-    teller = Teller()
-    events = Events()
-    async with open_call(
-        lambda: teller, speech.engines(), speech=speech, observers=[events]
-    ) as fake:
-        await start_long_reply(fake)
-        await fake.play(speech.misheard(heard_as, hinted="Mm-hmm."))
-        sound_ended = trio.current_time()
-        await fake.wait_for_bot_to_finish()
-    assert events.of(FalseInterruption) == [FalseInterruption("backchannel", "Mm-hmm.")]
+    call = await sound_over_a_reply(speech, speech.misheard(heard_as, hinted="Mm-hmm."))
+    assert call.false_interruptions() == [FalseInterruption("backchannel", "Mm-hmm.")]
     assert speech.stt.hinted_calls == 1
-    resumed = min(p.start for p in fake.played if p.start > fake.clears[0])
-    assert resumed - sound_ended <= 0.6
+    assert call.resumed_after() <= 0.6
 
 
 async def test_an_unclear_sound_that_reads_unfinished_still_waits_for_the_rest(
@@ -612,18 +621,9 @@ async def test_an_unclear_sound_that_reads_unfinished_still_waits_for_the_rest(
 ) -> None:
     # "Can I" over the bot, unclear and no backchannel on a second look: it may be the start
     # of a sentence, so the caller gets the long silence to go on, as ever.
-    teller = Teller()
-    events = Events()
-    async with open_call(
-        lambda: teller, speech.engines(), speech=speech, observers=[events]
-    ) as fake:
-        await start_long_reply(fake)
-        await fake.play(speech.misheard("Can I", hinted="Can I"))
-        sound_ended = trio.current_time()
-        await fake.wait_for_bot_to_finish()
-    assert events.of(FalseInterruption) == [FalseInterruption("unclear", "Can I")]
-    resumed = min(p.start for p in fake.played if p.start > fake.clears[0])
-    assert resumed - sound_ended >= 1.5
+    call = await sound_over_a_reply(speech, speech.misheard("Can I", hinted="Can I"))
+    assert call.false_interruptions() == [FalseInterruption("unclear", "Can I")]
+    assert call.resumed_after() >= 1.5
 
 
 async def test_a_conversation_can_have_unclear_sounds_interrupt(
