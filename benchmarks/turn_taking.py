@@ -62,6 +62,8 @@ SOUNDS: dict[str, Callable[[np.random.Generator], PCM]] = {
 }
 OVER_AFTER = 1.5
 """Seconds into the reply at which the caller makes a sound or interrupts."""
+RESUME_TARGET_S = 0.6
+"""The issue's target for a resume after a false interruption: slower ones are listed."""
 
 
 @dataclass
@@ -220,6 +222,10 @@ async def measure(
                 if answered or missing > 2:
                     results.notes.append(
                         f"{name}, {label!r}: answered={answered} missing={missing}: {heard!r}"
+                    )
+                elif resumed is not None and resumed > RESUME_TARGET_S:
+                    results.notes.append(
+                        f"{name}, {label!r}: resumed after {resumed * 1000:.0f} ms"
                     )
                 await fake.silence(0.5)
             for words in stops:
