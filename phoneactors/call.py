@@ -47,6 +47,7 @@ from .actors import (
     transmit,
     worth_logging,
 )
+from .audio import PCM
 from .call_control import CallControl, CallDirectory
 from .conversation import (
     CallInfo,
@@ -481,12 +482,10 @@ class _Call:
         plays on after the short silence instead of the long one. Words the caller goes on
         with are a new sound over the reply, and pause it again."""
         if self.listening_over_reply():
-            if self.is_backchannel(turn.text) or is_only_fillers(turn.text):
-                return True
-            look = self.second_looks.take(
+            heard = self.heard_over_reply(
                 turn.text, turn.audio, turn.avg_logprob, unclear_plays_on=False
             )
-            if await look is not None:  # a backchannel misheard ("and make them")
+            if await heard is not None:
                 return True
         try:
             with trio.fail_after(self.settings.hook_timeout):
@@ -572,18 +571,21 @@ class _Call:
             if not text:
                 self.resume(active, "no words", event.sound)
                 return
-            # A backchannel only over words the caller was hearing: said while the bot was
-            # still thinking, "yes" answers.
-            if active.speaking and self.is_backchannel(text):
-                self.resume(active, "backchannel", text)
-                return
-            # "Uh." over the bot: a hesitation, nothing said yet (if the caller goes on, their
-            # words are a new sound over the reply and interrupt it).
-            if active.speaking and is_only_fillers(text):
-                self.resume(active, "no words", text)
-                return
-            if active.speaking and (taken := await self.second_look(event)) is not None:
-                self.resume(active, taken.kind, taken.text)
+            # Only over words the caller was hearing: said while the bot was still thinking,
+            # "yes" answers.
+            if (
+                active.speaking
+                and (
+                    verdict := await self.heard_over_reply(
+                        text,
+                        event.audio,
+                        event.avg_logprob,
+                        unclear_plays_on=bool(self.conversation.unclear_sounds_play_on),
+                    )
+                )
+                is not None
+            ):
+                self.resume(active, verdict.kind, verdict.text)
                 return
         if not text:
             return  # a sound while the bot was quiet: nothing to answer
@@ -637,14 +639,25 @@ class _Call:
         active.ledger.cleared()
         self.log.info("caller sound over the bot: reply paused")
 
-    async def second_look(self, event: Transcript) -> Verdict | None:
-        """A short unclear sound over the bot, looked at again (:mod:`phoneactors.second_look`;
-        at the caller's pause it usually was already): a backchannel, unclear, or ``None``."""
+    async def heard_over_reply(
+        self,
+        text: str,
+        audio: PCM | None,
+        avg_logprob: float | None,
+        *,
+        unclear_plays_on: bool,
+    ) -> Verdict | None:
+        """What words said over a reply the caller was hearing were, if no interruption: a
+        backchannel, only fillers ("Uh.": a hesitation, nothing said yet; if the caller goes
+        on, their words are a new sound over the reply), or what a second look at a short
+        unclear sound makes of it (:mod:`phoneactors.second_look`; at the caller's pause it
+        usually was already). ``None``: they interrupt."""
+        if self.is_backchannel(text):
+            return Verdict("backchannel", text)
+        if is_only_fillers(text):
+            return Verdict("no words", text)
         return await self.second_looks.take(
-            event.text,
-            event.audio,
-            event.avg_logprob,
-            unclear_plays_on=bool(self.conversation.unclear_sounds_play_on),
+            text, audio, avg_logprob, unclear_plays_on=unclear_plays_on
         )
 
     def resume(self, active: _ActiveReply, kind: str, heard: str) -> None:

@@ -44,8 +44,10 @@ the sound interrupts as it would have without one, and the caller's turn goes on
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """A sound over the bot that is no interruption, after a second look: ``kind`` is
-    "backchannel" (``text``: the second reading) or "unclear" (``text``: the first)."""
+    """A sound over the bot that is no interruption: ``kind`` is "backchannel" or "unclear"
+    after a second look (``text``: the second reading, or the first), or "no words" (the call's
+    own verdict on a lone filler); the kind of :class:`~phoneactors.records.FalseInterruption`
+    it becomes."""
 
     kind: str
     text: str
@@ -53,7 +55,8 @@ class Verdict:
 
 class SecondLook:
     """Second looks for one call: ``stt`` transcribes again, ``is_backchannel`` (the
-    conversation's hook) judges the reading, ``log`` says what happened."""
+    conversation's hook) judges the reading, ``log`` says what it heard and ``warn`` why a
+    look failed."""
 
     def __init__(
         self,
