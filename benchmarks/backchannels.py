@@ -6,7 +6,8 @@ else interrupts it. Whisper tiny.en often mishears a backchannel ("Mm-hmm." as "
 "Uh-huh." as "It has."), so a short transcript it was unsure of gets a second look, told to
 expect backchannels (:func:`phoneactors.endpointing.may_be_misheard_backchannel`,
 ``FasterWhisperSTT.transcribe_hinted``). This script measures both steps, offline, on
-``BACKCHANNELS`` and ``INTERRUPTIONS`` of ``benchmarks/phrases.py``:
+``BACKCHANNELS``, ``INTERRUPTIONS`` and ``EARLY_ANSWERS`` (short answers over the bot:
+"Sales.", "Tomorrow.") of ``benchmarks/phrases.py``:
 
 * each phrase is spoken by hibari, Piper (when installed) and, when ``espeak-ng`` is on the
   PATH, eight espeak-ng voices (robotic, and much harder for Whisper: the worst case);
@@ -16,15 +17,18 @@ expect backchannels (:func:`phoneactors.endpointing.may_be_misheard_backchannel`
 * then judged as the call judges it: no words (:func:`phoneactors.nonspeech.words_heard`), a
   backchannel or only a filler ("Uh.") resume; an unclear short transcript is transcribed
   again with the hint, and resumes when that hears a backchannel, or when neither reading
-  holds a word that interrupts (``Conversation.unclear_sounds_play_on``, the default).
+  holds a word that interrupts or one with content (``Conversation.unclear_sounds_play_on``,
+  the default), by the call's own :class:`~phoneactors.second_look.SecondLook`.
 
-"resumed" should be high for backchannels and low for interruptions (an interruption taken
-for a backchannel costs the caller one more word: the bot pauses again at once). The table
+"resumed" should be high for backchannels and low for interruptions and answers (an
+interruption taken for a backchannel costs the caller one more word: the bot pauses again at
+once; an answer taken for one is not heard until the caller says it again). The table
 lists every clip the second look changed, and every miss.
 
 Options: ``--voices`` (default ``hibari,piper,espeak``), ``--espeak-voices`` (comma-separated
-espeak-ng voice names), ``--held-out`` (``HELD_OUT_BACKCHANNELS`` and
-``HELD_OUT_INTERRUPTIONS``, written after the rules were fitted).
+espeak-ng voice names), ``--held-out`` (``HELD_OUT_BACKCHANNELS``,
+``HELD_OUT_INTERRUPTIONS`` and ``HELD_OUT_EARLY_ANSWERS``, written after the rules were
+fitted).
 """
 
 from __future__ import annotations
@@ -45,26 +49,24 @@ from end_of_turn import load_voice
 from harness import machine, percentile
 from phrases import (
     BACKCHANNELS,
+    EARLY_ANSWERS,
     HELD_OUT_BACKCHANNELS,
+    HELD_OUT_EARLY_ANSWERS,
     HELD_OUT_INTERRUPTIONS,
     INTERRUPTIONS,
 )
 
 from phoneactors.audio import FRAME_SAMPLES, PCM, float_to_pcm, resample, ulaw_decode, ulaw_encode
-from phoneactors.endpointing import (
-    BACKCHANNEL_HINT,
-    UNCLEAR_WORDS,
-    has_interrupting_word,
-    is_backchannel,
-    is_only_fillers,
-    may_be_misheard_backchannel,
-    words,
-)
+from phoneactors.endpointing import is_backchannel, is_only_fillers
 from phoneactors.engines.faster_whisper import FasterWhisperSTT
 from phoneactors.engines.webrtc import WebRtcVad
+from phoneactors.messages import Transcription
 from phoneactors.nonspeech import words_heard
+from phoneactors.second_look import SecondLook
 from phoneactors.segmenter import SegmenterSettings, SpeechEnded, SpeechSegmenter
 
+KINDS = ("backchannel", "interruption", "answer")
+"""What each set of phrases is: the first should resume, the others interrupt."""
 ESPEAK_VOICES = (
     "en-us",
     "en-us+f2",
@@ -121,23 +123,43 @@ def utterance(audio: PCM, rng: np.random.Generator) -> PCM | None:
     return np.concatenate(found) if found else None
 
 
+class Recorded:
+    """The engine, noting what each second look heard and how long it took."""
+
+    def __init__(self, stt: FasterWhisperSTT) -> None:
+        self.stt = stt
+        self.name = stt.name
+        self.again: str | None = None
+        self.took: float | None = None
+
+    async def load(self) -> None:
+        await self.stt.load()
+
+    async def transcribe(self, audio: PCM) -> Transcription:
+        return await self.stt.transcribe(audio)
+
+    async def transcribe_hinted(self, audio: PCM, hint: str) -> Transcription:
+        started = time.perf_counter()
+        result = await self.stt.transcribe_hinted(audio, hint)
+        self.took = time.perf_counter() - started
+        self.again = result.text
+        return result
+
+
 async def take(stt: FasterWhisperSTT, kind: str, said: str, voice: str, audio: PCM) -> Taken:
-    """Judge one sound over the bot as the call does (``Call.second_look``)."""
+    """Judge one sound over the bot as the call does (``_Call.heard_over_reply``, with the
+    call's own :class:`~phoneactors.second_look.SecondLook`)."""
     result = await stt.transcribe(audio)
     heard = words_heard(result, audio)
     seconds = len(audio) / 8000
     first = not heard or is_backchannel(heard) or is_only_fillers(heard)
-    again: str | None = None
-    took: float | None = None
+    recorded = Recorded(stt)
     resumed = first
-    if not first and may_be_misheard_backchannel(heard, result.avg_logprob, seconds):
-        started = time.perf_counter()
-        again = (await stt.transcribe_hinted(audio, BACKCHANNEL_HINT)).text
-        took = time.perf_counter() - started
-        backchannel = 0 < len(words(again)) <= UNCLEAR_WORDS and is_backchannel(again)
-        unclear = not (has_interrupting_word(heard) or has_interrupting_word(again))
-        resumed = backchannel or unclear  # Conversation.unclear_sounds_play_on, the default
-    return Taken(kind, said, voice, heard, again, first, resumed, seconds, took)
+    if not first:
+        looks = SecondLook(recorded, is_backchannel, log=lambda _: None, warn=print)
+        verdict = await looks.take(heard, audio, result.avg_logprob, unclear_plays_on=True)
+        resumed = verdict is not None  # Conversation.unclear_sounds_play_on, the default
+    return Taken(kind, said, voice, heard, recorded.again, first, resumed, seconds, recorded.took)
 
 
 def report(taken: list[Taken]) -> None:
@@ -147,21 +169,22 @@ def report(taken: list[Taken]) -> None:
     }
     print(
         "| voices | backchannels resumed: first look | with the second look | "
-        "interruptions resumed: first look | with the second look |"
+        "interruptions resumed: first look | with the second | "
+        "answers over the bot resumed: first look | with the second |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for name, group in groups.items():
         if not group:
             continue
         cells = []
-        for kind in ("backchannel", "interruption"):
+        for kind in KINDS:
             clips = [t for t in group if t.kind == kind]
             cells += [
                 f"{sum(t.first for t in clips)} of {len(clips)}",
                 f"{sum(t.resumed for t in clips)} of {len(clips)}",
             ]
         print(f"| {name} | " + " | ".join(cells) + " |")
-    for kind in ("backchannel", "interruption"):
+    for kind in KINDS:
         seconds = [t.seconds for t in taken if t.kind == kind and t.seconds]
         if seconds:
             print(
@@ -195,14 +218,14 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--held-out",
         action="store_true",
-        help="HELD_OUT_BACKCHANNELS and HELD_OUT_INTERRUPTIONS instead (written after the "
-        "rules were fitted)",
+        help="HELD_OUT_BACKCHANNELS, HELD_OUT_INTERRUPTIONS and HELD_OUT_EARLY_ANSWERS instead "
+        "(written after the rules were fitted)",
     )
     args = parser.parse_args(argv)
     sets = (
-        (HELD_OUT_BACKCHANNELS, HELD_OUT_INTERRUPTIONS)
+        (HELD_OUT_BACKCHANNELS, HELD_OUT_INTERRUPTIONS, HELD_OUT_EARLY_ANSWERS)
         if args.held_out
-        else (BACKCHANNELS, INTERRUPTIONS)
+        else (BACKCHANNELS, INTERRUPTIONS, EARLY_ANSWERS)
     )
     print(f"machine: {machine()}\n")
     limiter = trio.CapacityLimiter(2)
@@ -222,7 +245,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
             await voice.load()  # type: ignore[attr-defined]
             speakers.append((name, voice))
     taken: list[Taken] = []
-    for kind, phrases in zip(("backchannel", "interruption"), sets, strict=True):
+    for kind, phrases in zip(KINDS, sets, strict=True):
         for said in phrases:
             for name, voice in speakers:
                 if isinstance(voice, str):

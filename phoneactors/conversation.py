@@ -113,10 +113,12 @@ class Conversation:
 
     unclear_sounds_play_on: bool = True
     """A short sound over a reply that the speech-to-text engine made no sense of, even on a
-    second look told to expect a backchannel, and in which it heard no word that interrupts
-    ("no", "wait", "stop", "sorry", ...): ``True`` lets the reply play on (a caller who meant
-    to stop the bot says it again, and it pauses at once); ``False`` answers what the engine
-    heard as the caller's next turn."""
+    second look told to expect a backchannel, and that it heard both times as words with no
+    content ("It has.", "and the": pronouns, auxiliaries, articles, prepositions) and no word
+    that interrupts ("no", "wait", "stop", "sorry", ...): ``True`` lets the reply play on (a
+    caller who meant to stop the bot says it again, and it pauses at once); ``False`` answers
+    what the engine heard as the caller's next turn. A word with content ("Sales.",
+    "Tomorrow.") always interrupts, however unsure the engine was of it."""
 
     still_there: str = "Are you still there?"
     """What :meth:`on_idle` says, by default, the first time the line goes quiet."""

@@ -67,6 +67,7 @@ __all__ = [
     "has_interrupting_word",
     "is_backchannel",
     "is_only_fillers",
+    "is_only_function_words",
     "judge_turn",
     "may_be_misheard_backchannel",
     "words",
@@ -206,7 +207,8 @@ _INTERRUPTING: Final = frozenset({
 def may_be_misheard_backchannel(text: str, avg_logprob: float | None, seconds: float) -> bool:
     """Whether a sound over the bot, heard as ``text`` (not a backchannel), is worth a second
     look as one: short (``seconds``, the utterance's audio with its pre-roll, at most
-    :data:`UNCLEAR_SECONDS`, and at most three words), unclear to the engine
+    :data:`UNCLEAR_SECONDS`, and at most three words, none of them a number: "730." is the
+    caller's answer, not a hum), unclear to the engine
     (``avg_logprob`` under :data:`UNCLEAR_LOGPROB`) and without a word that interrupts
     ("no", "wait", "what", ...; see :func:`has_interrupting_word`) unless the engine barely
     heard it (under :data:`BARELY_HEARD_LOGPROB`). Whisper hears a hummed "mm-hmm" as "Hymn."
@@ -216,6 +218,7 @@ def may_be_misheard_backchannel(text: str, avg_logprob: float | None, seconds: f
     tokens = words(text)
     return (
         0 < len(tokens) <= UNCLEAR_WORDS
+        and not any(char.isdigit() for char in text)
         and seconds <= UNCLEAR_SECONDS
         and avg_logprob is not None
         and avg_logprob < UNCLEAR_LOGPROB
@@ -241,6 +244,15 @@ def is_only_fillers(text: str) -> bool:
     hesitation, with nothing said yet. "Mm-hmm." is no filler (it is assent)."""
     tokens = words(text)
     return bool(tokens) and all(_is_hesitation(tokens, i) for i in range(len(tokens)))
+
+
+def is_only_function_words(text: str) -> bool:
+    """True when ``text`` has words and none of them carries content: pronouns, auxiliaries,
+    articles, prepositions, conjunctions and fillers ("It has.", "And the", "up"). Whisper
+    hears a hummed backchannel as such words; a caller who answers over the bot ("Sales.",
+    "Tomorrow.", "730.") says a word with content, however unsure the engine was of it."""
+    tokens = words(text)
+    return bool(tokens) and all(token in _FUNCTION_WORDS for token in tokens)
 
 
 # -- the judgement ---------------------------------------------------------------------------
@@ -382,6 +394,12 @@ _STATE_PARTICLES: Final = frozenset({
     "in", "on", "over", "around", "through", "inside", "outside", "behind",
 })
 """Particles that also end a sentence after a copula ("I'm in.", "It's over.")."""
+_FUNCTION_WORDS: Final = frozenset({
+    *_HESITATIONS, *_SUBJECTS, *_AUXILIARIES, *_BE_FORMS, *_CONTRACTED_AUXILIARIES,
+    *_CONJUNCTIONS, *_PREPOSITIONS, *_DETERMINERS, "me", "him", "her", "us", "them", "up",
+    "out", "off", "down", "too", "yet", "just", "here", "oh", "ah", "ha", "hm", "mm",
+})
+"""Words that carry no content of their own (see :func:`is_only_function_words`)."""
 _COPULAS: Final = frozenset({
     "is", "are", "was", "were", "am", "be", "been", "being", "i'm", "it's", "we're", "you're",
     "they're", "he's", "she's", "that's",

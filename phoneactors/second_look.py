@@ -6,8 +6,10 @@ audio is transcribed once more, told to expect backchannels
 (:data:`~phoneactors.endpointing.BACKCHANNEL_HINT`). What that reading says decides:
 
 * a backchannel: the sound was one;
-* still no sense, and neither reading holds a word that interrupts ("no", "wait", ...): the
-  sound is *unclear*, and the reply may play on (``Conversation.unclear_sounds_play_on``);
+* still no sense, and neither reading holds a word that interrupts ("no", "wait", ...) or one
+  with content (both are function words, "It has." or "and the"): the sound is *unclear*, and
+  the reply may play on (``Conversation.unclear_sounds_play_on``). An unclear "Sales." or
+  "Tomorrow." is the caller answering over the bot: it interrupts;
 * otherwise, or when the engine takes no hint or fails: the sound interrupts.
 
 The call looks at the transcript at the caller's short pause (so that a backchannel misheard
@@ -29,6 +31,7 @@ from .endpointing import (
     BACKCHANNEL_HINT,
     UNCLEAR_WORDS,
     has_interrupting_word,
+    is_only_function_words,
     may_be_misheard_backchannel,
     words,
 )
@@ -92,9 +95,19 @@ class SecondLook:
         # A hint makes Whisper loop on what it was told ("Okay. Okay. Okay."): no backchannel.
         if 0 < len(words(second)) <= UNCLEAR_WORDS and self._is_backchannel(second):
             return Verdict("backchannel", second)
-        if unclear_plays_on and not (has_interrupting_word(text) or has_interrupting_word(second)):
+        if unclear_plays_on and self._says_nothing(text) and self._says_nothing(second):
             return Verdict("unclear", text)
         return None
+
+    def _says_nothing(self, reading: str) -> bool:
+        """Whether a reading of an unclear sound holds neither a word that interrupts nor one
+        with content: nothing, "It has.", "And the" (a hum misheard), or a backchannel the hint
+        made Whisper loop on ("Okay. Okay. Okay. Okay.")."""
+        if not words(reading):
+            return True
+        if has_interrupting_word(reading):
+            return False
+        return is_only_function_words(reading) or self._is_backchannel(reading)
 
     async def _read_again(self, text: str, stt: HintedSpeechToText, audio: PCM) -> str | None:
         try:

@@ -650,6 +650,8 @@ def test_a_lone_separator_or_a_letter_and_digit_in_passing_reads_complete(text: 
         ("No, no.", -1.0, 0.4, False),
         ("Wait, what?", -0.9, 0.6, False),
         ("No", -2.1, 0.8, True),  # ... unless the engine barely heard it
+        ("730.", -0.8, 1.1, False),  # a number is the caller's answer, not a hum
+        ("Seven thirty.", -0.8, 1.1, True),
         ("", -1.4, 0.4, False),
     ],
 )
@@ -659,6 +661,28 @@ def test_which_unclear_sounds_over_the_bot_get_a_second_look(
     from phoneactors.endpointing import may_be_misheard_backchannel
 
     assert may_be_misheard_backchannel(text, logprob, seconds) is worth
+
+
+@pytest.mark.parametrize(
+    ("text", "says_nothing"),
+    [
+        ("It has.", True),
+        ("And the", True),
+        ("up", True),
+        ("Uh, them.", True),
+        ("That's it.", True),
+        ("Sales.", False),
+        ("Tomorrow", False),
+        ("Hymn.", False),
+        ("730.", False),
+        ("Up down.", True),
+        ("", False),
+    ],
+)
+def test_words_with_no_content(text: str, says_nothing: bool) -> None:
+    from phoneactors.endpointing import is_only_function_words
+
+    assert is_only_function_words(text) is says_nothing
 
 
 @pytest.mark.parametrize(

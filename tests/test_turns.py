@@ -576,12 +576,20 @@ async def test_words_the_caller_goes_on_with_after_a_backchannel_interrupt(
         ("Hymn.", "Mm-hmm.", -1.3, FalseInterruption("backchannel", "Mm-hmm.")),
         ("Bye bye.", "Okay.", -1.3, FalseInterruption("backchannel", "Okay.")),
         ("No", "Mm-hmm.", -2.1, FalseInterruption("backchannel", "Mm-hmm.")),  # barely heard
-        # Still no sense, and no word that interrupts in either reading: it plays on.
-        ("La la", "Bye.", -1.3, FalseInterruption("unclear", "La la")),
-        ("Sir?", "Okay. Okay. Okay. Okay.", -1.3, FalseInterruption("unclear", "Sir?")),
+        # Still no sense, and neither reading holds a word that interrupts or one with content
+        # (a hum misheard as function words): it plays on.
+        ("It has.", "It has.", -1.3, FalseInterruption("unclear", "It has.")),
+        ("Up.", "Okay. Okay. Okay. Okay.", -1.3, FalseInterruption("unclear", "Up.")),
+        ("Uh, them.", "", -1.3, FalseInterruption("unclear", "Uh, them.")),
         # A word that interrupts in either reading: it interrupts.
         ("Turn here.", "Hang on.", -1.3, None),
         ("Oh no", "No.", -1.8, None),
+        ("It has.", "What?", -1.3, None),
+        # A word with content in either reading: the caller answering over the bot, however
+        # unsure the engine was of it.
+        ("Sales.", "Sales.", -0.9, None),
+        ("Tomorrow", "Come on, Rob.", -1.2, None),
+        ("These are.", "Two days.", -1.3, None),
     ],
 )
 async def test_an_unclear_short_sound_over_the_bot_gets_a_second_look(
@@ -635,9 +643,9 @@ async def test_a_conversation_can_have_unclear_sounds_interrupt(
     teller = Strict()
     async with open_call(lambda: teller, speech.engines(), speech=speech) as fake:
         await start_long_reply(fake)
-        await fake.play(speech.misheard("La la", hinted="Bye."))
+        await fake.play(speech.misheard("It has.", hinted="It has."))
         await fake.wait_for(lambda: len(teller.heard) == 2)
-    assert teller.heard == ["tell me something long", "La la"]
+    assert teller.heard == ["tell me something long", "It has."]
     assert len(teller.interruptions) == 1
 
 
