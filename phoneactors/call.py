@@ -7,7 +7,9 @@
        │            ▼                      ▼                                 ▼
        └── transmit ◀── speak_sentences ◀── generate_sentences ◀────── take_turns (here)
 
-Each reply runs in its own cancel scope (generation, synthesis and playing together). Turn-taking:
+Each reply runs in its own cancel scope (generation, synthesis and playing together), started,
+paused, resumed and cancelled by the call's :class:`~phoneactors.speaker.Speaker`; the
+responder here (``take_turns``) decides which, from what the caller does. Turn-taking:
 
 * Caller sound while the bot talks (or thinks) **pauses** the reply at once: ``clear`` goes to
   Twilio, the speaker's current stretch of playing is cancelled, and the reply keeps its place
@@ -39,10 +41,7 @@ from .actors import (
     CallLog,
     CallStats,
     detect_speech,
-    generate_sentences,
-    play_reply,
     receive_twilio,
-    synthesize_sentences,
     transcribe_utterances,
     transmit,
     worth_logging,
@@ -51,11 +50,7 @@ from .audio import PCM
 from .call_control import CallControl, CallDirectory
 from .conversation import (
     CallInfo,
-    Clip,
     Conversation,
-    Interruption,
-    Reply,
-    ReplyText,
     TurnSoFar,
     as_factory,
 )
@@ -63,7 +58,6 @@ from .endpointing import is_only_fillers, judge_turn
 from .engines import Engines
 from .errors import (
     ConfigurationError,
-    EngineError,
     PhoneActorsError,
     ProtocolError,
     SocketClosed,
@@ -71,7 +65,6 @@ from .errors import (
 from .history import History
 from .messages import (
     KeyPressed,
-    Sentence,
     SpeechStarted,
     Transcript,
     TranscriptionFailed,
@@ -79,22 +72,19 @@ from .messages import (
 )
 from .noise import NoiseGate
 from .outbound import CallControlApi
-from .playback import Pacer, Playback, ReplyAudio, ReplyLedger
 from .records import (
-    BotSaid,
     CallEnded,
     CallerSaid,
     CallEvent,
     CallObserver,
     CallStarted,
     Failure,
-    FalseInterruption,
-    Interrupted,
     KeyPress,
     TurnTimed,
 )
 from .second_look import SecondLook, Verdict
 from .segmenter import SegmenterSettings
+from .speaker import Speaker, constant
 from .timing import TurnTiming
 from .transport import CallSocket
 
@@ -110,14 +100,6 @@ UTTERANCE_BUFFER: Final = 4
 transcribe; the VAD then waits, and inbound frames back up into FRAME_BUFFER."""
 TURN_BUFFER: Final = 16
 """Speech starts, transcripts and key presses waiting for the responder, which never blocks long."""
-SENTENCE_BUFFER: Final = 8
-"""Sentences generated ahead of the speaker: lets a streaming reply run ahead while we talk
-(and while the reply is paused over a sound from the caller)."""
-TTS_LOOKAHEAD: Final = 1
-"""Sentences synthesized ahead of the one playing: the next one is ready when it is due, and
-a reply cut short has not spent the CPU to synthesize all of itself."""
-MARK_GRACE: Final = 2.0
-"""How long past the estimated end of playback we wait for Twilio's last mark echo."""
 
 
 @dataclass(frozen=True)
@@ -184,19 +166,6 @@ class CallResult:
     call_sid: str | None
     reason: str
     stats: CallStats
-
-
-@dataclass(eq=False)
-class _ActiveReply:
-    scope: trio.CancelScope
-    ledger: ReplyLedger
-    timing: TurnTiming | None
-    turn: str | None = None
-    """What the caller said that this replies to (``None``: the greeting, a key, an apology)."""
-    playback: Playback = field(default_factory=Playback)
-    speaking: bool = False
-    """Whether the caller was hearing it when it was last paused (not still being thought)."""
-    done: trio.Event = field(default_factory=trio.Event)
 
 
 async def run_call(
@@ -315,12 +284,10 @@ class _Call:
         self.log = CallLog(
             logger, start.call_sid, lambda kind, message: self.observe(Failure(kind, message))
         )
-        self.pacer = Pacer(settings.playback_lead)
         self.second_looks = SecondLook(
             engines.stt, self.is_backchannel, self.log.info, self.log.warning
         )
-        self.reply: _ActiveReply | None = None
-        self.reply_count = 0
+        self.speaker = Speaker(self)
         self.open_utterances = 0
         self.history = History()
         self.quiet_since = 0.0
@@ -333,7 +300,6 @@ class _Call:
         self.end_reason = "call ended"
         self.call_scope = trio.CancelScope()
         self.conversation: Conversation
-        self.outbound: trio.MemorySendChannel[twilio.OutboundEvent]
 
     @property
     def info(self) -> CallInfo:
@@ -406,7 +372,7 @@ class _Call:
                         frames_out,
                         turns_out,
                         stream_sid=self.start.stream_sid,
-                        on_mark=self.on_mark,
+                        on_mark=self.speaker.on_mark,
                         stats=self.stats,
                         log=self.log,
                         max_bad_messages=settings.max_bad_messages,
@@ -457,10 +423,6 @@ class _Call:
             except Exception:
                 self.log.exception("observer %r failed on %s", observer, type(event).__name__)
 
-    def on_mark(self, name: str) -> None:
-        if self.reply is not None:
-            self.reply.ledger.mark_echoed(name)
-
     async def run_hook(self, hook: Callable[[], Any], name: str) -> Any:
         """Run a conversation hook and return what it returns; its failure or timeout is
         logged, never raised (and returns ``None``)."""
@@ -481,7 +443,7 @@ class _Call:
         a second look hears as a backchannel ("and the" for a hummed "mm-hmm"): the reply
         plays on after the short silence instead of the long one. Words the caller goes on
         with are a new sound over the reply, and pause it again."""
-        if self.listening_over_reply():
+        if self.speaker.listening_over_reply():
             heard = self.heard_over_reply(
                 turn.text, turn.audio, turn.avg_logprob, unclear_plays_on=False
             )
@@ -500,16 +462,6 @@ class _Call:
             turn.text, last_word_logprob=turn.last_word_logprob, alternatives=turn.alternatives
         ).complete
 
-    def listening_over_reply(self) -> bool:
-        """Whether a reply the caller was hearing is paused over their sound."""
-        active = self.reply
-        return (
-            active is not None
-            and active.speaking
-            and active.playback.paused
-            and not active.done.is_set()
-        )
-
     def is_backchannel(self, text: str) -> bool:
         """The conversation's ``is_backchannel``; a failing hook counts as 'no'."""
         try:
@@ -527,7 +479,7 @@ class _Call:
         progress when the caller makes a sound, then resume it or end it by what they said,
         and end the call when the conversation hangs up."""
         conversation = self.conversation
-        self.outbound = outbound
+        self.speaker.outbound = outbound
         async with outbound, turns_in, trio.open_nursery() as replies:
             self.replies = replies
             self.quiet_since = trio.current_time()
@@ -538,7 +490,7 @@ class _Call:
             await self.run_hook(conversation.on_start, "on_start")
             greeting = conversation.greeting
             if greeting:
-                self.start_reply(replies, partial(_constant, greeting))
+                self.speaker.start(partial(constant, greeting))
             elif conversation.hang_up_requested:
                 self.end_call("conversation hung up")
             async for event in turns_in:
@@ -546,30 +498,30 @@ class _Call:
                     case SpeechStarted():
                         self.open_utterances += 1
                         self.quiet_since = self.caller_active_at = trio.current_time()
-                        await self.pause()
+                        await self.speaker.pause()
                     case Transcript():
                         self.open_utterances = max(0, self.open_utterances - 1)
                         self.quiet_since = trio.current_time()
-                        await self.take_transcript(replies, event)
+                        await self.take_transcript(event)
                     case TranscriptionFailed():
                         self.open_utterances = max(0, self.open_utterances - 1)
-                        await self.interrupt()
-                        self.start_reply(replies, partial(_constant, conversation.apology))
+                        await self.speaker.interrupt()
+                        self.speaker.start(partial(constant, conversation.apology))
                     case KeyPressed(digit=digit):
                         self.log.info("caller pressed %r", digit)
                         self.quiet_since = self.caller_active_at = trio.current_time()
                         self.observe(KeyPress(digit))
-                        await self.interrupt()
+                        await self.speaker.interrupt()
                         self.history.caller_pressed(digit)
-                        self.start_reply(replies, partial(conversation.on_dtmf, digit))
+                        self.speaker.start(partial(conversation.on_dtmf, digit))
 
-    async def take_transcript(self, replies: trio.Nursery, event: Transcript) -> None:
+    async def take_transcript(self, event: Transcript) -> None:
         """A caller turn ended: resume a paused reply over a sound or a backchannel, or answer."""
         text = event.text
-        active = self.reply
-        if active is not None and active.playback.paused and not active.done.is_set():
+        active = self.speaker.in_progress()
+        if active is not None and active.playback.paused:
             if not text:
-                self.resume(active, "no words", event.sound)
+                self.speaker.resume(active, "no words", event.sound)
                 return
             # Only over words the caller was hearing: said while the bot was still thinking,
             # "yes" answers.
@@ -585,11 +537,11 @@ class _Call:
                 )
                 is not None
             ):
-                self.resume(active, verdict.kind, verdict.text)
+                self.speaker.resume(active, verdict.kind, verdict.text)
                 return
         if not text:
             return  # a sound while the bot was quiet: nothing to answer
-        interruption = await self.interrupt()
+        interruption = await self.speaker.interrupt()
         self.observe(CallerSaid(text))
         # The caller heard nothing of the reply to their last turn: they were still talking.
         if interruption is not None and not interruption.heard and active and active.turn:
@@ -602,42 +554,7 @@ class _Call:
             utterance_ended=event.utterance_ended_at,
             transcribed=event.transcribed_at,
         )
-        self.start_reply(replies, partial(self.conversation.reply, text), timing, turn=text)
-
-    def start_reply(
-        self,
-        nursery: trio.Nursery,
-        make_reply: Callable[[], Reply],
-        timing: TurnTiming | None = None,
-        *,
-        turn: str | None = None,
-    ) -> None:
-        self.reply_count += 1
-        self.stats.replies += 1
-        active = _ActiveReply(
-            trio.CancelScope(), ReplyLedger(f"r{self.reply_count}"), timing, turn=turn
-        )
-        if self.open_utterances:
-            # The caller is talking (their next utterance began before this one's transcript
-            # came): prepared, but held until that utterance says whether to play it.
-            active.playback.pause()
-        self.reply = active
-        nursery.start_soon(self.run_reply, active, make_reply)
-
-    async def pause(self) -> None:
-        """Caller sound over the reply in progress: stop its audio now (``clear``) and hold
-        the reply until the caller's words say whether to resume or end it."""
-        active = self.reply
-        if active is None or active.done.is_set() or active.ledger.all_played.is_set():
-            return  # nothing, or nothing more, to say
-        speaking = active.ledger.chunks_sent > 0
-        if not active.playback.pause():
-            return
-        active.speaking = speaking
-        await self.outbound.send(twilio.SendClear())
-        self.pacer.cleared()
-        active.ledger.cleared()
-        self.log.info("caller sound over the bot: reply paused")
+        self.speaker.start(partial(self.conversation.reply, text), timing, turn=text)
 
     async def heard_over_reply(
         self,
@@ -660,153 +577,11 @@ class _Call:
             text, audio, avg_logprob, unclear_plays_on=unclear_plays_on
         )
 
-    def resume(self, active: _ActiveReply, kind: str, heard: str) -> None:
-        """The sound over a paused reply was no interruption: play on, once the caller is not
-        in the middle of another utterance (its transcript decides then)."""
-        if active.speaking:
-            self.stats.false_interruptions += 1
-            self.log.info("caller sound was %s (%r): reply resumed", kind, heard)
-            self.observe(FalseInterruption(kind, heard))
-        if not self.open_utterances:
-            active.playback.resume()
-
-    async def interrupt(self) -> Interruption | None:
-        """Barge-in: cancel the reply in progress (its audio cleared, if not already), report
-        what was heard; returns that, or ``None`` when no reply was in progress."""
-        active = self.reply
-        if active is None or active.done.is_set() or active.ledger.all_played.is_set():
-            return None  # nothing, or nothing more, to say
-        active.scope.cancel()
-        self.reply = None
-        self.stats.barge_ins += 1
-        if not active.playback.paused:
-            await self.outbound.send(twilio.SendClear())
-            self.pacer.cleared()
-        interruption = active.ledger.close()
-        self.log.info("caller interrupted; heard %r", interruption.heard)
-        self.observe(Interrupted(interruption.heard, interruption.unheard))
-        self.history.bot_said(interruption.heard, interrupted=True)
-        if (timing := active.timing) is not None:
-            active.timing = None
-            timing.interrupted = True
-            await self.report_turn(timing)
-        await self.run_hook(
-            partial(self.conversation.on_interrupted, interruption), "on_interrupted"
-        )
-        if self.conversation.hang_up_requested:
-            self.end_call("conversation hung up")
-        return interruption
-
     async def report_turn(self, timing: TurnTiming) -> None:
         """One log line per turn, and the conversation's ``on_turn_timing``."""
         self.log.info("turn: %s", timing.describe())
         self.observe(TurnTimed(timing.stages_ms()))
         await self.run_hook(partial(self.conversation.on_turn_timing, timing), "on_turn_timing")
-
-    async def run_reply(self, active: _ActiveReply, make_reply: Callable[[], Reply]) -> None:
-        try:
-            await self.play_reply(active, make_reply)
-        finally:  # however it ended (played, interrupted, the call ending): whoever waits goes on
-            active.done.set()
-            self.quiet_since = trio.current_time()
-        if not active.scope.cancelled_caught and self.conversation.hang_up_requested:
-            self.end_call("conversation hung up")
-
-    async def play_reply(self, active: _ActiveReply, make_reply: Callable[[], Reply]) -> None:
-        with active.scope:
-            completed = False
-            try:
-                failure = await self.speak(
-                    make_reply, active.ledger, active.playback, active.timing
-                )
-                completed = True
-            finally:
-                if not completed and self.reply is active:
-                    # Cut short, and not by a barge-in (interrupt() clears self.reply first):
-                    # the call is ending. Record what the caller heard of it.
-                    cut = active.ledger.close()
-                    self.observe(Interrupted(cut.heard, cut.unheard))
-                    self.history.bot_said(cut.heard, interrupted=True)
-                # Once per turn: here, or in interrupt() (which clears active.timing first).
-                # Shielded, so a turn cut short by the end of the call is reported too.
-                if (timing := active.timing) is not None:
-                    active.timing = None
-                    with trio.CancelScope(shield=True):
-                        await self.report_turn(timing)
-            if failure is None and active.ledger.sentences:
-                said = " ".join(active.ledger.sentences)
-                self.observe(BotSaid(said))
-                self.history.bot_said(said)
-            if failure is not None:
-                self.stats.engine_errors += 1
-                self.log.failed("tts", f"{failure}; trying to apologise")
-                apology = partial(_constant, self.conversation.apology)
-                again = await self.speak(apology, active.ledger, active.playback)
-                if again is not None:
-                    self.log.error("could not apologise either: %s", again)
-
-    async def speak(
-        self,
-        make_reply: Callable[[], Reply],
-        ledger: ReplyLedger,
-        playback: Playback,
-        timing: TurnTiming | None = None,
-    ) -> EngineError | None:
-        """Generate, synthesize and play one reply, until Twilio says it has all played.
-
-        Returns the text-to-speech failure that cut it short, if any.
-        """
-        settings = self.settings
-        sentences_out, sentences_in = trio.open_memory_channel[Sentence](SENTENCE_BUFFER)
-        audio = ReplyAudio(TTS_LOOKAHEAD, first=len(ledger.sentences))
-        failure: EngineError | None = None
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(
-                    partial(
-                        generate_sentences,
-                        make_reply,
-                        sentences_out,
-                        ledger=ledger,
-                        time_limit=settings.reply_timeout,
-                        apology=self.conversation.apology,
-                        stats=self.stats,
-                        log=self.log,
-                        timing=timing,
-                    )
-                )
-                nursery.start_soon(
-                    partial(
-                        synthesize_sentences,
-                        sentences_in,
-                        audio,
-                        tts=self.engines.tts,
-                        time_limit=settings.tts_timeout,
-                        timing=timing,
-                        leading_silence_ms=settings.tts_leading_silence_ms,
-                        trailing_silence_ms=settings.tts_trailing_silence_ms,
-                    )
-                )
-                nursery.start_soon(
-                    partial(
-                        play_reply,
-                        audio,
-                        self.outbound.clone(),
-                        playback=playback,
-                        pacer=self.pacer,
-                        ledger=ledger,
-                        chunk_ms=settings.chunk_ms,
-                        mark_grace=MARK_GRACE,
-                        timing=timing,
-                    )
-                )
-        except* EngineError as group:
-            failure = group.exceptions[0]  # type: ignore[assignment]
-        return failure
-
-
-async def _constant(text: str | Clip) -> ReplyText:
-    return text
 
 
 def _first_error(exc: BaseException) -> BaseException:

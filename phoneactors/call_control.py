@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 import trio
 
 from . import twilio
-from .conversation import Clip, ReplyText
+from .conversation import Clip
 from .errors import ConfigurationError, TwilioApiError
 from .outbound import CallControlApi
+from .speaker import constant
 
 if TYPE_CHECKING:
     from .call import _Call
@@ -44,7 +45,7 @@ class CallControl:
         asked_at = trio.current_time()
         while True:
             await trio.sleep_until(self.call.quiet_since + quiet_for)
-            active = self.call.reply
+            active = self.call.speaker.current
             if active is not None and not active.done.is_set():
                 await active.done.wait()  # the bot is talking (or thinking): not quiet
                 continue
@@ -84,10 +85,10 @@ class CallControl:
     async def say_when_free(self, text: str | Clip) -> None:
         """Start a reply of ``text`` once no other reply is in progress: the only way a reply
         starts outside the responder, so two never play at once."""
-        while (active := self.call.reply) is not None and not active.done.is_set():
+        while (active := self.call.speaker.current) is not None and not active.done.is_set():
             await active.done.wait()
         # No checkpoint since the loop's test: nothing else can have started a reply.
-        self.call.start_reply(self.call.replies, partial(_constant, text))
+        self.call.speaker.start(partial(constant, text))
 
     def transfer(self, to: str, say: str | None) -> None:
         """Check ``to`` and the API access now; hand the call on once the bot is quiet."""
@@ -107,7 +108,7 @@ class CallControl:
         try:
             if say:  # after what is being said now (the reply asking, too)
                 await self.say_when_free(say)
-            while (active := self.call.reply) is not None and not active.done.is_set():
+            while (active := self.call.speaker.current) is not None and not active.done.is_set():
                 await active.done.wait()
             self.call.log.info("transferring the call to %s", to)
             await api.redirect(self.call.start.account_sid, self.call.start.call_sid, twiml)
@@ -142,7 +143,7 @@ class CallControl:
         """End the call after ``seconds``: stop the bot, say the time-limit line, hang up."""
         await trio.sleep(seconds)
         self.call.log.info("the call reached its time limit (%g s)", seconds)
-        await self.call.interrupt()
+        await self.call.speaker.interrupt()
         self.call.conversation.hang_up()  # once the line below has played
         await self.say_when_free(self.call.conversation.time_limit_message)
 
@@ -184,7 +185,3 @@ class CallDirectory:
             return False
         control.answered(answered_by)
         return True
-
-
-async def _constant(text: str | Clip) -> ReplyText:
-    return text
