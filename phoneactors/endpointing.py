@@ -56,6 +56,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from types import MappingProxyType
 from typing import Final
 
@@ -70,6 +71,7 @@ __all__ = [
     "is_only_function_words",
     "judge_turn",
     "may_be_misheard_backchannel",
+    "spoken_words",
     "words",
 ]
 
@@ -244,6 +246,14 @@ def is_only_fillers(text: str) -> bool:
     hesitation, with nothing said yet. "Mm-hmm." is no filler (it is assent)."""
     tokens = words(text)
     return bool(tokens) and all(_is_hesitation(tokens, i) for i in range(len(tokens)))
+
+
+def spoken_words(text: str) -> int:
+    """How many words ``text`` holds, a hum of assent counted as one word ("Mm-hmm. Mm-hmm."
+    is two, like "Okay. Okay.")."""
+    tokens = words(text)
+    pairs = sum(pair in _ASSENT_PAIRS for pair in pairwise(tokens))
+    return len(tokens) - pairs
 
 
 def is_only_function_words(text: str) -> bool:

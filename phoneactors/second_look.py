@@ -33,6 +33,7 @@ from .endpointing import (
     has_interrupting_word,
     is_only_function_words,
     may_be_misheard_backchannel,
+    spoken_words,
     words,
 )
 from .engines.base import HintedSpeechToText, SpeechToText
@@ -92,8 +93,9 @@ class SecondLook:
         second = self._last[1]
         if second is None:
             return None
-        # A hint makes Whisper loop on what it was told ("Okay. Okay. Okay."): no backchannel.
-        if 0 < len(words(second)) <= UNCLEAR_WORDS and self._is_backchannel(second):
+        # A hint makes Whisper loop on what it was told ("Okay. Okay. Okay. Okay."): no
+        # backchannel. A long hum is heard twice ("Mm-hmm. Mm-hmm."): one.
+        if 0 < spoken_words(second) <= UNCLEAR_WORDS and self._is_backchannel(second):
             return Verdict("backchannel", second)
         if unclear_plays_on and self._says_nothing(text) and self._says_nothing(second):
             return Verdict("unclear", text)

@@ -686,6 +686,16 @@ def test_words_with_no_content(text: str, says_nothing: bool) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "count"),
+    [("Mm-hmm. Mm-hmm.", 2), ("Okay. Okay.", 2), ("Um-hm, yeah.", 2), ("Mm, mm.", 2), ("", 0)],
+)
+def test_a_hum_of_assent_is_one_spoken_word(text: str, count: int) -> None:
+    from phoneactors.endpointing import spoken_words
+
+    assert spoken_words(text) == count
+
+
+@pytest.mark.parametrize(
     ("text", "interrupting"),
     [
         ("Hang on.", True),

@@ -576,6 +576,15 @@ async def test_words_the_caller_goes_on_with_after_a_backchannel_interrupt(
         ("Hymn.", "Mm-hmm.", -1.3, FalseInterruption("backchannel", "Mm-hmm.")),
         ("Bye bye.", "Okay.", -1.3, FalseInterruption("backchannel", "Okay.")),
         ("No", "Mm-hmm.", -2.1, FalseInterruption("backchannel", "Mm-hmm.")),  # barely heard
+        # A long hum heard twice is still one backchannel ...
+        (
+            "and make sure.",
+            "Mm-hmm. Mm-hmm.",
+            -1.3,
+            FalseInterruption("backchannel", "Mm-hmm. Mm-hmm."),
+        ),
+        # ... but the hint echoed is none ("make sure" has content: it interrupts).
+        ("and make sure.", "Okay. Okay. Okay. Okay.", -1.3, None),
         # Still no sense, and neither reading holds a word that interrupts or one with content
         # (a hum misheard as function words): it plays on.
         ("It has.", "It has.", -1.3, FalseInterruption("unclear", "It has.")),
