@@ -21,6 +21,9 @@ speech synthesized beforehand by the named voices from ``benchmarks/phrases.py``
 * ``--line-noise -45`` puts white hiss at that level under everything the caller sends.
 * **real interruptions**: 1.5 s into a long reply, the caller says an interruption from the
   phrase set: ``clear`` after the interruption began, and the old reply's audio after it.
+* **short answers over a reply** ("Sales.", "Tomorrow."; ``EARLY_ANSWERS``): real
+  interruptions with no word that interrupts, often one the engine is unsure of; each should
+  end the reply and be answered as a turn.
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ from harness import machine, running_server, summary_row
 from phrases import (
     BACKCHANNELS,
     COMPLETE,
+    EARLY_ANSWERS,
     FRAGMENTS,
+    HELD_OUT_EARLY_ANSWERS,
     HELD_OUT_SETS,
     INTERRUPTIONS,
     add_held_out_option,
@@ -81,6 +86,8 @@ class Results:
     notes: list[str] = field(default_factory=list)
     stale: list[float] = field(default_factory=list)
     interrupt_clears: list[float] = field(default_factory=list)
+    answers: int = 0
+    answers_missed: list[str] = field(default_factory=list)
 
 
 async def make_voice(name: str) -> TextToSpeech:
@@ -189,6 +196,8 @@ async def measure(
         asides += [(b, await speak(voice, b)) for b in BACKCHANNELS[:limit]]
         asides += [(kind, make(rng)) for kind in SOUNDS for make in [SOUNDS[kind]] * sounds_each]
         stops = [await speak(voice, t) for t in INTERRUPTIONS[: max(3, limit // 3)]]
+        answer_set = HELD_OUT_EARLY_ANSWERS if held_out else EARLY_ANSWERS
+        answers = [(t, await speak(voice, t)) for t in answer_set[: max(4, limit // 2)]]
         async with open_twilio_stream(url, line_noise_dbfs=line_noise) as fake:
             await fake.wait_for_bot_to_finish()
             await fake.silence(0.5)
@@ -232,6 +241,12 @@ async def measure(
                 reaction, stale = await interrupt(fake, question, words)
                 results.interrupt_clears.append(reaction * 1000)
                 results.stale.append(stale * 1000)
+                await fake.silence(0.5)
+            for text, words in answers:
+                _clear, _resumed, answered, _audio = await over_the_reply(fake, question, words)
+                results.answers += 1
+                if not answered:
+                    results.answers_missed.append(f"{name}: {text}")
                 await fake.silence(0.5)
     return results
 
@@ -280,6 +295,11 @@ def report(results: Results, turns: list[dict[str, float]], pause: float) -> Non
         )
     for note in results.notes:
         print(f"- {note}")
+    print()
+    heard = results.answers - len(results.answers_missed)
+    print(f"short answers over a reply: answered as a turn {heard} of {results.answers}")
+    for line in results.answers_missed:
+        print(f"- played on over: {line}")
 
 
 def main() -> None:
