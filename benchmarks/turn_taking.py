@@ -54,7 +54,7 @@ from phoneactors.audio import PCM, SAMPLE_RATE, ulaw_decode, ulaw_encode
 from phoneactors.engines import TextToSpeech, as_transcription
 from phoneactors.engines.faster_whisper import FasterWhisperSTT
 from phoneactors.testing import FakeTwilio, open_twilio_stream
-from phoneactors.twilio import SendMedia
+from phoneactors.twilio import SendMark, SendMedia
 from phoneactors.wer import normalise
 
 LONG_QUESTION = "Could you read me the opening hours of every branch, weekends included?"
@@ -113,6 +113,11 @@ def media_after(fake: FakeTwilio, index: int) -> list[tuple[float, bytes]]:
     return [(t, e.payload) for t, e in fake.outbound[index:] if isinstance(e, SendMedia)]
 
 
+def replies_since(fake: FakeTwilio, index: int) -> set[str]:
+    """The replies the bot sent audio of, by their marks, since outbound event ``index``."""
+    return {e.name.rpartition(".")[0] for _, e in fake.outbound[index:] if isinstance(e, SendMark)}
+
+
 def word_diff(expected: str, heard: str) -> tuple[int, int]:
     """(words of ``expected`` missing from ``heard``, words of ``heard`` beyond ``expected``)."""
     want, got = normalise(expected), normalise(heard)
@@ -130,10 +135,7 @@ async def fragment(fake: FakeTwilio, first: PCM, rest: PCM, pause: float) -> tup
     await fake.play(rest)
     await fake.wait_for_bot_to_finish()
     await fake.silence(0.3)
-    replies = {
-        e.name.rpartition(".")[0] for _, e in fake.outbound[sent:] if type(e).__name__ == "SendMark"
-    }
-    return premature, len(replies)
+    return premature, len(replies_since(fake, sent))
 
 
 async def over_the_reply(
@@ -152,9 +154,7 @@ async def over_the_reply(
     clear = fake.clears[clears] - began if len(fake.clears) > clears else None
     later = [p.start for p in fake.played[played:] if p.start >= ended]
     resumed = later[0] - ended if later and clear is not None else None
-    replies = {
-        e.name.rpartition(".")[0] for _, e in fake.outbound[sent:] if type(e).__name__ == "SendMark"
-    }
+    replies = replies_since(fake, sent)
     audio = np.concatenate([p.audio for p in fake.played[played:]])
     return clear, resumed, len(replies) > 1, audio
 

@@ -20,7 +20,7 @@ playback model that echoes marks when their audio has played and honours ``clear
 from __future__ import annotations
 
 import argparse
-import statistics
+import math
 
 import numpy as np
 import trio
@@ -161,7 +161,7 @@ def main() -> None:
     print(summary_row("barge-in (first frame of interruption → clear)", reactions))
     print(summary_row("  interrupted reply's audio after clear", stale))
     print()
-    print(f"stale audio after clear, total over all barge-ins: {statistics.fsum(stale):.0f} ms")
+    print(f"stale audio after clear, total over all barge-ins: {math.fsum(stale):.0f} ms")
 
 
 if __name__ == "__main__":
