@@ -210,8 +210,9 @@ def may_be_misheard_backchannel(text: str, avg_logprob: float | None, seconds: f
     """Whether a sound over the bot, heard as ``text`` (not a backchannel), is worth a second
     look as one: short (``seconds``, the utterance's audio with its pre-roll, at most
     :data:`UNCLEAR_SECONDS`, and at most three words, none of them a number: "730." is the
-    caller's answer, not a hum), unclear to the engine
-    (``avg_logprob`` under :data:`UNCLEAR_LOGPROB`) and without a word that interrupts
+    caller's answer, not a hum), unclear to the engine (``avg_logprob`` under
+    :data:`UNCLEAR_LOGPROB`) or words with no content however sure it was ("It has.": see
+    :func:`is_only_function_words`), and without a word that interrupts
     ("no", "wait", "what", ...; see :func:`has_interrupting_word`) unless the engine barely
     heard it (under :data:`BARELY_HEARD_LOGPROB`). Whisper hears a hummed "mm-hmm" as "Hymn."
     or "La la"; told to expect backchannels (:data:`BACKCHANNEL_HINT`) it hears most of them
@@ -223,7 +224,7 @@ def may_be_misheard_backchannel(text: str, avg_logprob: float | None, seconds: f
         and not any(char.isdigit() for char in text)
         and seconds <= UNCLEAR_SECONDS
         and avg_logprob is not None
-        and avg_logprob < UNCLEAR_LOGPROB
+        and (avg_logprob < UNCLEAR_LOGPROB or is_only_function_words(text))
         and (not _interrupts(tokens) or avg_logprob < BARELY_HEARD_LOGPROB)
     )
 

@@ -642,6 +642,8 @@ def test_a_lone_separator_or_a_letter_and_digit_in_passing_reads_complete(text: 
         ("Hymn.", -1.4, 0.4, True),
         ("La la", -1.5, 0.4, True),
         ("Hymn.", -0.3, 0.4, False),  # the engine was sure
+        ("It has.", -0.3, 0.8, True),  # ... of words with no content: a hum misheard
+        ("And on.", -0.5, 0.8, True),
         ("Hymn.", None, 0.4, False),  # the engine does not say
         ("Uh uh yeah", -1.2, 1.4, True),  # the audio holds ~0.3 s of quiet around the words
         ("Hymn.", -1.4, 2.1, False),  # too long for a backchannel

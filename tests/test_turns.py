@@ -588,6 +588,8 @@ async def test_words_the_caller_goes_on_with_after_a_backchannel_interrupt(
         # Still no sense, and neither reading holds a word that interrupts or one with content
         # (a hum misheard as function words): it plays on.
         ("It has.", "It has.", -1.3, FalseInterruption("unclear", "It has.")),
+        # ... however sure the engine was of them.
+        ("It has.", "It has.", -0.3, FalseInterruption("unclear", "It has.")),
         ("Up.", "Okay. Okay. Okay. Okay.", -1.3, FalseInterruption("unclear", "Up.")),
         ("Uh, them.", "", -1.3, FalseInterruption("unclear", "Uh, them.")),
         # A word that interrupts in either reading: it interrupts.
