@@ -13,11 +13,11 @@ speech synthesized beforehand by the named voices from ``benchmarks/phrases.py``
   audio before the rest began; *one turn* = the parrot answered once, with the whole sentence.
 * **false interruptions**: 1.5 s into a long reply, the caller makes a sound that is no
   interruption: a backchannel from the phrase set, or a synthetic cough, breath, knock or
-  click (:mod:`phoneactors.sounds`). Measured: ``clear`` after the sound began; the first
-  resumed audio after the sound's last frame; whether it was answered as a turn; and what the
-  caller heard of the reply, transcribed (faster-whisper, in this process) against the reply's
-  text: words missing, and words heard twice (the rewind). The row "none" is the baseline: the
-  same reply with nothing said over it (what the transcription itself misses).
+  click (:mod:`phoneactors.sounds`). Measured: ``clear`` after the sound began; whether it
+  was answered as a turn; if not, the first resumed audio after the sound's last frame; and
+  what the caller heard of the reply, transcribed (faster-whisper, in this process) against
+  the reply's text: words missing, and words heard twice (the rewind). The row "none" is the
+  baseline: the same reply with nothing said over it (what the transcription itself misses).
 * ``--line-noise -45`` puts white hiss at that level under everything the caller sends.
 * **real interruptions**: 1.5 s into a long reply, the caller says an interruption from the
   phrase set: ``clear`` after the interruption began, and the old reply's audio after it.
@@ -218,7 +218,9 @@ async def measure(
                 clear, resumed, answered, audio = await over_the_reply(fake, question, sound)
                 if clear is not None:
                     results.clears.setdefault(kind, []).append(clear * 1000)
-                if resumed is not None:
+                if answered:  # the audio after the sound is the answer, not a resume
+                    pass
+                elif resumed is not None:
                     results.resumes.setdefault(kind, []).append(resumed * 1000)
                 elif clear is not None:
                     results.not_resumed[kind] = results.not_resumed.get(kind, 0) + 1
