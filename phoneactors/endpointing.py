@@ -71,6 +71,7 @@ __all__ = [
     "is_only_function_words",
     "judge_turn",
     "may_be_misheard_backchannel",
+    "says_nothing",
     "spoken_words",
     "words",
 ]
@@ -211,8 +212,8 @@ def may_be_misheard_backchannel(text: str, avg_logprob: float | None, seconds: f
     look as one: short (``seconds``, the utterance's audio with its pre-roll, at most
     :data:`UNCLEAR_SECONDS`, and at most three words, none of them a number: "730." is the
     caller's answer, not a hum), unclear to the engine (``avg_logprob`` under
-    :data:`UNCLEAR_LOGPROB`) or words with no content however sure it was ("It has.": see
-    :func:`is_only_function_words`), and without a word that interrupts
+    :data:`UNCLEAR_LOGPROB`) or words that say nothing however sure it was ("It has.": see
+    :func:`says_nothing`), and without a word that interrupts
     ("no", "wait", "what", ...; see :func:`has_interrupting_word`) unless the engine barely
     heard it (under :data:`BARELY_HEARD_LOGPROB`). Whisper hears a hummed "mm-hmm" as "Hymn."
     or "La la"; told to expect backchannels (:data:`BACKCHANNEL_HINT`) it hears most of them
@@ -224,7 +225,7 @@ def may_be_misheard_backchannel(text: str, avg_logprob: float | None, seconds: f
         and not any(char.isdigit() for char in text)
         and seconds <= UNCLEAR_SECONDS
         and avg_logprob is not None
-        and (avg_logprob < UNCLEAR_LOGPROB or is_only_function_words(text))
+        and (avg_logprob < UNCLEAR_LOGPROB or says_nothing(text))
         and (not _interrupts(tokens) or avg_logprob < BARELY_HEARD_LOGPROB)
     )
 
@@ -264,6 +265,17 @@ def is_only_function_words(text: str) -> bool:
     "Tomorrow.", "730.") says a word with content, however unsure the engine was of it."""
     tokens = words(text)
     return bool(tokens) and all(token in _FUNCTION_WORDS for token in tokens)
+
+
+def says_nothing(text: str) -> bool:
+    """True when ``text`` has words and says nothing to answer: only function words
+    (:func:`is_only_function_words`: "It has.", "And the"), none that interrupts, and no
+    question ("Are you there?" and "So?" are made of function words too, and ask)."""
+    return (
+        is_only_function_words(text)
+        and not has_interrupting_word(text)
+        and not text.rstrip().endswith("?")
+    )
 
 
 # -- the judgement ---------------------------------------------------------------------------

@@ -6,8 +6,9 @@ audio is transcribed once more, told to expect backchannels
 (:data:`~phoneactors.endpointing.BACKCHANNEL_HINT`). What that reading says decides:
 
 * a backchannel: the sound was one;
-* still no sense, and neither reading holds a word that interrupts ("no", "wait", ...) or one
-  with content (both are function words, "It has." or "and the"): the sound is *unclear*, and
+* still no sense, and neither reading holds a word that interrupts ("no", "wait", ...), one
+  with content or a question (both are function words, "It has." or "and the"; see
+  :func:`~phoneactors.endpointing.says_nothing`): the sound is *unclear*, and
   the reply may play on (``Conversation.unclear_sounds_play_on``). An unclear "Sales." or
   "Tomorrow." is the caller answering over the bot: it interrupts;
 * otherwise, or when the engine takes no hint or fails: the sound interrupts.
@@ -31,8 +32,8 @@ from .endpointing import (
     BACKCHANNEL_HINT,
     UNCLEAR_WORDS,
     has_interrupting_word,
-    is_only_function_words,
     may_be_misheard_backchannel,
+    says_nothing,
     spoken_words,
     words,
 )
@@ -102,14 +103,12 @@ class SecondLook:
         return None
 
     def _says_nothing(self, reading: str) -> bool:
-        """Whether a reading of an unclear sound holds neither a word that interrupts nor one
-        with content: nothing, "It has.", "And the" (a hum misheard), or a backchannel the hint
-        made Whisper loop on ("Okay. Okay. Okay. Okay.")."""
-        if not words(reading):
+        """Whether a reading of an unclear sound holds no word that interrupts, none with
+        content and no question: nothing, "It has.", "And the" (a hum misheard), or a
+        backchannel the hint made Whisper loop on ("Okay. Okay. Okay. Okay.")."""
+        if not words(reading) or says_nothing(reading):
             return True
-        if has_interrupting_word(reading):
-            return False
-        return is_only_function_words(reading) or self._is_backchannel(reading)
+        return not has_interrupting_word(reading) and self._is_backchannel(reading)
 
     async def _read_again(self, text: str, stt: HintedSpeechToText, audio: PCM) -> str | None:
         try:

@@ -688,6 +688,24 @@ def test_words_with_no_content(text: str, says_nothing: bool) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "nothing"),
+    [
+        ("It has.", True),
+        ("and the", True),
+        ("Are you there?", False),  # function words, but it asks
+        ("So?", False),
+        ("Hold on", False),  # a word that interrupts
+        ("Sales.", False),
+        ("", False),
+    ],
+)
+def test_what_says_nothing_over_the_bot(text: str, nothing: bool) -> None:
+    from phoneactors.endpointing import says_nothing
+
+    assert says_nothing(text) is nothing
+
+
+@pytest.mark.parametrize(
     ("text", "count"),
     [("Mm-hmm. Mm-hmm.", 2), ("Okay. Okay.", 2), ("Um-hm, yeah.", 2), ("Mm, mm.", 2), ("", 0)],
 )

@@ -623,6 +623,18 @@ async def test_an_unclear_short_sound_over_the_bot_gets_a_second_look(
         assert len(call.teller.interruptions) == 1
 
 
+@pytest.mark.parametrize("heard_as", ["Are you there?", "So?", "Sales."])
+async def test_a_clear_question_or_word_with_content_over_the_bot_gets_no_second_look(
+    autojump_clock: MockClock, speech: FakeSpeech, heard_as: str
+) -> None:
+    # Heard with confidence, function words that ask are no hum misheard ("It has." is), and
+    # neither is a word with content: each interrupts at once.
+    sound = speech.misheard(heard_as, hinted="Mm-hmm.", avg_logprob=-0.3)
+    call = await sound_over_a_reply(speech, sound)
+    assert speech.stt.hinted_calls == 0
+    assert call.teller.heard == ["tell me something long", heard_as]
+
+
 @pytest.mark.parametrize("heard_as", ["MM on", "and the", "And I can..."])
 async def test_a_misheard_backchannel_that_reads_unfinished_resumes_without_the_long_wait(
     autojump_clock: MockClock, speech: FakeSpeech, heard_as: str
