@@ -6,8 +6,9 @@ else interrupts it. Whisper tiny.en often mishears a backchannel ("Mm-hmm." as "
 "Uh-huh." as "It has."), so a short transcript it was unsure of gets a second look, told to
 expect backchannels (:func:`phoneactors.endpointing.may_be_misheard_backchannel`,
 ``FasterWhisperSTT.transcribe_hinted``). This script measures both steps, offline, on
-``BACKCHANNELS``, ``INTERRUPTIONS`` and ``EARLY_ANSWERS`` (short answers over the bot:
-"Sales.", "Tomorrow.") of ``benchmarks/phrases.py``:
+``BACKCHANNELS``, ``INTERRUPTIONS``, ``EARLY_ANSWERS`` (short answers over the bot:
+"Sales.", "Tomorrow.") and ``FUNCTION_WORD_QUESTIONS`` ("Are you there?") of
+``benchmarks/phrases.py``:
 
 * each phrase is spoken by hibari, Piper (when installed) and, when ``espeak-ng`` is on the
   PATH, eight espeak-ng voices (robotic, and much harder for Whisper: the worst case);
@@ -20,7 +21,7 @@ expect backchannels (:func:`phoneactors.endpointing.may_be_misheard_backchannel`
   holds a word that interrupts or one with content (``Conversation.unclear_sounds_play_on``,
   the default), by the call's own :class:`~phoneactors.second_look.SecondLook`.
 
-"resumed" should be high for backchannels and low for interruptions and answers (an
+"resumed" should be high for backchannels and low for the rest (an
 interruption taken for a backchannel costs the caller one more word: the bot pauses again at
 once; an answer taken for one is not heard until the caller says it again). The table
 lists every clip the second look changed, and every miss.
@@ -50,6 +51,7 @@ from harness import machine, percentile
 from phrases import (
     BACKCHANNELS,
     EARLY_ANSWERS,
+    FUNCTION_WORD_QUESTIONS,
     HELD_OUT_BACKCHANNELS,
     HELD_OUT_EARLY_ANSWERS,
     HELD_OUT_INTERRUPTIONS,
@@ -65,8 +67,14 @@ from phoneactors.nonspeech import words_heard
 from phoneactors.second_look import SecondLook
 from phoneactors.segmenter import SegmenterSettings, SpeechEnded, SpeechSegmenter
 
-KINDS = ("backchannel", "interruption", "answer")
-"""What each set of phrases is: the first should resume, the others interrupt."""
+KINDS = {
+    "backchannel": "backchannels",
+    "interruption": "interruptions",
+    "answer": "answers over the bot",
+    "question": "questions of function words",
+}
+"""What each set of phrases is (and its name in the table): the first should resume, the
+others interrupt."""
 ESPEAK_VOICES = (
     "en-us",
     "en-us+f2",
@@ -167,17 +175,18 @@ def report(taken: list[Taken]) -> None:
         "TTS voices": [t for t in taken if not t.voice.startswith("espeak")],
         "espeak-ng voices": [t for t in taken if t.voice.startswith("espeak")],
     }
+    kinds = [kind for kind in KINDS if any(t.kind == kind for t in taken)]
     print(
-        "| voices | backchannels resumed: first look | with the second look | "
-        "interruptions resumed: first look | with the second | "
-        "answers over the bot resumed: first look | with the second |"
+        "| voices | "
+        + " | ".join(f"{KINDS[kind]} resumed: first look | with the second" for kind in kinds)
+        + " |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|" + "---|---|" * len(kinds))
     for name, group in groups.items():
         if not group:
             continue
         cells = []
-        for kind in KINDS:
+        for kind in kinds:
             clips = [t for t in group if t.kind == kind]
             cells += [
                 f"{sum(t.first for t in clips)} of {len(clips)}",
@@ -223,9 +232,9 @@ async def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     sets = (
-        (HELD_OUT_BACKCHANNELS, HELD_OUT_INTERRUPTIONS, HELD_OUT_EARLY_ANSWERS)
+        (HELD_OUT_BACKCHANNELS, HELD_OUT_INTERRUPTIONS, HELD_OUT_EARLY_ANSWERS, ())
         if args.held_out
-        else (BACKCHANNELS, INTERRUPTIONS, EARLY_ANSWERS)
+        else (BACKCHANNELS, INTERRUPTIONS, EARLY_ANSWERS, FUNCTION_WORD_QUESTIONS)
     )
     print(f"machine: {machine()}\n")
     limiter = trio.CapacityLimiter(2)
