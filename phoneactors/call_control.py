@@ -45,8 +45,8 @@ class CallControl:
         asked_at = trio.current_time()
         while True:
             await trio.sleep_until(self.call.quiet_since + quiet_for)
-            active = self.call.speaker.current
-            if active is not None and not active.done.is_set():
+            active = self.call.speaker.in_progress()
+            if active is not None:
                 await active.done.wait()  # the bot is talking (or thinking): not quiet
                 continue
             if self.call.open_utterances:
@@ -85,7 +85,7 @@ class CallControl:
     async def say_when_free(self, text: str | Clip) -> None:
         """Start a reply of ``text`` once no other reply is in progress: the only way a reply
         starts outside the responder, so two never play at once."""
-        while (active := self.call.speaker.current) is not None and not active.done.is_set():
+        while (active := self.call.speaker.in_progress()) is not None:
             await active.done.wait()
         # No checkpoint since the loop's test: nothing else can have started a reply.
         self.call.speaker.start(partial(constant, text))
@@ -108,7 +108,7 @@ class CallControl:
         try:
             if say:  # after what is being said now (the reply asking, too)
                 await self.say_when_free(say)
-            while (active := self.call.speaker.current) is not None and not active.done.is_set():
+            while (active := self.call.speaker.in_progress()) is not None:
                 await active.done.wait()
             self.call.log.info("transferring the call to %s", to)
             await api.redirect(self.call.start.account_sid, self.call.start.call_sid, twiml)

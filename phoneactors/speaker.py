@@ -111,8 +111,8 @@ class Speaker:
     async def pause(self) -> None:
         """Caller sound over the reply in progress: stop its audio now (``clear``) and hold
         the reply until the caller's words say whether to resume or end it."""
-        active = self.current
-        if active is None or active.done.is_set() or active.ledger.all_played.is_set():
+        active = self.in_progress()
+        if active is None or active.ledger.all_played.is_set():
             return  # nothing, or nothing more, to say
         speaking = active.ledger.chunks_sent > 0
         if not active.playback.pause():
@@ -138,8 +138,8 @@ class Speaker:
         """Barge-in: cancel the reply in progress (its audio cleared, if not already), report
         what was heard; returns that, or ``None`` when no reply was in progress."""
         call = self.call
-        active = self.current
-        if active is None or active.done.is_set() or active.ledger.all_played.is_set():
+        active = self.in_progress()
+        if active is None or active.ledger.all_played.is_set():
             return None  # nothing, or nothing more, to say
         active.scope.cancel()
         self.current = None
