@@ -4,7 +4,7 @@ When the caller says something while the bot talks, the call pauses the reply an
 transcript decide: a backchannel ("Uh-huh.", "Yeah.") or no words resume the reply; anything
 else interrupts it. Whisper tiny.en often mishears a backchannel ("Mm-hmm." as "and then",
 "Uh-huh." as "It has."), so a short transcript it was unsure of gets a second look, told to
-expect backchannels (:func:`phoneactors.endpointing.may_be_misheard_backchannel`,
+expect backchannels (:func:`phoneactors.backchannel.may_be_misheard_backchannel`,
 ``FasterWhisperSTT.transcribe_hinted``). This script measures both steps, offline, on
 ``BACKCHANNELS``, ``INTERRUPTIONS``, ``EARLY_ANSWERS`` (short answers over the bot:
 "Sales.", "Tomorrow.") and ``FUNCTION_WORD_QUESTIONS`` ("Are you there?") of

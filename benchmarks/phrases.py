@@ -410,7 +410,7 @@ HELD_OUT_EARLY_ANSWERS: tuple[str, ...] = (
 # Questions made only of function words ("Are you there?"): a caller asking something over the
 # bot, in the words a misheard hum is made of. Written 2026-12-02 (the eighth session) to
 # measure what a second look at confident function words cost; the rule that a question says
-# something (``phoneactors.endpointing.says_nothing``) was fitted to them.
+# something (``phoneactors.backchannel.says_nothing``) was fitted to them.
 FUNCTION_WORD_QUESTIONS: tuple[str, ...] = (
     "Are you there?",
     "Is it?",

@@ -1,14 +1,14 @@
 """A second look at a short sound over the bot that the speech-to-text engine made no sense of.
 
 Whisper hears a hummed "mm-hmm" as "Hymn." or "and make them". When such a transcript is
-short and unclear (:func:`~phoneactors.endpointing.may_be_misheard_backchannel`), the same
+short and unclear (:func:`~phoneactors.backchannel.may_be_misheard_backchannel`), the same
 audio is transcribed once more, told to expect backchannels
-(:data:`~phoneactors.endpointing.BACKCHANNEL_HINT`). What that reading says decides:
+(:data:`~phoneactors.backchannel.BACKCHANNEL_HINT`). What that reading says decides:
 
 * a backchannel: the sound was one;
 * still no sense, and neither reading holds a word that interrupts ("no", "wait", ...), one
   with content or a question (both are function words, "It has." or "and the"; see
-  :func:`~phoneactors.endpointing.says_nothing`): the sound is *unclear*, and
+  :func:`~phoneactors.backchannel.says_nothing`): the sound is *unclear*, and
   the reply may play on (``Conversation.unclear_sounds_play_on``). An unclear "Sales." or
   "Tomorrow." is the caller answering over the bot: it interrupts;
 * otherwise, or when the engine takes no hint or fails: the sound interrupts.
@@ -28,17 +28,17 @@ from typing import Final
 import trio
 
 from .audio import PCM, SAMPLE_RATE
-from .endpointing import (
+from .backchannel import (
     BACKCHANNEL_HINT,
     UNCLEAR_WORDS,
     has_interrupting_word,
     may_be_misheard_backchannel,
     says_nothing,
     spoken_words,
-    words,
 )
 from .engines.base import HintedSpeechToText, SpeechToText
 from .errors import EngineError
+from .vocabulary import words
 
 __all__ = ["SECOND_LOOK_TIMEOUT", "SecondLook", "Verdict"]
 

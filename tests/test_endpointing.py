@@ -876,3 +876,23 @@ def test_only_fillers(text: str, fillers: bool) -> None:
     from phoneactors.endpointing import is_only_fillers
 
     assert is_only_fillers(text) is fillers
+
+
+def test_the_backchannel_judgement_is_also_importable_from_endpointing() -> None:
+    """``phoneactors.endpointing`` re-exports the judgement of sounds over the bot, which lives
+    in ``phoneactors.backchannel``: both paths give the same objects."""
+    from phoneactors import backchannel, endpointing
+
+    for name in (
+        "BACKCHANNEL_HINT",
+        "DEFAULT_BACKCHANNELS",
+        "has_interrupting_word",
+        "is_backchannel",
+        "is_only_fillers",
+        "is_only_function_words",
+        "may_be_misheard_backchannel",
+        "says_nothing",
+        "spoken_words",
+    ):
+        assert name in endpointing.__all__
+        assert getattr(endpointing, name) is getattr(backchannel, name)
