@@ -19,6 +19,9 @@ speech synthesized beforehand by the named voices from ``benchmarks/phrases.py``
   the reply's text: words missing, and words heard twice (the rewind). The row "none" is the
   baseline: the same reply with nothing said over it (what the transcription itself misses).
 * ``--line-noise -45`` puts white hiss at that level under everything the caller sends.
+* ``--room 15`` puts four other people talking (:func:`phoneactors.sounds.babble`, from
+  ``ROOM_TALK`` said by both voices) under everything the caller sends, 15 dB under the
+  caller's own level: a café or an office.
 * **real interruptions**: 1.5 s into a long reply, the caller says an interruption from the
   phrase set: ``clear`` after the interruption began, and the old reply's audio after it.
 * **short answers over a reply** ("Sales.", "Tomorrow."; ``EARLY_ANSWERS``): real
@@ -58,6 +61,16 @@ from phoneactors.twilio import SendMark, SendMedia
 from phoneactors.wer import normalise
 
 LONG_QUESTION = "Could you read me the opening hours of every branch, weekends included?"
+ROOM_TALK = (
+    "I think the train was late again this morning.",
+    "Could you pass me the menu, please?",
+    "We should meet at the station after work.",
+    "No, he never called me back about that.",
+    "The weather has been really strange this week.",
+    "Do you want to get coffee after the meeting?",
+)
+"""What other people in the caller's room say (``--room``): none of it a caller's phrase."""
+ROOM_TALKERS = 4
 """The parrot answers with it, so its reply is long enough to talk over."""
 SOUNDS: dict[str, Callable[[np.random.Generator], PCM]] = {
     "cough": lambda rng: sounds.cough(rng),
@@ -102,6 +115,12 @@ async def make_voice(name: str) -> TextToSpeech:
         voice = HibariTTS(limiter=limiter, speed=0.95)
     await voice.load()
     return voice
+
+
+def dbfs(audio: PCM) -> float:
+    """The RMS level of ``audio`` in dBFS."""
+    samples = audio.astype(np.float64)
+    return 20.0 * float(np.log10(np.sqrt(np.mean(samples * samples)) / 32768.0))
 
 
 async def speak(voice: TextToSpeech, text: str) -> PCM:
@@ -180,11 +199,13 @@ async def measure(
     line_noise: float | None,
     sounds_each: int,
     held_out: int = 0,
+    room_db: float | None = None,
 ) -> Results:
     results = Results()
     stt = FasterWhisperSTT(limiter=trio.CapacityLimiter(2))
     await stt.load()
     rng = np.random.default_rng(2026)
+    room_talk = [await speak(await make_voice(name), t) for name in voices for t in ROOM_TALK]
     for name in voices:
         voice = await make_voice(name)
         texts, fragments = HELD_OUT_SETS[held_out] if held_out else (COMPLETE, FRAGMENTS)
@@ -198,7 +219,16 @@ async def measure(
         stops = [await speak(voice, t) for t in INTERRUPTIONS[: max(3, limit // 3)]]
         answer_set = HELD_OUT_EARLY_ANSWERS if held_out else EARLY_ANSWERS
         answers = [(t, await speak(voice, t)) for t in answer_set[: max(4, limit // 2)]]
-        async with open_twilio_stream(url, line_noise_dbfs=line_noise) as fake:
+        background = None
+        if room_db is not None:
+            caller_dbfs = float(np.median([dbfs(audio) for audio in complete]))
+            seconds = 120.0  # looped under the call
+            background = sounds.babble(
+                room_talk, seconds, dbfs=caller_dbfs - room_db, rng=rng, talkers=ROOM_TALKERS
+            )
+        async with open_twilio_stream(
+            url, line_noise_dbfs=line_noise, background=background
+        ) as fake:
             await fake.wait_for_bot_to_finish()
             await fake.silence(0.5)
             for audio in complete:
@@ -315,6 +345,13 @@ def main() -> None:
     parser.add_argument(
         "--line-noise", type=float, default=None, metavar="DBFS", help="hiss under the caller"
     )
+    parser.add_argument(
+        "--room",
+        type=float,
+        default=None,
+        metavar="DB",
+        help="other people talking under the caller, this many dB quieter",
+    )
     add_held_out_option(parser)
     parser.add_argument("server_args", nargs="*", help="options for python -m phoneactors")
     args = parser.parse_args()
@@ -329,6 +366,7 @@ def main() -> None:
             args.line_noise,
             args.sounds,
             args.held_out,
+            args.room,
         )
         turns = [t for t in server.turn_lines() if "total" in t]
     print(f"machine: {machine()}")
@@ -338,6 +376,8 @@ def main() -> None:
         print(f"phrases: held-out set {args.held_out} (benchmarks/phrases.py)")
     if args.line_noise is not None:
         print(f"the caller's line hisses at {args.line_noise:g} dBFS (white noise)")
+    if args.room is not None:
+        print(f"{ROOM_TALKERS} people talk in the caller's room, {args.room:g} dB under the caller")
     print()
     report(results, turns, args.pause)
 

@@ -22,6 +22,7 @@ the same output. The VAD actor feeds it one frame and one ``is_speech`` verdict 
 from __future__ import annotations
 
 import collections
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,14 @@ __all__ = ["SegmenterSettings", "SpeechBegan", "SpeechEnded", "SpeechPaused", "S
 
 _TRAILING_FRAMES = 5
 """Frames of trailing silence kept on an utterance (whisper likes a soft ending)."""
+_LEVEL_FRAMES = 250
+"""The caller's loud level is measured over their last 5 s of voiced frames."""
+_LEVEL_EVERY = 5
+_LEVEL_MIN_FRAMES = 10
+"""No frame is faint before 200 ms of voiced frames have set a level."""
+_SMOOTH_FRAMES = 3
+"""A frame's loudness is the mean energy of the last 60 ms: one quiet frame between two
+syllables is not faint."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,15 +59,26 @@ class SegmenterSettings:
     pause_ms: int = 120
     """Silence after which the audio so far is handed on for early transcription and judged
     (0, or anything not below ``end_silence_ms``: never, and the words never decide)."""
+    faint_db: float | None = 12.0
+    """A voiced frame this far under the utterance's own loud level (its 90th percentile, the
+    last 60 ms averaged) is *faint*: it counts toward the silence that ends the turn, as
+    other people talking in the caller's room do: the VAD calls them speech, and without this
+    the caller's turn would not end until they paused too. ``None``: every voiced frame is
+    speech."""
+    faint_pause_ms: int = 240
+    """Quiet (silence or faint sound) after which the audio so far is handed on at a pause,
+    when faint sound keeps the silence of ``pause_ms`` from coming."""
 
     def __post_init__(self) -> None:
         for name in ("min_speech_ms", "end_silence_ms", "max_utterance_ms"):
             value = getattr(self, name)
             if value < FRAME_MS:
                 raise ConfigurationError(f"{name} must be at least {FRAME_MS} ms, got {value}")
-        for name in ("pre_roll_ms", "pause_ms"):
+        for name in ("pre_roll_ms", "pause_ms", "faint_pause_ms"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.faint_db is not None and not 0 < self.faint_db < math.inf:
+            raise ConfigurationError(f"faint_db must be above 0 dB or None, got {self.faint_db!r}")
         if self.incomplete_silence_ms < self.end_silence_ms:
             raise ConfigurationError(
                 f"incomplete_silence_ms ({self.incomplete_silence_ms}) must be at least "
@@ -123,12 +143,20 @@ class SpeechSegmenter:
             -(-settings.incomplete_silence_ms // FRAME_MS) if self._pause_frames else 0
         )
         self._wait_frames = self._long_frames or self._end_frames
+        self._faint_pause_frames = (
+            -(-settings.faint_pause_ms // FRAME_MS) if self._pause_frames else 0
+        )
         self._pauses = 0
         self._paused = False
+        self._voiced_since_pause = False
         self._max_frames = settings.max_utterance_ms // FRAME_MS
         self._speaking = False
         self._frames: list[PCM] = []
+        self._quiet_run = 0
+        """Frames since the last voiced frame that was not faint: the silence that ends a turn."""
         self._silent_run = 0
+        """Frames since the last voiced frame, faint or not: trimmed from the audio."""
+        self._level = _Level(settings.faint_db)
 
     @property
     def speaking(self) -> bool:
@@ -147,22 +175,34 @@ class SpeechSegmenter:
             self._frames = list(self._history)
             self._history.clear()
             self._recent = 0
-            self._silent_run = 0
+            self._quiet_run = self._silent_run = 0
             self._paused = False
+            self._level.reset()
             return SpeechBegan(frames_voiced=count)
         self._frames.append(frame)
-        if voiced:
-            self._silent_run = 0
+        faint = self._level.faint(frame, voiced)
+        if voiced and not faint:
+            self._quiet_run = self._silent_run = 0
             self._paused = False
             self._wait_frames = self._long_frames or self._end_frames
         else:
-            self._silent_run += 1
-        if self._silent_run >= self._wait_frames:
+            self._quiet_run += 1
+            self._silent_run = 0 if voiced else self._silent_run + 1
+            self._voiced_since_pause |= voiced
+        if self._quiet_run >= self._wait_frames:
             return self._end(truncated=False)
         if len(self._frames) >= self._max_frames:
             return self._end(truncated=True)
-        if self._silent_run == self._pause_frames and self._pause_frames:
+        if (
+            self._pause_frames
+            and not self._paused
+            and (
+                self._silent_run == self._pause_frames
+                or self._quiet_run == self._faint_pause_frames
+            )
+        ):
             self._paused = True
+            self._voiced_since_pause = False
             self._pauses += 1
             return SpeechPaused(audio=self._audio(), number=self._pauses)
         return None
@@ -178,7 +218,7 @@ class SpeechSegmenter:
         if not (self._speaking and self._paused and pause == self._pauses):
             return None
         self._wait_frames = self._end_frames if complete else self._long_frames
-        if self._silent_run >= self._wait_frames:
+        if self._quiet_run >= self._wait_frames:
             return self._end(truncated=False)
         return None
 
@@ -188,16 +228,49 @@ class SpeechSegmenter:
         return np.concatenate(self._frames[:keep])
 
     def _end(self, *, truncated: bool) -> SpeechEnded:
+        # The last pause's audio, and its transcript, are the utterance's only if no sound
+        # came since: faint sound might be words spoken softly.
+        same = self._paused and not self._voiced_since_pause and not truncated
         ended = SpeechEnded(
             audio=self._audio(),
             truncated=truncated,
-            silence_ms=self._silent_run * FRAME_MS,
-            continues_pause=self._paused and not truncated,
-            pause=self._pauses if self._paused and not truncated else None,
+            silence_ms=self._quiet_run * FRAME_MS,
+            continues_pause=same,
+            pause=self._pauses if same else None,
         )
         self._speaking = False
         self._paused = False
         self._wait_frames = self._long_frames or self._end_frames
         self._frames = []
-        self._silent_run = 0
+        self._quiet_run = self._silent_run = 0
         return ended
+
+
+class _Level:
+    """How loud the caller is in this utterance, and whether a frame is faint beside it."""
+
+    def __init__(self, faint_db: float | None) -> None:
+        self._factor = math.pow(10.0, -faint_db / 10.0) if faint_db is not None else 0.0
+        self._voiced: collections.deque[float] = collections.deque(maxlen=_LEVEL_FRAMES)
+        self._recent: collections.deque[float] = collections.deque(maxlen=_SMOOTH_FRAMES)
+        self._loud = 0.0
+
+    def reset(self) -> None:
+        self._voiced.clear()
+        self._loud = 0.0
+
+    def faint(self, frame: PCM, voiced: bool) -> bool:
+        """Whether ``frame`` (voiced by the VAD, or not) is voiced and faint."""
+        if not self._factor:
+            return False
+        samples = frame.astype(np.float32)
+        energy = float(samples.dot(samples)) / max(1, len(samples))
+        self._recent.append(energy)
+        if not voiced:
+            return False
+        self._voiced.append(energy)
+        if len(self._voiced) % _LEVEL_EVERY == 0:
+            self._loud = float(np.percentile(self._voiced, 90))
+        if len(self._voiced) < _LEVEL_MIN_FRAMES:
+            return False
+        return sum(self._recent) / len(self._recent) < self._loud * self._factor

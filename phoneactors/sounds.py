@@ -6,7 +6,8 @@ seeds make twenty different ones. Everything comes back as :data:`~phoneactors.a
 mono at 8 kHz, as a caller's audio arrives.
 
 These imitate what a phone line carries besides speech, none of it recorded: stationary line
-noise (:func:`hiss`), and short events a caller makes while the bot talks (:func:`cough`,
+noise (:func:`hiss`), other people talking in the caller's room (:func:`babble`, made from speech
+clips you give it), and short events a caller makes while the bot talks (:func:`cough`,
 :func:`breath`, :func:`knock`, :func:`click`). The events pass a telephone band (most of their
 energy between 300 and 3400 Hz, as after a real handset and codec), and vary by seed in length,
 resonances and structure. They are plausible, not faithful: good for asking "does the runtime
@@ -20,7 +21,7 @@ clip level, and samples beyond int16 are clipped, as a phone's converter would.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -28,7 +29,7 @@ import numpy.typing as npt
 
 from .audio import PCM, SAMPLE_RATE
 
-__all__ = ["at_dbfs", "breath", "click", "cough", "hiss", "knock", "mix"]
+__all__ = ["at_dbfs", "babble", "breath", "click", "cough", "hiss", "knock", "mix"]
 
 _Floats = npt.NDArray[np.float64]
 
@@ -107,6 +108,44 @@ def hiss(
         spectrum *= np.where(freqs >= _PINK_LOW_HZ, 1.0 / np.sqrt(np.maximum(freqs, 1.0)), 0.0)
         noise = np.fft.irfft(spectrum, len(noise))
     return at_dbfs(noise, dbfs)
+
+
+def babble(
+    clips: Sequence[npt.NDArray[Any]],
+    seconds: float,
+    *,
+    dbfs: float,
+    rng: np.random.Generator,
+    talkers: int = 4,
+) -> PCM:
+    """``seconds`` of ``talkers`` people talking at once at an RMS of ``dbfs``: voices in the
+    background of a call (a café, an office, a television), made from speech ``clips``.
+
+    Each talker says clips drawn at random one after another, with 0.1-0.6 s between them,
+    starting at a random point of their first clip, so the talkers never start or pause
+    together; the sum is scaled to ``dbfs`` over the whole clip. It is as loud in its quietest
+    stretches as speech babble is: several talkers leave few gaps. ``clips`` are 8 kHz audio
+    (int16 or float); at least one must have sound. ``talkers`` is at least 1; ``seconds``
+    follows :func:`hiss`. Anything else raises ``ValueError``.
+    """
+    if not 0.0 <= seconds < math.inf:
+        raise ValueError(f"seconds must be a finite number >= 0, got {seconds!r}")
+    if talkers < 1:
+        raise ValueError(f"talkers must be at least 1, got {talkers!r}")
+    voiced = [np.asarray(clip, dtype=np.float64) for clip in clips if np.any(clip)]
+    if not voiced:
+        raise ValueError("babble needs at least one clip with sound in it")
+    n = round(seconds * SAMPLE_RATE)
+    room = np.zeros(n)
+    for _ in range(talkers):
+        clip = voiced[int(rng.integers(len(voiced)))]
+        at = -int(rng.integers(0, len(clip)))  # some way into their first clip
+        while at < n:
+            start, end = max(at, 0), min(at + len(clip), n)
+            room[start:end] += clip[start - at : end - at]
+            at += len(clip) + round(rng.uniform(0.1, 0.6) * SAMPLE_RATE)
+            clip = voiced[int(rng.integers(len(voiced)))]
+    return at_dbfs(room, dbfs)
 
 
 def cough(rng: np.random.Generator, *, dbfs: float = -18.0) -> PCM:

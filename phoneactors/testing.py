@@ -400,12 +400,19 @@ class FakeTwilio:
         account_sid: str = "AC00000000000000000000000000000001",
         custom_parameters: Mapping[str, str] | None = None,
         line_noise_dbfs: float | None = None,
+        background: PCM | None = None,
         seed: int = 0,
     ) -> None:
         self.socket = socket
         self.line_noise_dbfs = line_noise_dbfs
         """Hiss (white noise at this RMS level) added to every frame the caller sends, silence
         included: a noisy line. ``None``: a clean line (digital silence between words)."""
+        self.background = (
+            None if background is None or not len(background) else np.asarray(background, np.int16)
+        )
+        """8 kHz int16 audio played on a loop under every frame the caller sends, silence
+        included: the room the caller is in (other people talking, music, traffic)."""
+        self._background_at = 0
         self._rng = np.random.default_rng(seed)
         self.voice = voice
         self.call_sid = call_sid or "CA" + uuid.uuid4().hex
@@ -641,6 +648,8 @@ class FakeTwilio:
             )
             if np.dot(frame.astype(np.float32), frame.astype(np.float32)) > 100**2 * len(frame):
                 self.caller_voiced.append(trio.current_time())
+            if self.background is not None:
+                frame = sounds.mix(self._background_frame(), frame, at_s=0.0)
             if self.line_noise_dbfs is not None:
                 frame = sounds.mix(
                     sounds.hiss(FRAME_MS / 1000, dbfs=self.line_noise_dbfs, rng=self._rng),
@@ -659,6 +668,15 @@ class FakeTwilio:
             )
             self.caller_frames_sent += 1
             self._notify()
+
+    def _background_frame(self) -> PCM:
+        """The next 20 ms of :attr:`background`, from the start again at its end."""
+        assert self.background is not None
+        loop = self.background
+        at = self._background_at
+        indices = np.arange(at, at + FRAME_SAMPLES) % len(loop)
+        self._background_at = (at + FRAME_SAMPLES) % len(loop)
+        return loop[indices]
 
     async def _receive_from_bot(self, scope: trio.CancelScope) -> None:
         while True:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from phoneactors.audio import FRAME_SAMPLES, PCM, SAMPLE_RATE
-from phoneactors.sounds import at_dbfs, breath, click, cough, hiss, knock, mix
+from phoneactors.sounds import at_dbfs, babble, breath, click, cough, hiss, knock, mix
 
 Event = Callable[..., PCM]
 
@@ -188,3 +188,60 @@ def test_mix_edges() -> None:
         mix(base, other, at_s=-0.01)
     with pytest.raises(ValueError, match="at_s"):
         mix(base, other, at_s=math.nan)
+
+
+def talk_like(rng: np.random.Generator, seconds: float) -> PCM:
+    """A stand-in for a speech clip: syllable-like bursts of a voiced buzz, 5 a second."""
+    t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    buzz = np.sign(np.sin(2 * np.pi * rng.uniform(100, 220) * t))
+    envelope = np.clip(np.sin(2 * np.pi * 2.5 * t), 0, None)
+    return at_dbfs(buzz * envelope, -20.0)
+
+
+def test_babble_has_its_length_and_exact_level_and_few_gaps() -> None:
+    rng = np.random.default_rng(0)
+    clips = [talk_like(rng, s) for s in (1.2, 2.0, 2.6)]
+    room = babble(clips, 8.0, dbfs=-40.0, rng=np.random.default_rng(1), talkers=4)
+    assert room.dtype == np.int16
+    assert len(room) == 8 * SAMPLE_RATE
+    assert level(room) == pytest.approx(-40.0, abs=0.05)
+    frames = room.astype(np.float64).reshape(-1, FRAME_SAMPLES)
+    loudness = np.sqrt((frames**2).mean(axis=1))
+    # Each stand-in talker is silent half the time; four who never pause together leave few
+    # silent 20 ms frames, one leaves many.
+    assert float(np.mean(loudness < 10 ** (-60 / 20) * 32768)) < 0.15
+    one = babble(clips, 8.0, dbfs=-40.0, rng=np.random.default_rng(1), talkers=1)
+    assert (
+        float(
+            np.mean(
+                np.sqrt((one.astype(np.float64).reshape(-1, FRAME_SAMPLES) ** 2).mean(axis=1))
+                < 10 ** (-60 / 20) * 32768
+            )
+        )
+        > 0.2
+    )
+
+
+def test_babble_is_the_same_for_a_seed_and_varies_between_seeds() -> None:
+    clips = [talk_like(np.random.default_rng(s), 1.5) for s in range(3)]
+    first = babble(clips, 3.0, dbfs=-35.0, rng=np.random.default_rng(7))
+    assert np.array_equal(first, babble(clips, 3.0, dbfs=-35.0, rng=np.random.default_rng(7)))
+    assert not np.array_equal(first, babble(clips, 3.0, dbfs=-35.0, rng=np.random.default_rng(8)))
+    assert len(babble(clips, 0.0, dbfs=-35.0, rng=np.random.default_rng(7))) == 0
+
+
+@pytest.mark.parametrize(
+    ("clips", "seconds", "talkers", "message"),
+    [
+        ([], 1.0, 4, "at least one clip"),
+        ([np.zeros(800, dtype=np.int16)], 1.0, 4, "at least one clip"),
+        ([np.ones(800, dtype=np.int16)], -1.0, 4, "seconds"),
+        ([np.ones(800, dtype=np.int16)], math.inf, 4, "seconds"),
+        ([np.ones(800, dtype=np.int16)], 1.0, 0, "talkers"),
+    ],
+)
+def test_babble_refuses_what_it_cannot_make(
+    clips: list[PCM], seconds: float, talkers: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        babble(clips, seconds, dbfs=-40.0, rng=np.random.default_rng(0), talkers=talkers)

@@ -3,9 +3,11 @@ a turn ends, and a noisy line neither interrupts the bot nor slows the end of a 
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 import trio
 from trio.testing import MockClock
@@ -415,10 +417,14 @@ class Hears(FakeSpeechToText):
         return Transcription("what time do you open tomorrow" if len(audio) else "")
 
 
-async def answer_delay(spoken: PCM, *, hiss_dbfs: float | None, gate: bool) -> float:
+async def answer_delay(
+    spoken: PCM, *, hiss_dbfs: float | None, gate: bool, faint: bool = True
+) -> float:
     """Seconds from the end of the caller's speech to the bot's first audio."""
     speech = FakeSpeech(vad=WebRtcVad(3), stt=Hears())  # type: ignore[arg-type]
-    settings = CallSettings(noise_gate=gate)
+    settings = CallSettings(
+        noise_gate=gate, segmenter=SegmenterSettings(faint_db=12.0 if faint else None)
+    )
     async with open_call(
         Teller, speech.engines(), speech=speech, settings=settings, line_noise_dbfs=hiss_dbfs
     ) as fake:
@@ -435,11 +441,20 @@ async def test_a_noisy_line_does_not_stretch_the_end_of_the_turn(
 ) -> None:
     clean = await answer_delay(spoken, hiss_dbfs=None, gate=True)
     noisy = await answer_delay(spoken, hiss_dbfs=-45.0, gate=True)
-    ungated = await answer_delay(spoken, hiss_dbfs=-45.0, gate=False)
     # The hiss may hide the softest end of the last word, never stretch the wait past a frame
-    # or two; without the gate the VAD's hangover over the hiss is back.
+    # or two.
     assert noisy - clean <= 0.04
-    assert ungated - noisy > 0.04
+    # The gate and the faint-frame rule each keep the VAD's hangover over the hiss from
+    # stretching it; without both it is back.
+    clean_gate_only = await answer_delay(spoken, hiss_dbfs=None, gate=True, faint=False)
+    gate_only = await answer_delay(spoken, hiss_dbfs=-45.0, gate=True, faint=False)
+    faint_only = await answer_delay(spoken, hiss_dbfs=-45.0, gate=False)
+    neither = await answer_delay(spoken, hiss_dbfs=-45.0, gate=False, faint=False)
+    assert gate_only - clean_gate_only <= 0.04
+    assert faint_only - clean <= 0.04
+    assert neither - gate_only > 0.04
+    # The faint-frame rule also cuts the VAD's hangover on a clean line.
+    assert clean <= clean_gate_only
 
 
 @pytest.mark.parametrize("dbfs", [-50.0, -45.0, -40.0])
@@ -454,6 +469,88 @@ async def test_a_noisy_line_never_interrupts_the_bot(
     assert fake.clears == []
     assert fake.result is not None
     assert fake.result.stats.false_interruptions == 0
+
+
+class HearsTheCaller(FakeSpeechToText):
+    """Hears the caller's words in audio as loud as their speech, and nothing in quieter
+    sound: voices in the background are too far away to make out."""
+
+    def __init__(self, spoken: PCM) -> None:
+        super().__init__()
+        self.loud = loudest_frame(spoken) / 3.0  # 10 dB under their loudest 20 ms
+
+    def recognise(self, audio: PCM) -> Transcription:
+        heard = len(audio) and loudest_frame(audio) > self.loud
+        return Transcription("what time do you open tomorrow" if heard else "")
+
+
+def loudest_frame(audio: PCM) -> float:
+    frames = audio[: len(audio) // 160 * 160].astype(np.float64).reshape(-1, 160)
+    return float(np.sqrt((frames**2).mean(axis=1)).max())
+
+
+@pytest.fixture(scope="module")
+def room() -> list[PCM]:
+    """What other people in the caller's room say (hibari), for babble."""
+    from phoneactors.engines.hibari import HibariTTS
+
+    async def synthesize() -> list[PCM]:
+        tts = HibariTTS(limiter=trio.CapacityLimiter(1))
+        return [
+            await tts.synthesize(text)
+            for text in (
+                "I think the train was late again this morning.",
+                "Could you pass me the menu, please?",
+                "We should meet at the station after work.",
+                "No, he never called me back about that.",
+            )
+        ]
+
+    return trio.run(synthesize)
+
+
+async def background_delay(
+    spoken: PCM, room: list[PCM], *, talkers: int, under_db: float, faint: bool
+) -> float:
+    """Seconds from the end of the caller's speech to the bot's first audio, while
+    ``talkers`` people talk in the caller's room, ``under_db`` under the caller."""
+    from phoneactors import sounds
+
+    caller_dbfs = 20 * np.log10(np.sqrt(np.mean(spoken.astype(np.float64) ** 2)) / 32768)
+    background = sounds.babble(
+        room, 12.0, dbfs=caller_dbfs - under_db, rng=np.random.default_rng(talkers), talkers=talkers
+    )
+    teller = Teller()
+    speech = FakeSpeech(vad=WebRtcVad(3), stt=HearsTheCaller(spoken))  # type: ignore[arg-type]
+    settings = CallSettings(segmenter=SegmenterSettings(faint_db=12.0 if faint else None))
+    async with open_call(
+        lambda: teller, speech.engines(), speech=speech, settings=settings, background=background
+    ) as fake:
+        await fake.silence(1.0)
+        await fake.play(spoken)
+        speech_end = trio.current_time()
+        await fake.silence(6.0)
+    if not teller.heard:
+        return math.inf  # the turn never ended
+    assert teller.heard[0] == "what time do you open tomorrow"
+    return fake.played[0].start - speech_end
+
+
+@pytest.mark.parametrize(("talkers", "under_db"), [(1, 20.0), (4, 15.0)])
+async def test_a_turn_ends_while_people_talk_in_the_background(
+    autojump_clock: MockClock, spoken: PCM, room: list[PCM], talkers: int, under_db: float
+) -> None:
+    """Voices 15-20 dB under the caller's are speech to the VAD and louder than the line's
+    noise floor, so the silence that ends a turn comes only when the room pauses too (one
+    talker: 2 s late; four: never). Frames faint beside the caller's own level count as
+    quiet, and the turn ends almost as on a clean line."""
+    clean = await answer_delay(spoken, hiss_dbfs=None, gate=True)
+    room_delay = await background_delay(
+        spoken, room, talkers=talkers, under_db=under_db, faint=True
+    )
+    assert room_delay - clean <= 0.15
+    without = await background_delay(spoken, room, talkers=talkers, under_db=under_db, faint=False)
+    assert without - clean > 1.5
 
 
 # -- under load, and out of order ------------------------------------------------------------

@@ -132,6 +132,85 @@ def test_the_words_at_a_pause_set_the_silence_that_ends_the_turn() -> None:
     assert [type(e) for _, e in events] == [SpeechPaused]
 
 
+def feed_levels(segmenter: SpeechSegmenter, pattern: str) -> list[tuple[int, object]]:
+    """One frame per character: '#' loud voiced (RMS 3000), 's' soft voiced (a third: -10 dB),
+    'f' faint voiced (a tenth: -20 dB, voices in the room), '.' silence."""
+    levels = {"#": 3000.0, "s": 1000.0, "f": 300.0, ".": 0.0}
+    events = []
+    for i, c in enumerate(pattern):
+        frame = np.full(160, levels[c], dtype=np.int16)
+        event = segmenter.feed(frame, c != ".")
+        if event is not None:
+            events.append((i, event))
+    return events
+
+
+def test_faint_sound_after_the_caller_counts_toward_the_end_of_their_turn() -> None:
+    settings = SegmenterSettings(
+        min_speech_ms=60, end_silence_ms=100, incomplete_silence_ms=400, pause_ms=40
+    )
+    talk = "#" * 20
+    # Voices in the room go on after the caller: with faint frames as quiet, a pause comes
+    # after faint_pause_ms (240 ms: 12 frames) and the turn ends after the long silence.
+    events = feed_levels(SpeechSegmenter(settings), talk + "f" * 40)
+    # The caller's loudness is averaged over 60 ms: the first two faint frames are not yet.
+    assert [(i - 20, type(e)) for i, e in events[:3]] == [
+        (-18, SpeechBegan),
+        (2 + 11, SpeechPaused),
+        (2 + 19, SpeechEnded),
+    ]
+    ended = events[2][1]
+    assert isinstance(ended, SpeechEnded)
+    assert ended.silence_ms == 400
+    assert not ended.continues_pause  # faint sound since the pause: transcribed again
+    assert len(ended.audio) == (20 + 22) * 160  # the talk and the faint frames, none trimmed
+    # Judged complete at that pause: the short silence ends it.
+    segmenter = SpeechSegmenter(settings)
+    [(_, _), (_, paused)] = feed_levels(segmenter, talk + "f" * 14)
+    assert isinstance(paused, SpeechPaused)
+    assert isinstance(segmenter.judged(paused.number, complete=True), SpeechEnded)
+    # Without the rule, voiced is voiced: the turn never ends while the room talks.
+    off = SegmenterSettings(
+        min_speech_ms=60,
+        end_silence_ms=100,
+        incomplete_silence_ms=400,
+        pause_ms=40,
+        faint_db=None,
+    )
+    assert [type(e) for _, e in feed_levels(SpeechSegmenter(off), talk + "f" * 40)] == [SpeechBegan]
+
+
+def test_soft_speech_is_not_faint() -> None:
+    """10 dB under the caller's loud level is soft speech, not the room: it keeps the turn open."""
+    settings = SegmenterSettings(
+        min_speech_ms=60, end_silence_ms=100, incomplete_silence_ms=400, pause_ms=40
+    )
+    events = feed_levels(SpeechSegmenter(settings), "#" * 20 + "s" * 40 + "." * 3)
+    assert [type(e) for _, e in events] == [SpeechBegan, SpeechPaused]
+    assert events[-1][0] == 20 + 40 + 1  # the pause comes with the silence, not before
+
+
+def test_a_pause_of_silence_still_comes_at_pause_ms_and_keeps_its_audio() -> None:
+    settings = SegmenterSettings(
+        min_speech_ms=60, end_silence_ms=100, incomplete_silence_ms=400, pause_ms=40
+    )
+    segmenter = SpeechSegmenter(settings)
+    [(_, _), (at, paused)] = feed_levels(segmenter, "#" * 20 + "..")
+    assert isinstance(paused, SpeechPaused)
+    assert at == 21
+    assert segmenter.judged(paused.number, complete=True) is None
+    [(_, ended)] = feed_levels(segmenter, "...")
+    assert isinstance(ended, SpeechEnded)
+    assert ended.continues_pause
+    assert ended.pause == paused.number
+
+
+@pytest.mark.parametrize("faint_db", [0.0, -3.0, float("inf"), float("nan")])
+def test_faint_db_must_be_above_zero_or_none(faint_db: float) -> None:
+    with pytest.raises(ConfigurationError, match="faint_db"):
+        SegmenterSettings(faint_db=faint_db)
+
+
 def test_without_early_transcription_the_short_silence_ends_every_turn() -> None:
     settings = SegmenterSettings(
         min_speech_ms=60, end_silence_ms=100, incomplete_silence_ms=400, pause_ms=0

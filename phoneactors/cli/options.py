@@ -247,6 +247,14 @@ OPTIONS: Final = (
         "MS",
     ),
     Option(
+        "--faint-db",
+        "a voiced sound this many dB under the caller's own loud level counts as quiet when "
+        "ending their turn, as voices in their room do (0: every voiced sound is speech)",
+        _SEGMENTER_DEFAULTS.faint_db,
+        float,
+        "DB",
+    ),
+    Option(
         "--no-noise-gate",
         "don't follow each line's noise floor (by default a frame counts as speech only when "
         "clearly above the line's own hiss)",
@@ -542,6 +550,7 @@ def call_settings_from_args(args: argparse.Namespace) -> CallSettings:
             end_silence_ms=args.end_silence_ms,
             incomplete_silence_ms=args.incomplete_silence_ms,
             pause_ms=args.pause_ms,
+            faint_db=args.faint_db or None,
         ),
         reply_timeout=args.reply_timeout,
         noise_gate=not args.no_noise_gate,
