@@ -12,11 +12,16 @@ the same output. The VAD actor feeds it one frame and one ``is_speech`` verdict 
   after ``end_silence_ms``; one that trails off ("I'd like to book a table for …") waits up to
   ``incomplete_silence_ms`` for the caller to go on, and so does a turn whose judgement has not
   come yet. Without early transcription (``pause_ms`` 0) the words cannot decide, and
-  ``end_silence_ms`` ends every turn. An utterance also ends when it reaches
-  ``max_utterance_ms``. It carries its audio, including ``pre_roll_ms`` of audio from before
-  the start so the first syllable is not clipped. If the caller stayed quiet since the last
-  pause, the utterance has exactly that pause's audio (``continues_pause``), and its early
-  transcript can be used as it is.
+  ``end_silence_ms`` ends every turn. Silence here is any frame the VAD calls unvoiced, or a
+  voiced one that is *faint*: ``faint_db`` under the utterance's own loud level (the 90th
+  percentile of its voiced frames, each frame's loudness averaged over 60 ms), as other people
+  talking in the caller's room are. Without that, their voices keep the turn open until they
+  pause too. A pause comes after ``pause_ms`` of true silence or ``faint_pause_ms`` of silence
+  and faint sound. An utterance also ends when it reaches ``max_utterance_ms``. It carries its
+  audio, including ``pre_roll_ms`` of audio from before the start so the first syllable is not
+  clipped. If nothing was voiced since the last pause, not even faintly, the utterance has
+  exactly that pause's audio (``continues_pause``), and its early transcript can be used as it
+  is.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ _TRAILING_FRAMES = 5
 """Frames of trailing silence kept on an utterance (whisper likes a soft ending)."""
 _LEVEL_FRAMES = 250
 """The caller's loud level is measured over their last 5 s of voiced frames."""
-_LEVEL_EVERY = 5
+_LEVEL_EVERY = 10
 _LEVEL_MIN_FRAMES = 10
 """No frame is faint before 200 ms of voiced frames have set a level."""
 _SMOOTH_FRAMES = 3
@@ -251,12 +256,14 @@ class _Level:
 
     def __init__(self, faint_db: float | None) -> None:
         self._factor = math.pow(10.0, -faint_db / 10.0) if faint_db is not None else 0.0
-        self._voiced: collections.deque[float] = collections.deque(maxlen=_LEVEL_FRAMES)
+        self._voiced = np.zeros(_LEVEL_FRAMES, dtype=np.float32)
+        """The energies of the utterance's last voiced frames, a ring."""
+        self._count = 0
         self._recent: collections.deque[float] = collections.deque(maxlen=_SMOOTH_FRAMES)
         self._loud = 0.0
 
     def reset(self) -> None:
-        self._voiced.clear()
+        self._count = 0
         self._loud = 0.0
 
     def faint(self, frame: PCM, voiced: bool) -> bool:
@@ -268,9 +275,12 @@ class _Level:
         self._recent.append(energy)
         if not voiced:
             return False
-        self._voiced.append(energy)
-        if len(self._voiced) % _LEVEL_EVERY == 0:
-            self._loud = float(np.percentile(self._voiced, 90))
-        if len(self._voiced) < _LEVEL_MIN_FRAMES:
+        self._voiced[self._count % _LEVEL_FRAMES] = energy
+        self._count += 1
+        if self._count % _LEVEL_EVERY == 0:
+            held = self._voiced[: min(self._count, _LEVEL_FRAMES)]
+            rank = (len(held) - 1) * 9 // 10  # the 90th percentile, as the nearest rank below
+            self._loud = float(np.partition(held, rank)[rank])
+        if self._count < _LEVEL_MIN_FRAMES:
             return False
         return sum(self._recent) / len(self._recent) < self._loud * self._factor
