@@ -19,9 +19,11 @@ speech synthesized beforehand by the named voices from ``benchmarks/phrases.py``
   the reply's text: words missing, and words heard twice (the rewind). The row "none" is the
   baseline: the same reply with nothing said over it (what the transcription itself misses).
 * ``--line-noise -45`` puts white hiss at that level under everything the caller sends.
-* ``--room 15`` puts four other people talking (:func:`phoneactors.sounds.babble`, from
-  ``ROOM_TALK`` said by both voices) under everything the caller sends, 15 dB under the
-  caller's own level: a café or an office.
+* ``--room 15`` puts other people talking (``--room-talkers``, default 4;
+  :func:`phoneactors.sounds.babble`, from ``ROOM_TALK`` said by both voices) under everything
+  the caller sends, 15 dB under the caller's own level: a café or an office. Only complete
+  phrases and fragments are measured then (the room's voices pause every reply, a known
+  limit: docs/turn-taking.md), and a turn with no answer within 15 s is counted unanswered.
 * **real interruptions**: 1.5 s into a long reply, the caller says an interruption from the
   phrase set: ``clear`` after the interruption began, and the old reply's audio after it.
 * **short answers over a reply** ("Sales.", "Tomorrow."; ``EARLY_ANSWERS``): real
@@ -71,6 +73,9 @@ ROOM_TALK = (
 )
 """What other people in the caller's room say (``--room``): none of it a caller's phrase."""
 ROOM_TALKERS = 4
+TURN_GIVE_UP_S = 15.0
+"""A complete phrase or a fragment with no answer this long after it is counted unanswered
+and the run goes on (in a noisy room a turn may not end)."""
 """The parrot answers with it, so its reply is long enough to talk over."""
 SOUNDS: dict[str, Callable[[np.random.Generator], PCM]] = {
     "cough": lambda rng: sounds.cough(rng),
@@ -101,6 +106,8 @@ class Results:
     interrupt_clears: list[float] = field(default_factory=list)
     answers: int = 0
     answers_missed: list[str] = field(default_factory=list)
+    unanswered: list[str] = field(default_factory=list)
+    """Complete phrases and fragments the bot had not answered within ``TURN_GIVE_UP_S``."""
 
 
 async def make_voice(name: str) -> TextToSpeech:
@@ -200,6 +207,7 @@ async def measure(
     sounds_each: int,
     held_out: int = 0,
     room_db: float | None = None,
+    room_talkers: int = ROOM_TALKERS,
 ) -> Results:
     results = Results()
     stt = FasterWhisperSTT(limiter=trio.CapacityLimiter(2))
@@ -224,69 +232,96 @@ async def measure(
             caller_dbfs = float(np.median([dbfs(audio) for audio in complete]))
             seconds = 120.0  # looped under the call
             background = sounds.babble(
-                room_talk, seconds, dbfs=caller_dbfs - room_db, rng=rng, talkers=ROOM_TALKERS
+                room_talk, seconds, dbfs=caller_dbfs - room_db, rng=rng, talkers=room_talkers
             )
         async with open_twilio_stream(
             url, line_noise_dbfs=line_noise, background=background
         ) as fake:
             await fake.wait_for_bot_to_finish()
             await fake.silence(0.5)
-            for audio in complete:
-                voiced, _first = await one_turn(fake, audio)
+            for text, audio in zip(texts, complete, strict=False):
+                try:
+                    with trio.fail_after(TURN_GIVE_UP_S):
+                        voiced, _first = await one_turn(fake, audio)
+                except (trio.TooSlowError, AssertionError):
+                    results.unanswered.append(f"{name}: {text}")
+                    continue
                 results.latencies.append(voiced * 1000)
                 await fake.silence(0.3)
             for text, first, rest in pairs:
-                premature, replies = await fragment(fake, first, rest, pause)
                 results.fragments += 1
+                try:
+                    with trio.fail_after(TURN_GIVE_UP_S + pause):
+                        premature, replies = await fragment(fake, first, rest, pause)
+                except (trio.TooSlowError, AssertionError):
+                    results.unanswered.append(f"{name}: {text} (a fragment)")
+                    continue
                 if premature:
                     results.premature.append(f"{name}: {text}")
                 if replies != 1:
                     results.split_turns.append(f"{name}: {text} ({replies} replies)")
-            reply = f'You said: "{LONG_QUESTION}"'
-            for label, sound in asides:
-                kind = label if label in (*SOUNDS, "none") else "backchannel"
-                clear, resumed, answered, audio = await over_the_reply(fake, question, sound)
-                if clear is not None:
-                    results.clears.setdefault(kind, []).append(clear * 1000)
-                if answered:  # the audio after the sound is the answer, not a resume
-                    pass
-                elif resumed is not None:
-                    results.resumes.setdefault(kind, []).append(resumed * 1000)
-                elif clear is not None:
-                    results.not_resumed[kind] = results.not_resumed.get(kind, 0) + 1
-                if answered:
-                    results.answered[kind] = results.answered.get(kind, 0) + 1
-                heard = as_transcription(await stt.transcribe(audio)).text
-                missing, extra = word_diff(reply, heard)
-                results.missing.setdefault(kind, []).append(missing)
-                results.repeated.setdefault(kind, []).append(extra)
-                if answered or missing > 2:
-                    results.notes.append(
-                        f"{name}, {label!r}: answered={answered} missing={missing}: {heard!r}"
-                    )
-                elif resumed is not None and resumed > RESUME_TARGET_S:
-                    results.notes.append(
-                        f"{name}, {label!r}: resumed after {resumed * 1000:.0f} ms"
-                    )
-                await fake.silence(0.5)
-            for words in stops:
-                reaction, stale = await interrupt(fake, question, words)
-                results.interrupt_clears.append(reaction * 1000)
-                results.stale.append(stale * 1000)
-                await fake.silence(0.5)
-            for text, words in answers:
-                _clear, _resumed, answered, _audio = await over_the_reply(fake, question, words)
-                results.answers += 1
-                if not answered:
-                    results.answers_missed.append(f"{name}: {text}")
-                await fake.silence(0.5)
+            if room_db is None:  # in a room, the room's voices pause every reply: not measured
+                await over_replies(fake, results, stt, name, question, asides, stops, answers)
     return results
+
+
+async def over_replies(
+    fake: FakeTwilio,
+    results: Results,
+    stt: FasterWhisperSTT,
+    name: str,
+    question: PCM,
+    asides: Sequence[tuple[str, PCM]],
+    stops: Sequence[PCM],
+    answers: Sequence[tuple[str, PCM]],
+) -> None:
+    """Sounds, interruptions and short answers over a long reply (see the module docstring)."""
+    reply = f'You said: "{LONG_QUESTION}"'
+    for label, sound in asides:
+        kind = label if label in (*SOUNDS, "none") else "backchannel"
+        clear, resumed, answered, audio = await over_the_reply(fake, question, sound)
+        if clear is not None:
+            results.clears.setdefault(kind, []).append(clear * 1000)
+        if answered:  # the audio after the sound is the answer, not a resume
+            pass
+        elif resumed is not None:
+            results.resumes.setdefault(kind, []).append(resumed * 1000)
+        elif clear is not None:
+            results.not_resumed[kind] = results.not_resumed.get(kind, 0) + 1
+        if answered:
+            results.answered[kind] = results.answered.get(kind, 0) + 1
+        heard = as_transcription(await stt.transcribe(audio)).text
+        missing, extra = word_diff(reply, heard)
+        results.missing.setdefault(kind, []).append(missing)
+        results.repeated.setdefault(kind, []).append(extra)
+        if answered or missing > 2:
+            results.notes.append(
+                f"{name}, {label!r}: answered={answered} missing={missing}: {heard!r}"
+            )
+        elif resumed is not None and resumed > RESUME_TARGET_S:
+            results.notes.append(f"{name}, {label!r}: resumed after {resumed * 1000:.0f} ms")
+        await fake.silence(0.5)
+    for words in stops:
+        reaction, stale = await interrupt(fake, question, words)
+        results.interrupt_clears.append(reaction * 1000)
+        results.stale.append(stale * 1000)
+        await fake.silence(0.5)
+    for text, words in answers:
+        _clear, _resumed, answered, _audio = await over_the_reply(fake, question, words)
+        results.answers += 1
+        if not answered:
+            results.answers_missed.append(f"{name}: {text}")
+        await fake.silence(0.5)
 
 
 def report(results: Results, turns: list[dict[str, float]], pause: float) -> None:
     print("| measure | median | p95 | min | max | n |")
     print("|---|---|---|---|---|---|")
     print(summary_row("voice-to-voice on complete phrases", results.latencies))
+    if results.unanswered:
+        print(f"unanswered within {TURN_GIVE_UP_S:g} s: {len(results.unanswered)}")
+        for line in results.unanswered:
+            print(f"- unanswered: {line}")
     for stage in ("end_of_speech", "stt", "reply", "tts", "total"):
         values = [t[stage] for t in turns if stage in t]
         print(summary_row(f"  server, every turn: {stage}", values))
@@ -352,6 +387,7 @@ def main() -> None:
         metavar="DB",
         help="other people talking under the caller, this many dB quieter",
     )
+    parser.add_argument("--room-talkers", type=int, default=ROOM_TALKERS, metavar="N")
     add_held_out_option(parser)
     parser.add_argument("server_args", nargs="*", help="options for python -m phoneactors")
     args = parser.parse_args()
@@ -367,6 +403,7 @@ def main() -> None:
             args.sounds,
             args.held_out,
             args.room,
+            args.room_talkers,
         )
         turns = [t for t in server.turn_lines() if "total" in t]
     print(f"machine: {machine()}")
@@ -377,7 +414,7 @@ def main() -> None:
     if args.line_noise is not None:
         print(f"the caller's line hisses at {args.line_noise:g} dBFS (white noise)")
     if args.room is not None:
-        print(f"{ROOM_TALKERS} people talk in the caller's room, {args.room:g} dB under the caller")
+        print(f"{args.room_talkers} people talk in the room, {args.room:g} dB under the caller")
     print()
     report(results, turns, args.pause)
 
