@@ -220,8 +220,8 @@ async def detect_speech(
             match event:
                 case SpeechBegan():
                     await turns_out.send(SpeechStarted(at=now))
-                case SpeechPaused(audio=audio):
-                    speech_ended = now - settings.pause_ms / 1000
+                case SpeechPaused(audio=audio, quiet_ms=quiet_ms):
+                    speech_ended = now - quiet_ms / 1000
                     await utterances_out.send(
                         Utterance(
                             audio,

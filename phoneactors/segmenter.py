@@ -64,7 +64,7 @@ class SegmenterSettings:
     pause_ms: int = 120
     """Silence after which the audio so far is handed on for early transcription and judged
     (0, or anything not below ``end_silence_ms``: never, and the words never decide)."""
-    faint_db: float | None = 12.0
+    faint_db: float | None = 15.0
     """A voiced frame this far under the utterance's own loud level (its 90th percentile, the
     last 60 ms averaged) is *faint*: it counts toward the silence that ends the turn, as
     other people talking in the caller's room do: the VAD calls them speech, and without this
@@ -100,11 +100,14 @@ class SpeechBegan:
 
 @dataclass(frozen=True, slots=True)
 class SpeechPaused:
-    """The caller has been quiet for ``pause_ms``; ``audio`` is the utterance so far."""
+    """The caller has been quiet for ``pause_ms`` (or, with faint sound, ``faint_pause_ms``);
+    ``audio`` is the utterance so far."""
 
     audio: PCM
     number: int = 0
     """Counts the pauses of a segmenter: :meth:`SpeechSegmenter.judged` names the pause."""
+    quiet_ms: int = 0
+    """How long the caller has been quiet: since their last frame that was not faint."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +212,9 @@ class SpeechSegmenter:
             self._paused = True
             self._voiced_since_pause = False
             self._pauses += 1
-            return SpeechPaused(audio=self._audio(), number=self._pauses)
+            return SpeechPaused(
+                audio=self._audio(), number=self._pauses, quiet_ms=self._quiet_run * FRAME_MS
+            )
         return None
 
     def judged(self, pause: int, complete: bool) -> SpeechEnded | None:

@@ -423,7 +423,8 @@ async def answer_delay(
     """Seconds from the end of the caller's speech to the bot's first audio."""
     speech = FakeSpeech(vad=WebRtcVad(3), stt=Hears())  # type: ignore[arg-type]
     settings = CallSettings(
-        noise_gate=gate, segmenter=SegmenterSettings(faint_db=12.0 if faint else None)
+        noise_gate=gate,
+        segmenter=SegmenterSettings() if faint else SegmenterSettings(faint_db=None),
     )
     async with open_call(
         Teller, speech.engines(), speech=speech, settings=settings, line_noise_dbfs=hiss_dbfs
@@ -443,16 +444,16 @@ async def test_a_noisy_line_does_not_stretch_the_end_of_the_turn(
     noisy = await answer_delay(spoken, hiss_dbfs=-45.0, gate=True)
     # The hiss may hide the softest end of the last word, never stretch the wait past a frame
     # or two.
-    assert noisy - clean <= 0.04
+    assert noisy - clean < 0.05  # two 20 ms frames at most
     # The gate and the faint-frame rule each keep the VAD's hangover over the hiss from
     # stretching it; without both it is back.
     clean_gate_only = await answer_delay(spoken, hiss_dbfs=None, gate=True, faint=False)
     gate_only = await answer_delay(spoken, hiss_dbfs=-45.0, gate=True, faint=False)
     faint_only = await answer_delay(spoken, hiss_dbfs=-45.0, gate=False)
     neither = await answer_delay(spoken, hiss_dbfs=-45.0, gate=False, faint=False)
-    assert gate_only - clean_gate_only <= 0.04
-    assert faint_only - clean <= 0.04
-    assert neither - gate_only > 0.04
+    assert gate_only - clean_gate_only < 0.05
+    assert faint_only - clean < 0.05
+    assert neither - gate_only > 0.05
     # The faint-frame rule also cuts the VAD's hangover on a clean line.
     assert clean <= clean_gate_only
 
@@ -522,7 +523,9 @@ async def background_delay(
     )
     teller = Teller()
     speech = FakeSpeech(vad=WebRtcVad(3), stt=HearsTheCaller(spoken))  # type: ignore[arg-type]
-    settings = CallSettings(segmenter=SegmenterSettings(faint_db=12.0 if faint else None))
+    settings = CallSettings(
+        segmenter=SegmenterSettings() if faint else SegmenterSettings(faint_db=None)
+    )
     async with open_call(
         lambda: teller, speech.engines(), speech=speech, settings=settings, background=background
     ) as fake:
@@ -543,12 +546,12 @@ async def test_a_turn_ends_while_people_talk_in_the_background(
     """Voices 15-20 dB under the caller's are speech to the VAD and louder than the line's
     noise floor, so the silence that ends a turn comes only when the room pauses too (one
     talker: 2 s late; four: never). Frames faint beside the caller's own level count as
-    quiet, and the turn ends almost as on a clean line."""
+    quiet, and the turn ends a few tenths of a second later than on a clean line."""
     clean = await answer_delay(spoken, hiss_dbfs=None, gate=True)
     room_delay = await background_delay(
         spoken, room, talkers=talkers, under_db=under_db, faint=True
     )
-    assert room_delay - clean <= 0.15
+    assert room_delay - clean <= 0.5
     without = await background_delay(spoken, room, talkers=talkers, under_db=under_db, faint=False)
     assert without - clean > 1.5
 

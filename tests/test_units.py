@@ -159,7 +159,9 @@ def test_faint_sound_after_the_caller_counts_toward_the_end_of_their_turn() -> N
         (2 + 11, SpeechPaused),
         (2 + 19, SpeechEnded),
     ]
-    ended = events[2][1]
+    paused, ended = events[1][1], events[2][1]
+    assert isinstance(paused, SpeechPaused)
+    assert paused.quiet_ms == 240
     assert isinstance(ended, SpeechEnded)
     assert ended.silence_ms == 400
     assert not ended.continues_pause  # faint sound since the pause: transcribed again
@@ -198,6 +200,7 @@ def test_a_pause_of_silence_still_comes_at_pause_ms_and_keeps_its_audio() -> Non
     [(_, _), (at, paused)] = feed_levels(segmenter, "#" * 20 + "..")
     assert isinstance(paused, SpeechPaused)
     assert at == 21
+    assert paused.quiet_ms == 40
     assert segmenter.judged(paused.number, complete=True) is None
     [(_, ended)] = feed_levels(segmenter, "...")
     assert isinstance(ended, SpeechEnded)
