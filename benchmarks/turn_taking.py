@@ -213,7 +213,9 @@ async def measure(
     stt = FasterWhisperSTT(limiter=trio.CapacityLimiter(2))
     await stt.load()
     rng = np.random.default_rng(2026)
-    room_talk = [await speak(await make_voice(name), t) for name in voices for t in ROOM_TALK]
+    room_talk = []
+    if room_db is not None:
+        room_talk = [await speak(await make_voice(n), t) for n in voices for t in ROOM_TALK]
     for name in voices:
         voice = await make_voice(name)
         texts, fragments = HELD_OUT_SETS[held_out] if held_out else (COMPLETE, FRAGMENTS)

@@ -118,7 +118,8 @@ class SpeechEnded:
     truncated: bool
     """True when ``max_utterance_ms`` cut the utterance."""
     silence_ms: int
-    """Silence since the last voiced frame (the end-of-speech wait that just elapsed)."""
+    """Silence since the last voiced frame that was not faint (the end-of-speech wait that
+    just elapsed)."""
     continues_pause: bool
     """True when the last :class:`SpeechPaused` had exactly this audio (no speech since)."""
     pause: int | None = None
@@ -270,6 +271,7 @@ class _Level:
     def reset(self) -> None:
         self._count = 0
         self._loud = 0.0
+        self._recent.clear()
 
     def faint(self, frame: PCM, voiced: bool) -> bool:
         """Whether ``frame`` (voiced by the VAD, or not) is voiced and faint."""
