@@ -93,17 +93,18 @@ def is_backchannel(text: str, phrases: Collection[str] = DEFAULT_BACKCHANNELS) -
     return reachable[-1]
 
 
-_HUM: Final = re.compile(r"h?m+(?:h+m+)*h?")
-"""A hum as speech-to-text spells it, letter by letter: "m", "mmmm", "hmmm", "mhm", "mmhmm"."""
+_HUM: Final = re.compile(r"h?m+(?:h+[mn]+)*h?")
+"""A hum as speech-to-text spells it, letter by letter: "m", "mmmm", "hmmm", "mhm", "mmhmm",
+and with the nasal after the "h" heard as an "n": "mhn", "M-H-N"."""
 
 
 def _spelled_out(tokens: list[str]) -> list[str]:
     """``tokens`` with each hum spelled out letter by letter written as one word ("M-H-M."
-    is ``["m", "h", "m"]``: "mhm"); other letters stay as they are."""
+    is ``["m", "h", "m"]``: "mhm"); other letters stay as they are ("N." is a letter)."""
     out: list[str] = []
     run: list[str] = []
     for token in [*tokens, ""]:
-        if len(token) == 1 and token in "mh":
+        if len(token) == 1 and token in "mhn":
             run.append(token)
             continue
         if run:

@@ -130,6 +130,8 @@ def test_default_backchannels_leave_out_words_that_interrupt(word: str) -> None:
         "M M M.",
         "M-H-M.",  # spelled out letter by letter
         "H-M-M.",
+        "M-H-N?",  # the nasal after the "h" heard as an "n"
+        "Mhn.",
     ],
 )
 def test_backchannels(text: str) -> None:
@@ -163,6 +165,9 @@ def test_backchannels(text: str) -> None:
         "Hm, wait.",
         "M-A-M.",  # letters, but no hum
         "H.",
+        "N.",
+        "M-N.",  # no "h" before the "n"
+        "N-H-M.",
         "M-H-M, no.",
     ],
 )
