@@ -195,13 +195,16 @@ async def detect_speech(
     detector: VoiceActivityDetector,
     settings: SegmenterSettings,
     gate: NoiseGate | None = None,
+    replying: Callable[[], bool] = lambda: False,
 ) -> None:
     """Run the VAD over each 20 ms frame; announce speech starts, hand on the audio so far at
     each short pause (for early transcription) and whole utterances when the turn ends.
 
     ``inbox`` brings the caller's frames and, from the transcriber, :class:`TurnJudged`: how the
     words at a pause read, which sets how long a silence ends the turn. ``gate`` (the line's
-    noise floor) has the last word on each frame the VAD calls speech.
+    noise floor) has the last word on each frame the VAD calls speech. ``replying`` says
+    whether the bot is replying: sound faint beside the caller's own level does not start
+    an utterance then (see :meth:`SpeechSegmenter.feed`).
     """
     segmenter = SpeechSegmenter(settings)
     event: SpeechBegan | SpeechPaused | SpeechEnded | None
@@ -213,7 +216,7 @@ async def detect_speech(
                 voiced = detector.is_speech(item)
                 if gate is not None:
                     voiced = gate.admit(item, voiced)
-                event = segmenter.feed(item, voiced)
+                event = segmenter.feed(item, voiced, replying=voiced and replying())
             if event is None:
                 continue
             now = trio.current_time()

@@ -349,6 +349,7 @@ class _Call:
                             detector=self.engines.vad.new_detector(),
                             settings=settings.segmenter,
                             gate=NoiseGate() if settings.noise_gate else None,
+                            replying=self.replying,
                         )
                     )
                     nursery.start_soon(
@@ -514,6 +515,11 @@ class _Call:
                         await self.speaker.interrupt()
                         self.history.caller_pressed(digit)
                         self.speaker.start(partial(conversation.on_dtmf, digit))
+
+    def replying(self) -> bool:
+        """Whether the bot is replying: a caller's turn is being transcribed, or its reply
+        being thought or played. Sound faint beside the caller does not interrupt then."""
+        return bool(self.open_utterances) or self.speaker.in_progress() is not None
 
     async def take_transcript(self, event: Transcript) -> None:
         """A caller turn ended: resume a paused reply over a sound or a backchannel, or answer."""

@@ -27,6 +27,7 @@ the same output. The VAD actor feeds it one frame and one ``is_speech`` verdict 
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -47,6 +48,12 @@ _LEVEL_MIN_FRAMES = 10
 _SMOOTH_FRAMES = 3
 """A frame's loudness is the mean energy of the last 60 ms: one quiet frame between two
 syllables is not faint."""
+_REMEMBER_MIN_FRAMES = 25
+"""An utterance with this many voiced frames (0.5 s) or more sets the caller's level for the
+utterances that follow; a cough or a click does not."""
+_REMEMBERED = 3
+"""The caller's level is the loudest of their last three such utterances: one said softly
+does not lower it at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +179,20 @@ class SpeechSegmenter:
         """True between *speech started* and *utterance ended*."""
         return self._speaking
 
-    def feed(self, frame: PCM, voiced: bool) -> SpeechBegan | SpeechPaused | SpeechEnded | None:
+    def feed(
+        self, frame: PCM, voiced: bool, *, replying: bool = False
+    ) -> SpeechBegan | SpeechPaused | SpeechEnded | None:
+        """Take the next frame and the VAD's verdict on it (after the noise gate).
+
+        ``replying``: the bot is replying (the caller's turn is being transcribed, or its reply
+        thought or played). A voiced frame faint beside the caller's level of their last
+        utterances does not count toward *speech started* then: other people in the caller's
+        room (or the bot's own echo) do not pause the reply, while the caller, louder, can.
+        """
         if not self._speaking:
             self._history.append(frame)
+            if voiced and replying and self._level.faint_beside_caller(self._history):
+                voiced = False
             recent = (self._recent << 1 | 1 if voiced else self._recent << 1) & self._window_mask
             self._recent = recent
             count = recent.bit_count()
@@ -186,7 +204,7 @@ class SpeechSegmenter:
             self._recent = 0
             self._quiet_run = self._silent_run = 0
             self._paused = False
-            self._level.reset()
+            self._level.reset(over_reply=replying)
             return SpeechBegan(frames_voiced=count)
         self._frames.append(frame)
         faint = self._level.faint(frame, voiced)
@@ -239,6 +257,7 @@ class SpeechSegmenter:
         return np.concatenate(self._frames[:keep])
 
     def _end(self, *, truncated: bool) -> SpeechEnded:
+        self._level.remember()
         # The last pause's audio, and its transcript, are the utterance's only if no sound
         # came since: faint sound might be words spoken softly.
         same = self._paused and not self._voiced_since_pause and not truncated
@@ -267,11 +286,36 @@ class _Level:
         self._count = 0
         self._recent: collections.deque[float] = collections.deque(maxlen=_SMOOTH_FRAMES)
         self._loud = 0.0
+        self._remembered: collections.deque[float] = collections.deque(maxlen=_REMEMBERED)
+        """The loud levels of the last utterances long enough to count."""
+        self._least = 0.0
+        """The least loud level of this utterance: the caller's, over a reply; else 0."""
 
-    def reset(self) -> None:
+    def remember(self) -> None:
+        """The utterance ended: keep its loud level if it had enough voiced frames."""
+        if self._factor and self._count >= _REMEMBER_MIN_FRAMES:
+            self._remembered.append(self._loudness())
+
+    def faint_beside_caller(self, frames: collections.deque[PCM]) -> bool:
+        """Whether the last 60 ms of ``frames`` (the newest last) are faint beside the caller's
+        level of their last utterances (never, before one was long enough to count)."""
+        if not self._remembered:
+            return False
+        energy = 0.0
+        for frame in itertools.islice(reversed(frames), _SMOOTH_FRAMES):
+            samples = frame.astype(np.float32)
+            energy += float(samples.dot(samples)) / max(1, len(samples))
+        count = min(len(frames), _SMOOTH_FRAMES)
+        return energy / count < max(self._remembered) * self._factor
+
+    def reset(self, *, over_reply: bool) -> None:
+        """A new utterance. One that began over a reply is measured against the caller's
+        level from the start: if the room got loud enough to begin it, its faint sound still
+        ends it."""
         self._count = 0
         self._loud = 0.0
         self._recent.clear()
+        self._least = max(self._remembered, default=0.0) if over_reply else 0.0
 
     def faint(self, frame: PCM, voiced: bool) -> bool:
         """Whether ``frame`` (voiced by the VAD, or not) is voiced and faint."""
@@ -282,12 +326,17 @@ class _Level:
         self._recent.append(energy)
         if not voiced:
             return False
+        loud = max(self._loud if self._count >= _LEVEL_MIN_FRAMES else 0.0, self._least)
+        if sum(self._recent) / len(self._recent) < loud * self._factor:
+            return True  # not the caller: it does not lower their level
         self._voiced[self._count % _LEVEL_FRAMES] = energy
         self._count += 1
         if self._count % _LEVEL_EVERY == 0:
-            held = self._voiced[: min(self._count, _LEVEL_FRAMES)]
-            rank = (len(held) - 1) * 9 // 10  # the 90th percentile, as the nearest rank below
-            self._loud = float(np.partition(held, rank)[rank])
-        if self._count < _LEVEL_MIN_FRAMES:
-            return False
-        return sum(self._recent) / len(self._recent) < self._loud * self._factor
+            self._loud = self._loudness()
+        return False
+
+    def _loudness(self) -> float:
+        """The 90th percentile (the nearest rank below) of the voiced energies held."""
+        held = self._voiced[: min(self._count, _LEVEL_FRAMES)]
+        rank = (len(held) - 1) * 9 // 10
+        return float(np.partition(held, rank)[rank])

@@ -556,6 +556,50 @@ async def test_a_turn_ends_while_people_talk_in_the_background(
     assert without - clean > 1.5
 
 
+@pytest.mark.parametrize(
+    ("talkers", "under_db", "without_rule"), [(1, 20.0, "paused"), (4, 15.0, "never answered")]
+)
+async def test_people_talking_in_the_background_do_not_interrupt_the_bot(
+    autojump_clock: MockClock,
+    spoken: PCM,
+    room: list[PCM],
+    talkers: int,
+    under_db: float,
+    without_rule: str,
+) -> None:
+    """Once the caller has spoken, voices faint beside their level do not pause a reply: the
+    caller hears it whole. Without the faint rule one talker pauses it, and four keep the
+    caller's turn from ending at all."""
+
+    async def reply_over_room(faint: bool) -> tuple[FakeTwilio, float]:
+        from phoneactors import sounds
+
+        caller_dbfs = 20 * np.log10(np.sqrt(np.mean(spoken.astype(np.float64) ** 2)) / 32768)
+        background = sounds.babble(
+            room, 12.0, dbfs=caller_dbfs - under_db, rng=np.random.default_rng(7), talkers=talkers
+        )
+        speech = FakeSpeech(vad=WebRtcVad(3), stt=HearsTheCaller(spoken))  # type: ignore[arg-type]
+        settings = CallSettings(
+            segmenter=SegmenterSettings() if faint else SegmenterSettings(faint_db=None)
+        )
+        async with open_call(
+            Teller, speech.engines(), speech=speech, settings=settings, background=background
+        ) as fake:
+            await fake.silence(1.0)
+            await fake.play(spoken)
+            await fake.silence(reply_seconds(speech) + 4.0)
+        return fake, sum(len(p.audio) for p in fake.played) / SAMPLE_RATE
+
+    fake, played = await reply_over_room(faint=True)
+    assert fake.clears == []
+    assert played == pytest.approx(reply_seconds(FakeSpeech()), abs=0.05)
+    without, _ = await reply_over_room(faint=False)
+    if without_rule == "paused":
+        assert without.clears
+    else:
+        assert not without.played
+
+
 # -- under load, and out of order ------------------------------------------------------------
 
 

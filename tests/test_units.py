@@ -132,14 +132,16 @@ def test_the_words_at_a_pause_set_the_silence_that_ends_the_turn() -> None:
     assert [type(e) for _, e in events] == [SpeechPaused]
 
 
-def feed_levels(segmenter: SpeechSegmenter, pattern: str) -> list[tuple[int, object]]:
+def feed_levels(
+    segmenter: SpeechSegmenter, pattern: str, *, replying: bool = False
+) -> list[tuple[int, object]]:
     """One frame per character: '#' loud voiced (RMS 3000), 's' soft voiced (a third: -10 dB),
     'f' faint voiced (a tenth: -20 dB, voices in the room), '.' silence."""
     levels = {"#": 3000.0, "s": 1000.0, "f": 300.0, ".": 0.0}
     events = []
     for i, c in enumerate(pattern):
         frame = np.full(160, levels[c], dtype=np.int16)
-        event = segmenter.feed(frame, c != ".")
+        event = segmenter.feed(frame, c != ".", replying=replying)
         if event is not None:
             events.append((i, event))
     return events
@@ -206,6 +208,98 @@ def test_a_pause_of_silence_still_comes_at_pause_ms_and_keeps_its_audio() -> Non
     assert isinstance(ended, SpeechEnded)
     assert ended.continues_pause
     assert ended.pause == paused.number
+
+
+def test_faint_sound_does_not_start_an_utterance_over_the_bot() -> None:
+    """Once the caller has said something long enough to set their level, voices faint beside
+    it do not interrupt a reply; the caller, and soft speech, still do. Between replies
+    everything voiced starts an utterance, as before."""
+    settings = SegmenterSettings(min_speech_ms=60, end_silence_ms=100, pause_ms=0)
+    segmenter = SpeechSegmenter(settings)
+    # Before the caller has set a level, the room interrupts the bot like anything else.
+    assert [type(e) for _, e in feed_levels(segmenter, "f" * 5, replying=True)] == [SpeechBegan]
+    feed_levels(segmenter, "." * 5)
+    assert not segmenter.speaking
+    # The caller talks for 0.6 s: their level is known from now on.
+    assert [type(e) for _, e in feed_levels(segmenter, "#" * 30 + "." * 5)] == [
+        SpeechBegan,
+        SpeechEnded,
+    ]
+    assert feed_levels(segmenter, "f" * 200, replying=True) == []
+    assert not segmenter.speaking
+    # The caller speaks over the room: heard at once, as is soft speech 10 dB under.
+    [(at, began)] = feed_levels(segmenter, "##" + "#" * 3, replying=True)
+    assert isinstance(began, SpeechBegan)
+    assert at == 2
+    feed_levels(segmenter, "." * 5)
+    [(at, began)] = feed_levels(segmenter, "sss", replying=True)
+    assert isinstance(began, SpeechBegan)
+    assert at == 2
+    feed_levels(segmenter, "." * 5)
+    # No reply in progress: the room is heard (the caller's level decides within it).
+    [(_, began)] = feed_levels(segmenter, "fff")
+    assert isinstance(began, SpeechBegan)
+
+
+def test_faint_sound_does_not_lower_the_callers_level() -> None:
+    """Voices in the room go on long after the caller stops: they never become the level
+    they are faint beside, so the turn still ends however long they last."""
+    settings = SegmenterSettings(
+        min_speech_ms=60, end_silence_ms=100, incomplete_silence_ms=10_000, pause_ms=40
+    )
+    events = feed_levels(SpeechSegmenter(settings), "#" * 20 + "f" * 502)
+    assert [(i, type(e)) for i, e in events if not isinstance(e, SpeechPaused)] == [
+        (2, SpeechBegan),
+        (20 + 2 + 499, SpeechEnded),  # 60 ms of averaging, then 10 s of quiet
+    ]
+
+
+def test_an_utterance_begun_over_a_reply_is_measured_against_the_callers_level() -> None:
+    """Soft sound (10 dB under the caller) begins an utterance over the reply; the fainter
+    sound after it is quiet beside the caller, though not beside the soft sound, and ends
+    it. Between replies, the utterance's own level decides."""
+    settings = SegmenterSettings(
+        min_speech_ms=60, end_silence_ms=100, incomplete_silence_ms=400, pause_ms=40
+    )
+    segmenter = SpeechSegmenter(settings)
+    feed_levels(segmenter, "#" * 30 + "." * 25)
+    events = feed_levels(segmenter, "sss" + "f" * 40, replying=True)
+    assert [(i, type(e)) for i, e in events] == [
+        (2, SpeechBegan),
+        (3 + 11, SpeechPaused),  # faint from the first 'f': faint_pause_ms
+        (3 + 19, SpeechEnded),
+    ]
+    segmenter = SpeechSegmenter(settings)
+    feed_levels(segmenter, "#" * 30 + "." * 25)
+    assert [type(e) for _, e in feed_levels(segmenter, "sss" + "f" * 40)] == [SpeechBegan]
+
+
+def test_a_short_sound_does_not_set_the_callers_level() -> None:
+    settings = SegmenterSettings(min_speech_ms=60, end_silence_ms=100, pause_ms=0)
+    segmenter = SpeechSegmenter(settings)
+    feed_levels(segmenter, "#" * 25 + "." * 5)  # under 0.5 s after speech started: a cough
+    assert [type(e) for _, e in feed_levels(segmenter, "fff", replying=True)] == [SpeechBegan]
+    # Nor with the faint rule off, however long the caller talked.
+    segmenter = SpeechSegmenter(
+        SegmenterSettings(min_speech_ms=60, end_silence_ms=100, pause_ms=0, faint_db=None)
+    )
+    feed_levels(segmenter, "#" * 100 + "." * 5)
+    assert [type(e) for _, e in feed_levels(segmenter, "fff", replying=True)] == [SpeechBegan]
+
+
+def test_the_callers_level_is_the_loudest_of_their_last_three_utterances() -> None:
+    settings = SegmenterSettings(min_speech_ms=60, end_silence_ms=100, pause_ms=0)
+    segmenter = SpeechSegmenter(settings)
+    feed_levels(segmenter, "#" * 30 + "." * 5)
+    # Two soft utterances (10 dB under): the loud one still sets the level, 'f' (20 dB under
+    # the loud level, 10 dB under the soft one) stays faint.
+    for _ in range(2):
+        feed_levels(segmenter, "s" * 30 + "." * 5)
+    assert feed_levels(segmenter, "f" * 20, replying=True) == []
+    # A third soft one pushes the loud one out: the caller is quieter now, and so is the
+    # room beside them.
+    feed_levels(segmenter, "." * 5 + "s" * 30 + "." * 5)
+    assert [type(e) for _, e in feed_levels(segmenter, "fff", replying=True)] == [SpeechBegan]
 
 
 @pytest.mark.parametrize("faint_db", [0.0, -3.0, float("inf"), float("nan")])
