@@ -21,9 +21,11 @@ speech synthesized beforehand by the named voices from ``benchmarks/phrases.py``
 * ``--line-noise -45`` puts white hiss at that level under everything the caller sends.
 * ``--room 15`` puts other people talking (``--room-talkers``, default 4;
   :func:`phoneactors.sounds.babble`, from ``ROOM_TALK`` said by both voices) under everything
-  the caller sends, 15 dB under the caller's own level: a café or an office. Only complete
-  phrases and fragments are measured then (the room's voices pause every reply, a known
-  limit: docs/turn-taking.md), and a turn with no answer within 15 s is counted unanswered.
+  the caller sends, 15 dB under the caller's own level: a café or an office. A turn with no
+  answer within 15 s is counted unanswered.
+* **replies paused while the caller was silent**: ``clear`` sent during the replies to the
+  complete phrases, which the caller waits out in silence: the line's noise or the room
+  interrupting the bot.
 * **real interruptions**: 1.5 s into a long reply, the caller says an interruption from the
   phrase set: ``clear`` after the interruption began, and the old reply's audio after it.
 * **short answers over a reply** ("Sales.", "Tomorrow."; ``EARLY_ANSWERS``): real
@@ -76,6 +78,9 @@ ROOM_TALKERS = 4
 TURN_GIVE_UP_S = 15.0
 """A complete phrase or a fragment with no answer this long after it is counted unanswered
 and the run goes on (in a noisy room a turn may not end)."""
+REPLY_GIVE_UP_S = 45.0
+"""A long reply with a sound over it that has not ended after this long is noted, and the
+run goes on."""
 """The parrot answers with it, so its reply is long enough to talk over."""
 SOUNDS: dict[str, Callable[[np.random.Generator], PCM]] = {
     "cough": lambda rng: sounds.cough(rng),
@@ -108,6 +113,8 @@ class Results:
     answers_missed: list[str] = field(default_factory=list)
     unanswered: list[str] = field(default_factory=list)
     """Complete phrases and fragments the bot had not answered within ``TURN_GIVE_UP_S``."""
+    silent_pauses: int = 0
+    """``clear`` sent while the caller waited for a reply in silence."""
 
 
 async def make_voice(name: str) -> TextToSpeech:
@@ -241,6 +248,7 @@ async def measure(
         ) as fake:
             await fake.wait_for_bot_to_finish()
             await fake.silence(0.5)
+            clears = len(fake.clears)
             for text, audio in zip(texts, complete, strict=False):
                 try:
                     with trio.fail_after(TURN_GIVE_UP_S):
@@ -250,6 +258,7 @@ async def measure(
                     continue
                 results.latencies.append(voiced * 1000)
                 await fake.silence(0.3)
+            results.silent_pauses += len(fake.clears) - clears
             for text, first, rest in pairs:
                 results.fragments += 1
                 try:
@@ -262,8 +271,7 @@ async def measure(
                     results.premature.append(f"{name}: {text}")
                 if replies != 1:
                     results.split_turns.append(f"{name}: {text} ({replies} replies)")
-            if room_db is None:  # in a room, the room's voices pause every reply: not measured
-                await over_replies(fake, results, stt, name, question, asides, stops, answers)
+            await over_replies(fake, results, stt, name, question, asides, stops, answers)
     return results
 
 
@@ -281,7 +289,12 @@ async def over_replies(
     reply = f'You said: "{LONG_QUESTION}"'
     for label, sound in asides:
         kind = label if label in (*SOUNDS, "none") else "backchannel"
-        clear, resumed, answered, audio = await over_the_reply(fake, question, sound)
+        try:
+            with trio.fail_after(REPLY_GIVE_UP_S):
+                clear, resumed, answered, audio = await over_the_reply(fake, question, sound)
+        except trio.TooSlowError:
+            results.notes.append(f"{name}, {label!r}: reply not over in {REPLY_GIVE_UP_S:g} s")
+            continue
         if clear is not None:
             results.clears.setdefault(kind, []).append(clear * 1000)
         if answered:  # the audio after the sound is the answer, not a resume
@@ -304,12 +317,21 @@ async def over_replies(
             results.notes.append(f"{name}, {label!r}: resumed after {resumed * 1000:.0f} ms")
         await fake.silence(0.5)
     for words in stops:
-        reaction, stale = await interrupt(fake, question, words)
+        try:
+            with trio.fail_after(REPLY_GIVE_UP_S):
+                reaction, stale = await interrupt(fake, question, words)
+        except trio.TooSlowError:
+            results.notes.append(f"{name}: interrupted reply not over in {REPLY_GIVE_UP_S:g} s")
+            continue
         results.interrupt_clears.append(reaction * 1000)
         results.stale.append(stale * 1000)
         await fake.silence(0.5)
     for text, words in answers:
-        _clear, _resumed, answered, _audio = await over_the_reply(fake, question, words)
+        try:
+            with trio.fail_after(REPLY_GIVE_UP_S):
+                _clear, _resumed, answered, _audio = await over_the_reply(fake, question, words)
+        except trio.TooSlowError:
+            answered = False
         results.answers += 1
         if not answered:
             results.answers_missed.append(f"{name}: {text}")
@@ -324,6 +346,7 @@ def report(results: Results, turns: list[dict[str, float]], pause: float) -> Non
         print(f"unanswered within {TURN_GIVE_UP_S:g} s: {len(results.unanswered)}")
         for line in results.unanswered:
             print(f"- unanswered: {line}")
+    print(f"replies paused while the caller was silent: {results.silent_pauses}")
     for stage in ("end_of_speech", "stt", "reply", "tts", "total"):
         values = [t[stage] for t in turns if stage in t]
         print(summary_row(f"  server, every turn: {stage}", values))
