@@ -12,16 +12,21 @@ the same output. The VAD actor feeds it one frame and one ``is_speech`` verdict 
   after ``end_silence_ms``; one that trails off ("I'd like to book a table for …") waits up to
   ``incomplete_silence_ms`` for the caller to go on, and so does a turn whose judgement has not
   come yet. Without early transcription (``pause_ms`` 0) the words cannot decide, and
-  ``end_silence_ms`` ends every turn. Silence here is any frame the VAD calls unvoiced, or a
-  voiced one that is *faint*: ``faint_db`` under the utterance's own loud level (the 90th
-  percentile of its voiced frames, each frame's loudness averaged over 60 ms), as other people
-  talking in the caller's room are. Without that, their voices keep the turn open until they
-  pause too. A pause comes after ``pause_ms`` of true silence or ``faint_pause_ms`` of silence
-  and faint sound. An utterance also ends when it reaches ``max_utterance_ms``. It carries its
-  audio, including ``pre_roll_ms`` of audio from before the start so the first syllable is not
-  clipped. If nothing was voiced since the last pause, not even faintly, the utterance has
-  exactly that pause's audio (``continues_pause``), and its early transcript can be used as it
-  is.
+  ``end_silence_ms`` ends every turn. An utterance also ends when it reaches
+  ``max_utterance_ms``. It carries its audio, including ``pre_roll_ms`` of audio from before
+  the start so the first syllable is not clipped, less all but 100 ms of its trailing quiet.
+  If the caller said nothing since the last pause, the utterance has exactly that pause's
+  audio (``continues_pause``), and its early transcript can be used as it is.
+
+**Faint sound.** Quiet here is any frame the VAD calls unvoiced, or a voiced one that is
+*faint*: ``faint_db`` under the caller's loud level (the 90th percentile of the utterance's
+voiced frames that were not faint, each frame's loudness averaged over 60 ms), as other people
+talking in the caller's room are. Without that, their voices keep the turn open until they
+pause too, and are transcribed as the caller's words. A pause comes after ``pause_ms`` of true
+silence or ``faint_pause_ms`` of silence and faint sound. While the bot is replying (``feed``'s
+``replying``), the caller's level is also remembered from their last utterances: sound faint
+beside it does not begin an utterance, so the room does not pause the reply, and an utterance
+that the room does begin is measured against it, so it ends as soon as the room is faint again.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ __all__ = ["SegmenterSettings", "SpeechBegan", "SpeechEnded", "SpeechPaused", "S
 
 _TRAILING_FRAMES = 5
 """Frames of trailing silence kept on an utterance (whisper likes a soft ending)."""
+_TRAILING_FAINT = 15
+"""Frames of trailing faint sound kept: a last word fading out ("…two adults and") is heard
+whole, and little of the room's words after it."""
 _LEVEL_FRAMES = 250
 """The caller's loud level is measured over their last 5 s of voiced frames."""
 _LEVEL_EVERY = 10
@@ -128,7 +136,8 @@ class SpeechEnded:
     """Silence since the last voiced frame that was not faint (the end-of-speech wait that
     just elapsed)."""
     continues_pause: bool
-    """True when the last :class:`SpeechPaused` had exactly this audio (no speech since)."""
+    """True when the last :class:`SpeechPaused` had exactly this audio (nothing but silence and
+    faint sound since)."""
     pause: int | None = None
     """The number of that pause, when ``continues_pause``."""
 
@@ -164,15 +173,17 @@ class SpeechSegmenter:
         )
         self._pauses = 0
         self._paused = False
-        self._voiced_since_pause = False
         self._max_frames = settings.max_utterance_ms // FRAME_MS
         self._speaking = False
         self._frames: list[PCM] = []
         self._quiet_run = 0
-        """Frames since the last voiced frame that was not faint: the silence that ends a turn."""
+        """Frames since the last voiced frame that was not faint: the silence that ends a turn,
+        trimmed from the audio."""
         self._silent_run = 0
-        """Frames since the last voiced frame, faint or not: trimmed from the audio."""
+        """Frames since the last voiced frame, faint or not: a pause of true silence."""
         self._level = _Level(settings.faint_db)
+        self._kept = 0
+        """The frames in the audio last handed on (at the last pause, while ``_paused``)."""
 
     @property
     def speaking(self) -> bool:
@@ -215,7 +226,6 @@ class SpeechSegmenter:
         else:
             self._quiet_run += 1
             self._silent_run = 0 if voiced else self._silent_run + 1
-            self._voiced_since_pause |= voiced
         if self._quiet_run >= self._wait_frames:
             return self._end(truncated=False)
         if len(self._frames) >= self._max_frames:
@@ -229,7 +239,6 @@ class SpeechSegmenter:
             )
         ):
             self._paused = True
-            self._voiced_since_pause = False
             self._pauses += 1
             return SpeechPaused(
                 audio=self._audio(), number=self._pauses, quiet_ms=self._quiet_run * FRAME_MS
@@ -252,17 +261,19 @@ class SpeechSegmenter:
         return None
 
     def _audio(self) -> PCM:
-        """The utterance so far, less all but a little of its trailing silence."""
-        keep = len(self._frames) - max(0, self._silent_run - _TRAILING_FRAMES)
-        return np.concatenate(self._frames[:keep])
+        """The utterance so far, less all but a little of its trailing quiet: silence, and
+        faint sound (the room's words would be transcribed as the caller's)."""
+        trim = max(0, self._silent_run - _TRAILING_FRAMES, self._quiet_run - _TRAILING_FAINT)
+        self._kept = len(self._frames) - trim
+        return np.concatenate(self._frames[: self._kept])
 
     def _end(self, *, truncated: bool) -> SpeechEnded:
         self._level.remember()
-        # The last pause's audio, and its transcript, are the utterance's only if no sound
-        # came since: faint sound might be words spoken softly.
-        same = self._paused and not self._voiced_since_pause and not truncated
+        # Nothing but quiet since the last pause: its audio, and its transcript, are the
+        # utterance's.
+        same = self._paused and not truncated
         ended = SpeechEnded(
-            audio=self._audio(),
+            audio=np.concatenate(self._frames[: self._kept]) if same else self._audio(),
             truncated=truncated,
             silence_ms=self._quiet_run * FRAME_MS,
             continues_pause=same,

@@ -166,8 +166,12 @@ def test_faint_sound_after_the_caller_counts_toward_the_end_of_their_turn() -> N
     assert paused.quiet_ms == 240
     assert isinstance(ended, SpeechEnded)
     assert ended.silence_ms == 400
-    assert not ended.continues_pause  # faint sound since the pause: transcribed again
-    assert len(ended.audio) == (20 + 22) * 160  # the talk and the faint frames, none trimmed
+    # Nothing but faint sound since the pause: its audio and transcript are the turn's.
+    assert ended.continues_pause
+    # The talk, the two frames the average needs to turn faint, and the faint tail as far as
+    # the pause (a fading last word is kept; 300 ms at most, so little of the room's words).
+    assert len(ended.audio) == len(paused.audio) == (20 + 2 + 12) * 160
+    assert np.array_equal(ended.audio, paused.audio)
     # Judged complete at that pause: the short silence ends it.
     segmenter = SpeechSegmenter(settings)
     [(_, _), (_, paused)] = feed_levels(segmenter, talk + "f" * 14)
@@ -182,6 +186,38 @@ def test_faint_sound_after_the_caller_counts_toward_the_end_of_their_turn() -> N
         faint_db=None,
     )
     assert [type(e) for _, e in feed_levels(SpeechSegmenter(off), talk + "f" * 40)] == [SpeechBegan]
+
+
+def test_a_long_faint_tail_is_trimmed_from_the_audio() -> None:
+    """Faint sound after the caller's last word is cut to 300 ms at most (the room's words
+    would be transcribed as the caller's), silence to 100 ms; what the last pause handed on
+    is what the turn ends with."""
+    settings = SegmenterSettings(
+        min_speech_ms=60, end_silence_ms=100, incomplete_silence_ms=2000, pause_ms=40
+    )
+    # A silent pause, then the room: the turn's audio is the pause's (100 ms of silence).
+    segmenter = SpeechSegmenter(settings)
+    events = feed_levels(segmenter, "#" * 20 + "..")
+    assert isinstance(paused := events[-1][1], SpeechPaused)
+    assert len(paused.audio) == (20 + 2) * 160  # the talk and two silent frames
+    [(_, ended)] = feed_levels(segmenter, "f" * 100)
+    assert isinstance(ended, SpeechEnded)
+    assert ended.continues_pause
+    assert np.array_equal(ended.audio, paused.audio)
+    # Soft speech after the pause is the caller: the turn goes on, with a pause of its own.
+    segmenter = SpeechSegmenter(settings)
+    feed_levels(segmenter, "#" * 20 + "..")
+    events = feed_levels(segmenter, "s" * 10 + "f" * 102)
+    assert [type(e) for _, e in events] == [SpeechPaused, SpeechEnded]
+    assert isinstance(ended := events[-1][1], SpeechEnded)
+    assert ended.pause == 2
+    # The audio of that pause: the faint tail as far as it (240 ms, under the 300 ms kept).
+    assert len(ended.audio) == (20 + 2 + 10 + 2 + 12) * 160
+    # Without early transcription, a turn ends after 400 ms of faint sound: 300 ms are kept.
+    segmenter = SpeechSegmenter(SegmenterSettings(min_speech_ms=60, end_silence_ms=400, pause_ms=0))
+    [_, (_, ended)] = feed_levels(segmenter, "#" * 20 + "f" * 22)
+    assert isinstance(ended, SpeechEnded)
+    assert len(ended.audio) == (20 + 2 + 15) * 160
 
 
 def test_soft_speech_is_not_faint() -> None:
