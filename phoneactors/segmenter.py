@@ -14,7 +14,8 @@ the same output. The VAD actor feeds it one frame and one ``is_speech`` verdict 
   come yet. Without early transcription (``pause_ms`` 0) the words cannot decide, and
   ``end_silence_ms`` ends every turn. An utterance also ends when it reaches
   ``max_utterance_ms``. It carries its audio, including ``pre_roll_ms`` of audio from before
-  the start so the first syllable is not clipped, less all but 100 ms of its trailing quiet.
+  the start so the first syllable is not clipped, less all but 100 ms of trailing silence
+  and 300 ms of trailing faint sound.
   If the caller said nothing since the last pause, the utterance has exactly that pause's
   audio (``continues_pause``), and its early transcript can be used as it is.
 
@@ -57,8 +58,8 @@ _SMOOTH_FRAMES = 3
 """A frame's loudness is the mean energy of the last 60 ms: one quiet frame between two
 syllables is not faint."""
 _REMEMBER_MIN_FRAMES = 25
-"""An utterance with this many voiced frames (0.5 s) or more sets the caller's level for the
-utterances that follow; a cough or a click does not."""
+"""An utterance with this many voiced frames that were not faint (0.5 s after speech started)
+sets the caller's level for the utterances that follow; a cough or a click does not."""
 _REMEMBERED = 3
 """The caller's level is the loudest of their last three such utterances: one said softly
 does not lower it at once."""
@@ -83,8 +84,9 @@ class SegmenterSettings:
     """A voiced frame this far under the utterance's own loud level (its 90th percentile, the
     last 60 ms averaged) is *faint*: it counts toward the silence that ends the turn, as
     other people talking in the caller's room do: the VAD calls them speech, and without this
-    the caller's turn would not end until they paused too. ``None``: every voiced frame is
-    speech."""
+    the caller's turn would not end until they paused too. While the bot replies, a frame this
+    far under the caller's level in their last utterances does not interrupt it. ``None``:
+    every voiced frame is speech."""
     faint_pause_ms: int = 240
     """Quiet (silence or faint sound) after which the audio so far is handed on at a pause,
     when faint sound keeps the silence of ``pause_ms`` from coming."""
@@ -198,7 +200,7 @@ class SpeechSegmenter:
         ``replying``: the bot is replying (the caller's turn is being transcribed, or its reply
         thought or played). A voiced frame faint beside the caller's level of their last
         utterances does not count toward *speech started* then: other people in the caller's
-        room (or the bot's own echo) do not pause the reply, while the caller, louder, can.
+        room (or an echo of the bot) do not pause the reply, while the caller, louder, can.
         """
         if not self._speaking:
             self._history.append(frame)
@@ -300,7 +302,8 @@ class _Level:
         self._remembered: collections.deque[float] = collections.deque(maxlen=_REMEMBERED)
         """The loud levels of the last utterances long enough to count."""
         self._least = 0.0
-        """The least loud level of this utterance: the caller's, over a reply; else 0."""
+        """The loud level this utterance is measured against at least: the caller's, when it
+        began over a reply; else 0."""
 
     def remember(self) -> None:
         """The utterance ended: keep its loud level if it had enough voiced frames."""

@@ -249,7 +249,8 @@ OPTIONS: Final = (
     Option(
         "--faint-db",
         "a voiced sound this many dB under the caller's own loud level counts as quiet when "
-        "ending their turn, as voices in their room do (0: every voiced sound is speech)",
+        "ending their turn and does not interrupt the bot, as voices in their room do "
+        "(0: every voiced sound is speech)",
         _SEGMENTER_DEFAULTS.faint_db,
         float,
         "DB",
