@@ -216,7 +216,7 @@ async def detect_speech(
                 voiced = detector.is_speech(item)
                 if gate is not None:
                     voiced = gate.admit(item, voiced)
-                event = segmenter.feed(item, voiced, replying=voiced and replying())
+                event = segmenter.feed(item, voiced, replying=replying())
             if event is None:
                 continue
             now = trio.current_time()

@@ -136,8 +136,9 @@ def feed_levels(
     segmenter: SpeechSegmenter, pattern: str, *, replying: bool = False
 ) -> list[tuple[int, object]]:
     """One frame per character: '#' loud voiced (RMS 3000), 's' soft voiced (a third: -10 dB),
-    'f' faint voiced (a tenth: -20 dB, voices in the room), '.' silence."""
-    levels = {"#": 3000.0, "s": 1000.0, "f": 300.0, ".": 0.0}
+    'm' murmur (a sixth: -16 dB), 'f' faint voiced (a tenth: -20 dB, voices in the room), '.'
+    silence."""
+    levels = {"#": 3000.0, "s": 1000.0, "m": 500.0, "f": 300.0, ".": 0.0}
     events = []
     for i, c in enumerate(pattern):
         frame = np.full(160, levels[c], dtype=np.int16)
@@ -310,6 +311,32 @@ def test_an_utterance_begun_over_a_reply_is_measured_against_the_callers_level()
     assert [type(e) for _, e in feed_levels(segmenter, "sss" + "f" * 40)] == [SpeechBegan]
 
 
+def test_over_the_bot_speech_starts_only_with_a_frame_near_the_callers_level() -> None:
+    """Sound 10-15 dB under the caller is not faint, but a start needs one frame within 10 dB
+    of their level: the room's loudest moments do not pause the reply, the caller's vowels
+    do, however faint the consonants around them."""
+    settings = SegmenterSettings(min_speech_ms=160, end_silence_ms=100, pause_ms=0)
+    segmenter = SpeechSegmenter(settings)
+    feed_levels(segmenter, "#" * 40 + "." * 10)
+    level = {"#": 3000.0, "r": 800.0, "f": 300.0, ".": 0.0}  # 'r': a loud room, -11.5 dB
+
+    def feed(pattern: str) -> list[tuple[int, object]]:
+        events = []
+        for i, c in enumerate(pattern):
+            frame = np.full(160, level[c], dtype=np.int16)
+            if (event := segmenter.feed(frame, c != ".", replying=True)) is not None:
+                events.append((i, event))
+        return events
+
+    assert feed("r" * 40) == []
+    assert not segmenter.speaking
+    # A word: faint consonants, then a vowel. It starts with its eighth voiced frame, as it
+    # would with no reply playing.
+    [(at, began)] = feed("." * 12 + "fff" + "#" * 5)
+    assert isinstance(began, SpeechBegan)
+    assert at == 12 + 7
+
+
 def test_a_short_sound_does_not_set_the_callers_level() -> None:
     settings = SegmenterSettings(min_speech_ms=60, end_silence_ms=100, pause_ms=0)
     segmenter = SpeechSegmenter(settings)
@@ -327,15 +354,15 @@ def test_the_callers_level_is_the_loudest_of_their_last_three_utterances() -> No
     settings = SegmenterSettings(min_speech_ms=60, end_silence_ms=100, pause_ms=0)
     segmenter = SpeechSegmenter(settings)
     feed_levels(segmenter, "#" * 30 + "." * 5)
-    # Two soft utterances (10 dB under): the loud one still sets the level, 'f' (20 dB under
-    # the loud level, 10 dB under the soft one) stays faint.
+    # Two soft utterances (10 dB under): the loud one still sets the level, and a murmur (16 dB
+    # under it, 6 dB under the soft ones) is faint.
     for _ in range(2):
         feed_levels(segmenter, "s" * 30 + "." * 5)
-    assert feed_levels(segmenter, "f" * 20, replying=True) == []
-    # A third soft one pushes the loud one out: the caller is quieter now, and so is the
-    # room beside them.
+    assert feed_levels(segmenter, "m" * 20, replying=True) == []
+    # A third soft one pushes the loud one out: the caller is quieter now, and a murmur beside
+    # them interrupts.
     feed_levels(segmenter, "." * 5 + "s" * 30 + "." * 5)
-    assert [type(e) for _, e in feed_levels(segmenter, "fff", replying=True)] == [SpeechBegan]
+    assert [type(e) for _, e in feed_levels(segmenter, "mmm", replying=True)] == [SpeechBegan]
 
 
 @pytest.mark.parametrize("faint_db", [0.0, -3.0, float("inf"), float("nan")])
