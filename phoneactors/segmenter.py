@@ -313,8 +313,7 @@ class _Level:
     """How loud the caller is in this utterance, and whether a frame is faint beside it."""
 
     def __init__(self, faint_db: float | None) -> None:
-        self._factor = math.pow(10.0, -faint_db / 10.0) if faint_db is not None else 0.0
-        self.faint_factor = self._factor
+        self.faint_factor = math.pow(10.0, -faint_db / 10.0) if faint_db is not None else 0.0
         """Faint is under this fraction of the caller's level (0.0: nothing is faint)."""
         self._voiced = np.zeros(_LEVEL_FRAMES, dtype=np.float32)
         """The energies of the utterance's last voiced frames, a ring."""
@@ -329,7 +328,7 @@ class _Level:
 
     def remember(self) -> None:
         """The utterance ended: keep its loud level if it had enough voiced frames."""
-        if self._factor and self._count >= _REMEMBER_MIN_FRAMES:
+        if self.faint_factor and self._count >= _REMEMBER_MIN_FRAMES:
             self._remembered.append(self._loudness())
 
     def beside_caller(self, frames: collections.deque[PCM]) -> float:
@@ -355,7 +354,7 @@ class _Level:
 
     def faint(self, frame: PCM, voiced: bool) -> bool:
         """Whether ``frame`` (voiced by the VAD, or not) is voiced and faint."""
-        if not self._factor:
+        if not self.faint_factor:
             return False
         samples = frame.astype(np.float32)
         energy = float(samples.dot(samples)) / max(1, len(samples))
@@ -363,7 +362,7 @@ class _Level:
         if not voiced:
             return False
         loud = max(self._loud if self._count >= _LEVEL_MIN_FRAMES else 0.0, self._least)
-        if sum(self._recent) / len(self._recent) < loud * self._factor:
+        if sum(self._recent) / len(self._recent) < loud * self.faint_factor:
             return True  # not the caller: it does not lower their level
         self._voiced[self._count % _LEVEL_FRAMES] = energy
         self._count += 1
