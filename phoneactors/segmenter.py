@@ -196,8 +196,8 @@ class SpeechSegmenter:
         self._silent_run = 0
         """Frames since the last voiced frame, faint or not: a pause of true silence."""
         self._level = _Level(settings.faint_db)
-        self._kept = 0
-        """The frames in the audio last handed on (at the last pause, while ``_paused``)."""
+        self._pause_audio: PCM | None = None
+        """The audio of the last pause: the utterance's, if nothing but quiet follows it."""
 
     @property
     def speaking(self) -> bool:
@@ -262,8 +262,9 @@ class SpeechSegmenter:
         ):
             self._paused = True
             self._pauses += 1
+            self._pause_audio = self._audio()
             return SpeechPaused(
-                audio=self._audio(), number=self._pauses, quiet_ms=self._quiet_run * FRAME_MS
+                audio=self._pause_audio, number=self._pauses, quiet_ms=self._quiet_run * FRAME_MS
             )
         return None
 
@@ -286,8 +287,7 @@ class SpeechSegmenter:
         """The utterance so far, less all but a little of its trailing quiet: silence, and
         faint sound (the room's words would be transcribed as the caller's)."""
         trim = max(0, self._silent_run - _TRAILING_FRAMES, self._quiet_run - _TRAILING_FAINT)
-        self._kept = len(self._frames) - trim
-        return np.concatenate(self._frames[: self._kept])
+        return np.concatenate(self._frames[: len(self._frames) - trim])
 
     def _end(self, *, truncated: bool) -> SpeechEnded:
         self._level.remember()
@@ -295,7 +295,7 @@ class SpeechSegmenter:
         # utterance's.
         same = self._paused and not truncated
         ended = SpeechEnded(
-            audio=np.concatenate(self._frames[: self._kept]) if same else self._audio(),
+            audio=self._pause_audio if same and self._pause_audio is not None else self._audio(),
             truncated=truncated,
             silence_ms=self._quiet_run * FRAME_MS,
             continues_pause=same,
@@ -303,6 +303,7 @@ class SpeechSegmenter:
         )
         self._speaking = False
         self._paused = False
+        self._pause_audio = None
         self._wait_frames = self._long_frames or self._end_frames
         self._frames = []
         self._quiet_run = self._silent_run = 0
