@@ -25,7 +25,8 @@ speech synthesized beforehand by the named voices from ``benchmarks/phrases.py``
   answer within 15 s is counted unanswered.
 * **replies paused while the caller was silent**: ``clear`` sent during the replies to the
   complete phrases, which the caller waits out in silence: the line's noise or the room
-  interrupting the bot.
+  interrupting the bot (each is listed, and so is one sent while the phrase was still being
+  said: a reply begun at a pause inside it). ``--server-log FILE`` keeps the server's log.
 * **real interruptions**: 1.5 s into a long reply, the caller says an interruption from the
   phrase set: ``clear`` after the interruption began, and the old reply's audio after it.
 * **short answers over a reply** ("Sales.", "Tomorrow."; ``EARLY_ANSWERS``): real
@@ -40,6 +41,7 @@ import difflib
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import trio
@@ -113,8 +115,8 @@ class Results:
     answers_missed: list[str] = field(default_factory=list)
     unanswered: list[str] = field(default_factory=list)
     """Complete phrases and fragments the bot had not answered within ``TURN_GIVE_UP_S``."""
-    silent_pauses: int = 0
-    """``clear`` sent while the caller waited for a reply in silence."""
+    silent_pauses: list[str] = field(default_factory=list)
+    """Complete phrases whose reply was cleared while the caller waited for it in silence."""
 
 
 async def make_voice(name: str) -> TextToSpeech:
@@ -248,17 +250,20 @@ async def measure(
         ) as fake:
             await fake.wait_for_bot_to_finish()
             await fake.silence(0.5)
-            clears = len(fake.clears)
             for text, audio in zip(texts, complete, strict=False):
+                clears, ends = len(fake.clears), trio.current_time() + len(audio) / SAMPLE_RATE
                 try:
                     with trio.fail_after(TURN_GIVE_UP_S):
                         voiced, _first = await one_turn(fake, audio)
                 except (trio.TooSlowError, AssertionError):
                     results.unanswered.append(f"{name}: {text}")
                     continue
+                finally:
+                    for at in fake.clears[clears:]:
+                        when = "as the caller spoke" if at < ends else "while silent"
+                        results.silent_pauses.append(f"{name}: {text} ({when})")
                 results.latencies.append(voiced * 1000)
                 await fake.silence(0.3)
-            results.silent_pauses += len(fake.clears) - clears
             for text, first, rest in pairs:
                 results.fragments += 1
                 try:
@@ -346,7 +351,9 @@ def report(results: Results, turns: list[dict[str, float]], pause: float) -> Non
         print(f"unanswered within {TURN_GIVE_UP_S:g} s: {len(results.unanswered)}")
         for line in results.unanswered:
             print(f"- unanswered: {line}")
-    print(f"replies paused while the caller was silent: {results.silent_pauses}")
+    print(f"replies paused during the answers to complete phrases: {len(results.silent_pauses)}")
+    for line in results.silent_pauses:
+        print(f"- paused: {line}")
     for stage in ("end_of_speech", "stt", "reply", "tts", "total"):
         values = [t[stage] for t in turns if stage in t]
         print(summary_row(f"  server, every turn: {stage}", values))
@@ -413,6 +420,9 @@ def main() -> None:
         help="other people talking under the caller, this many dB quieter",
     )
     parser.add_argument("--room-talkers", type=int, default=ROOM_TALKERS, metavar="N")
+    parser.add_argument(
+        "--server-log", type=Path, default=None, metavar="FILE", help="write the server's log here"
+    )
     add_held_out_option(parser)
     parser.add_argument("server_args", nargs="*", help="options for python -m phoneactors")
     args = parser.parse_args()
@@ -431,6 +441,8 @@ def main() -> None:
             args.room_talkers,
         )
         turns = [t for t in server.turn_lines() if "total" in t]
+    if args.server_log is not None:
+        args.server_log.write_text("".join(f"{line}\n" for line in server.log))
     print(f"machine: {machine()}")
     print(f"server: python -m phoneactors {' '.join(args.server_args)}".rstrip())
     print(f"caller voices: {', '.join(voices)}; {args.limit} phrases of each kind per voice")
