@@ -274,7 +274,6 @@ async def transcribe_utterances(
     time_limit: float,
     stats: CallStats,
     log: CallLog,
-    transcribing: Callable[[PCM], None] = lambda audio: None,
 ) -> None:
     """Transcribe each utterance (off the trio thread, inside the engine).
 
@@ -285,8 +284,7 @@ async def transcribe_utterances(
     overlaps the end-of-speech wait. A transcript that holds no words by the engine's own
     signals (a cough "heard" as "Thank you.") counts as no words (:func:`words_heard`). An
     engine failure or timeout costs that utterance only: it becomes
-    :class:`TranscriptionFailed`. ``transcribing`` is told of each audio as its transcription
-    starts (the call reads a short sound over the bot ahead for a second look).
+    :class:`TranscriptionFailed`.
     """
     early: _Heard | str | None = None  # what the last pause's audio held, or why that failed
     early_pause: int | None = None
@@ -300,7 +298,6 @@ async def transcribe_utterances(
             newer = None
             reuse = utterance.final and utterance.continues_pause and early_pause == utterance.pause
             if not (reuse and early is not None):
-                transcribing(utterance.audio)
                 if utterance.final:
                     early = await _transcribe(stt, utterance.audio, time_limit)
                 else:

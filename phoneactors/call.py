@@ -363,7 +363,6 @@ class _Call:
                             time_limit=settings.stt_timeout,
                             stats=self.stats,
                             log=self.log,
-                            transcribing=self.read_ahead,
                         )
                     )
                     nursery.start_soon(self.take_turns, turns_in, outbound_out)
@@ -463,12 +462,6 @@ class _Call:
         return judge_turn(
             turn.text, last_word_logprob=turn.last_word_logprob, alternatives=turn.alternatives
         ).complete
-
-    def read_ahead(self, audio: PCM) -> None:
-        """``audio`` is about to be transcribed: if it is a sound over a paused reply, its
-        second look starts beside the first reading (:meth:`SecondLook.read_ahead`)."""
-        if self.speaker.listening_over_reply():
-            self.second_looks.read_ahead(audio, self.replies)
 
     def is_backchannel(self, text: str) -> bool:
         """The conversation's ``is_backchannel``; a failing hook counts as 'no'."""
@@ -583,10 +576,8 @@ class _Call:
         unclear sound makes of it (:mod:`phoneactors.second_look`; at the caller's pause it
         usually was already). ``None``: they interrupt."""
         if self.is_backchannel(text):
-            self.second_looks.settled(audio)
             return Verdict("backchannel", text)
         if is_only_fillers(text):
-            self.second_looks.settled(audio)
             return Verdict("no words", text)
         return await self.second_looks.take(
             text, audio, avg_logprob, unclear_plays_on=unclear_plays_on

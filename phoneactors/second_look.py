@@ -17,19 +17,12 @@ The call looks at the transcript at the caller's short pause (so that a backchan
 as words that trail off, "and make them", need not wait the long silence) and again when the
 turn ends, which is usually the same transcription: :class:`SecondLook` remembers the last
 reading, so the engine runs once.
-
-**Read ahead.** A second look after the first reading would add a whole transcription to the
-resume. So the call starts it *beside* the first one, as soon as a short sound over a paused
-reply is handed on for transcription (:meth:`SecondLook.read_ahead`): on a box with a core to
-spare the reply resumes as soon as the slower of the two is done. When the first reading
-needs no second look, the one read ahead is cancelled (shed, if it still waits for a CPU
-thread; otherwise it runs to its end in the background, a short transcription's cost).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 import trio
@@ -37,7 +30,6 @@ import trio
 from .audio import PCM, SAMPLE_RATE
 from .backchannel import (
     BACKCHANNEL_HINT,
-    UNCLEAR_SECONDS,
     UNCLEAR_WORDS,
     has_interrupting_word,
     may_be_misheard_backchannel,
@@ -66,17 +58,6 @@ class Verdict:
     text: str
 
 
-@dataclass(eq=False)
-class _Ahead:
-    """A second reading started beside the first (:meth:`SecondLook.read_ahead`)."""
-
-    audio: PCM
-    done: trio.Event = field(default_factory=trio.Event)
-    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    reading: str | None = None
-    failure: str | None = None
-
-
 class SecondLook:
     """Second looks for one call: ``stt`` transcribes again, ``is_backchannel`` (the
     conversation's hook) judges the reading, ``log`` says what it heard and ``warn`` why a
@@ -96,44 +77,6 @@ class SecondLook:
         self._last: tuple[tuple[str, float | None], str | None] | None = None
         """The last transcription looked at again (its text and mean log-probability, which
         identify it), and its second reading (``None``: that failed)."""
-        self._ahead: _Ahead | None = None
-
-    def read_ahead(self, audio: PCM, nursery: trio.Nursery) -> None:
-        """``audio``, a sound over a paused reply, is about to be transcribed: if it is short
-        enough for a second look, start that now in ``nursery`` (replacing one read ahead
-        before), so that :meth:`take` need not wait for a second transcription after the
-        first."""
-        stt = self._stt
-        if not isinstance(stt, HintedSpeechToText) or len(audio) / SAMPLE_RATE > UNCLEAR_SECONDS:
-            return
-        self._drop_ahead()
-        self._ahead = ahead = _Ahead(audio)
-        nursery.start_soon(self._run_ahead, stt, ahead)
-
-    async def _run_ahead(self, stt: HintedSpeechToText, ahead: _Ahead) -> None:
-        with ahead.scope:
-            try:
-                with trio.fail_after(SECOND_LOOK_TIMEOUT):
-                    ahead.reading = (
-                        await stt.transcribe_hinted(ahead.audio, BACKCHANNEL_HINT)
-                    ).text
-            except trio.TooSlowError:
-                ahead.failure = f"took longer than {SECOND_LOOK_TIMEOUT:g} s"
-            except EngineError as exc:
-                ahead.failure = str(exc)
-        ahead.done.set()
-
-    def _drop_ahead(self, audio: PCM | None = None) -> None:
-        """Cancel the second reading read ahead (only if it is of ``audio``, when given)."""
-        ahead = self._ahead
-        if ahead is not None and (audio is None or ahead.audio is audio):
-            ahead.scope.cancel()
-            self._ahead = None
-
-    def settled(self, audio: PCM | None) -> None:
-        """The sound of ``audio`` was judged without a second look: stop reading it ahead."""
-        if audio is not None:
-            self._drop_ahead(audio)
 
     async def take(
         self, text: str, audio: PCM | None, avg_logprob: float | None, *, unclear_plays_on: bool
@@ -144,11 +87,10 @@ class SecondLook:
         if audio is None or not isinstance(stt, HintedSpeechToText):
             return None
         if not may_be_misheard_backchannel(text, avg_logprob, len(audio) / SAMPLE_RATE):
-            self._drop_ahead(audio)
             return None
         key = (text, avg_logprob)
         if self._last is None or self._last[0] != key:
-            self._last = (key, await self._second_reading(text, stt, audio))
+            self._last = (key, await self._read_again(text, stt, audio))
         second = self._last[1]
         if second is None:
             return None
@@ -168,32 +110,11 @@ class SecondLook:
             return True
         return not has_interrupting_word(reading) and self._is_backchannel(reading)
 
-    async def _second_reading(self, text: str, stt: HintedSpeechToText, audio: PCM) -> str | None:
-        """The reading of ``audio`` told to expect backchannels: the one read ahead, if it
-        was of this audio, else a new one; ``None`` if that failed."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is None or ahead.audio is not audio:
-            self._ahead = ahead
-            return await self._read_again(text, stt, audio)
-        await ahead.done.wait()
-        if ahead.failure is not None:
-            self._warn(f"second look at {text!r} failed: {ahead.failure}")
-            return None
-        if ahead.reading is None:  # cancelled before it was read: read it now
-            return await self._read_again(text, stt, audio)
-        self._log(f"unclear sound {text!r} over the bot, heard again as {ahead.reading!r}")
-        return ahead.reading
-
     async def _read_again(self, text: str, stt: HintedSpeechToText, audio: PCM) -> str | None:
         try:
             with trio.fail_after(SECOND_LOOK_TIMEOUT):
                 second = (await stt.transcribe_hinted(audio, BACKCHANNEL_HINT)).text
-        except trio.TooSlowError:
-            self._warn(
-                f"second look at {text!r} failed: took longer than {SECOND_LOOK_TIMEOUT:g} s"
-            )
-            return None
-        except EngineError as exc:
+        except (trio.TooSlowError, EngineError) as exc:
             self._warn(f"second look at {text!r} failed: {exc}")
             return None
         self._log(f"unclear sound {text!r} over the bot, heard again as {second!r}")

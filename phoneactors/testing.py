@@ -180,21 +180,16 @@ class FakeSpeechToText:
     (early and final transcriptions agree) and silence or noise gives ``""``. A text can be
     registered with the signals a real engine would give (``no_speech_prob``,
     ``avg_logprob``): that is how a cough "heard" as "Thank you." is made. ``delay`` seconds
-    of trio time per call (``hinted_delay``, when set, for :meth:`transcribe_hinted`); ``fail``
-    makes every call raise :class:`EngineError`. :attr:`hinted_calls` counts the hinted
-    transcriptions asked for, :attr:`hinted_finished` those that ran to their end (not
-    cancelled).
+    of trio time per call; ``fail`` makes every call raise :class:`EngineError`.
     """
 
     name = "fake-stt"
 
     def __init__(self, *, delay: float = 0.1) -> None:
         self.delay = delay
-        self.hinted_delay: float | None = None
         self.fail = False
         self.calls = 0
         self.hinted_calls = 0
-        self.hinted_finished = 0
         self._texts: dict[int, Transcription] = {}
         self._hinted: dict[int, str] = {}
         self._said = 0
@@ -256,8 +251,7 @@ class FakeSpeechToText:
     async def transcribe_hinted(self, audio: PCM, hint: str) -> Transcription:
         """What the registered ``hinted`` text says (else the same as :meth:`transcribe`)."""
         self.hinted_calls += 1
-        await trio.sleep(self.delay if self.hinted_delay is None else self.hinted_delay)
-        self.hinted_finished += 1
+        await trio.sleep(self.delay)
         if self.fail:
             raise EngineError("fake-stt: failing on purpose")
         slot = self._slot(audio)
