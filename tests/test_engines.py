@@ -39,7 +39,7 @@ from phoneactors.engines.base import (
     as_transcription,
     default_thread_count,
 )
-from phoneactors.engines.faster_whisper import FasterWhisperSTT
+from phoneactors.engines.faster_whisper import ENCODINGS_KEPT, FasterWhisperSTT
 from phoneactors.engines.hibari import HibariTTS
 from phoneactors.engines.registry import ENGINE_CHOICES, build_engines
 from phoneactors.engines.webrtc import DEFAULT_MIN_RMS, WebRtcVad
@@ -852,6 +852,32 @@ async def test_faster_whisper_looks_for_no_alternatives_when_sure_told_not_to_or
         fakes.window_transcript = " ."  # no words: nothing to read otherwise
         assert (await stt.transcribe_with_alternatives(audio)).alternatives == ()
     assert len(fakes.beam_options) == looked
+
+
+async def test_faster_whisper_reads_audio_again_without_encoding_it_again(
+    fakes: FakeModels, model_dir: Path
+) -> None:
+    # A second look (hinted) at audio just transcribed decodes the encoder's kept output; the
+    # same audio transcribed plainly again is encoded again; only the last few are kept.
+    audio = np.zeros(SAMPLE_RATE, dtype=np.int16)
+    stt = FasterWhisperSTT(str(model_dir), limiter=trio.CapacityLimiter(1))
+    with trio.fail_after(5):
+        await stt.load()
+        encoded = len(fakes.windows)
+        await stt.transcribe_with_alternatives(audio)
+        assert len(fakes.windows) == encoded + 1
+        await stt.transcribe_hinted(audio.copy(), "Mm-hmm.")
+        assert len(fakes.windows) == encoded + 1
+        assert "Mm-hmm." in whisper_tokenizer().decode(fakes.options[-1]["prompt"])
+        await stt.transcribe_hinted(np.full(SAMPLE_RATE, 7, dtype=np.int16), "Mm-hmm.")
+        assert len(fakes.windows) == encoded + 2
+        await stt.transcribe(audio)
+        assert len(fakes.windows) == encoded + 3
+        for n in range(ENCODINGS_KEPT):
+            await stt.transcribe(np.full(SAMPLE_RATE, 100 + n, dtype=np.int16))
+        encoded = len(fakes.windows)
+        await stt.transcribe_hinted(audio, "Mm-hmm.")
+        assert len(fakes.windows) == encoded + 1
 
 
 @pytest.mark.parametrize("alternatives", [-1, True, 1.5])

@@ -10,6 +10,8 @@ thread: constructing the engine is cheap and never blocks the event loop.
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import importlib.util
 import logging
 import math
@@ -52,6 +54,10 @@ _TOKEN_MARGIN: Final = 10
 """Tokens allowed on top of the per-second cap, for very short utterances."""
 _MAX_TOKENS: Final = 224
 """Whisper's decoder holds 448 positions; faster-whisper, too, generates at most half of them."""
+ENCODINGS_KEPT: Final = 8
+"""The encoder outputs of the last short-window transcriptions kept (about 1.2 MB each in the
+default window), so that :meth:`FasterWhisperSTT.transcribe_hinted` of the same audio, the
+second look at a sound over the bot that follows its first reading, only decodes again."""
 LOOP_COMPRESSION_RATIO: Final = 2.4
 """Whisper's own repetition test: text that zlib compresses more than this is a loop."""
 DEFAULT_ALTERNATIVES: Final = 3
@@ -186,6 +192,11 @@ class FasterWhisperSTT:
     compresses like a loop is decoded again in the full 30 s window, so a loop costs time,
     never words. ``window_s=None`` (or 30) always uses the full window; utterances over 30 s
     always do, through faster-whisper's own long-form transcription.
+
+    The encoder's output for the last :data:`ENCODINGS_KEPT` audios transcribed in the short
+    window is kept (by a hash of the audio), so :meth:`transcribe_hinted` of audio just
+    transcribed costs a decoder pass, not another encoder pass: about half the time of a
+    transcription.
     """
 
     name = "faster-whisper"
@@ -226,6 +237,7 @@ class FasterWhisperSTT:
         self.window_s = None if window_s == FULL_WINDOW_S else window_s
         self._fallbacks = 0
         self._fallbacks_lock = threading.Lock()
+        self._encodings = _Encodings(ENCODINGS_KEPT)
         self.model, self._download = _resolve_model(model, allow_download)
         self.compute_type = compute_type or ("int8" if device == "cpu" else "int8_float16")
         self.cpu_threads = cpu_threads
@@ -325,7 +337,12 @@ class FasterWhisperSTT:
         if seconds >= FULL_WINDOW_S:
             return Transcription("")
         heard = self._transcribe_in_window(
-            loaded.whisper, loaded.prompt, samples, seconds, loaded.prompt.hinted(hint)
+            loaded.whisper,
+            loaded.prompt,
+            samples,
+            seconds,
+            loaded.prompt.hinted(hint),
+            reuse=_Encodings.key(audio),
         )
         return heard if heard is not None else Transcription("")
 
@@ -393,7 +410,12 @@ class FasterWhisperSTT:
         seconds = len(samples) / WHISPER_RATE
         if loaded.prompt is not None and self.window_s is not None and seconds < FULL_WINDOW_S:
             text = self._transcribe_in_window(
-                loaded.whisper, loaded.prompt, samples, seconds, alternatives=alternatives
+                loaded.whisper,
+                loaded.prompt,
+                samples,
+                seconds,
+                alternatives=alternatives,
+                keep=_Encodings.key(audio),
             )
             if text is not None:
                 return text
@@ -415,17 +437,18 @@ class FasterWhisperSTT:
         seconds: float,
         opening: tuple[int, ...] | None = None,
         alternatives: bool = False,
+        keep: bytes | None = None,
+        reuse: bytes | None = None,
     ) -> Transcription | None:
         """Encode a window just long enough, decode greedily after ``opening`` (default: the
-        plain prompt), with the runner-up readings if asked; ``None`` when it looped."""
-        import ctranslate2
-
-        assert self.window_s is not None
-        features = whisper.feature_extractor(samples)
-        frames = max(round(self.window_s * _FRAMES_PER_SECOND), features.shape[-1])
-        window = np.zeros((1, features.shape[0], frames), dtype=np.float32)
-        window[0, :, : features.shape[-1]] = features
-        encoded = whisper.model.encode(ctranslate2.StorageView.from_array(window), to_cpu=False)
+        plain prompt), with the runner-up readings if asked; ``None`` when it looped. The
+        encoding is kept under ``keep``; one kept under ``reuse`` is taken instead of encoding
+        (only a second reading reuses one: the same audio transcribed again, as a benchmark
+        does, costs what it always did)."""
+        encoded = self._encodings.get(reuse)
+        if encoded is None:
+            encoded = self._encode(whisper, samples)
+            self._encodings.put(keep, encoded)
         cap = min(_MAX_TOKENS, _TOKEN_MARGIN + math.ceil(seconds * TOKENS_PER_SECOND_CAP))
         (result,) = whisper.model.generate(
             encoded,
@@ -465,6 +488,17 @@ class FasterWhisperSTT:
             _word_logprob(generated, logits, prompt.decode),
             others,
         )
+
+    def _encode(self, whisper: Any, samples: npt.NDArray[np.float32]) -> Any:
+        """The encoder's output for ``samples`` in a ``window_s`` window (or one as long)."""
+        import ctranslate2
+
+        assert self.window_s is not None
+        features = whisper.feature_extractor(samples)
+        frames = max(round(self.window_s * _FRAMES_PER_SECOND), features.shape[-1])
+        window = np.zeros((1, features.shape[0], frames), dtype=np.float32)
+        window[0, :, : features.shape[-1]] = features
+        return whisper.model.encode(ctranslate2.StorageView.from_array(window), to_cpu=False)
 
     def _alternatives(
         self, whisper: Any, prompt: _Prompt, encoded: Any, cap: int, heard: str
@@ -571,6 +605,39 @@ class _Loaded:
     whisper: Any
     prompt: _Prompt | None
     """``None`` when every utterance uses faster-whisper's full window."""
+
+
+class _Encodings:
+    """The encoder's outputs for the last few audios, by a hash of the audio; shared by the
+    engine's worker threads."""
+
+    def __init__(self, kept: int) -> None:
+        self._kept = kept
+        self._held: collections.OrderedDict[bytes, Any] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(audio: PCM) -> bytes:
+        return hashlib.blake2b(np.ascontiguousarray(audio).tobytes(), digest_size=16).digest()
+
+    def get(self, key: bytes | None) -> Any:
+        """The encoding kept under ``key`` (``None``: none, or no key)."""
+        if key is None:
+            return None
+        with self._lock:
+            encoded = self._held.get(key)
+            if encoded is not None:
+                self._held.move_to_end(key)
+            return encoded
+
+    def put(self, key: bytes | None, encoded: Any) -> None:
+        if key is None or not self._kept:
+            return
+        with self._lock:
+            self._held[key] = encoded
+            self._held.move_to_end(key)
+            while len(self._held) > self._kept:
+                self._held.popitem(last=False)
 
 
 def _compression_ratio(text: str) -> float:
