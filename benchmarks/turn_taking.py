@@ -23,10 +23,11 @@ speech synthesized beforehand by the named voices from ``benchmarks/phrases.py``
   :func:`phoneactors.sounds.babble`, from ``ROOM_TALK`` said by both voices) under everything
   the caller sends, 15 dB under the caller's own level: a café or an office. A turn with no
   answer within 15 s is counted unanswered.
-* **replies paused while the caller was silent**: ``clear`` sent during the replies to the
-  complete phrases, which the caller waits out in silence: the line's noise or the room
-  interrupting the bot (each is listed, and so is one sent while the phrase was still being
-  said: a reply begun at a pause inside it). ``--server-log FILE`` keeps the server's log.
+* **replies paused during the answers to complete phrases**: ``clear`` sent during the
+  replies to the complete phrases, which the caller waits out in silence: the line's noise or
+  the room interrupting the bot (each is listed, "while silent"; one sent while the phrase was
+  still being said, "as the caller spoke", is a reply begun at a pause inside it).
+  ``--server-log FILE`` keeps the server's log.
 * **real interruptions**: 1.5 s into a long reply, the caller says an interruption from the
   phrase set: ``clear`` after the interruption began, and the old reply's audio after it.
 * **short answers over a reply** ("Sales.", "Tomorrow."; ``EARLY_ANSWERS``): real
