@@ -2,6 +2,10 @@
 
     python benchmarks/turn_taking.py [--voices hibari,piper] [--limit N] [-- server options…]
 
+``--voices`` also takes ``espeak:VOICE`` (an espeak-ng voice, e.g. ``espeak:en-us+m3``: a caller
+unlike the two neural voices), ``hibari@SPEED`` and ``piper@LENGTH`` (a slower or faster
+caller; Piper's length scale over 1 is slower).
+
 Starts ``python -m phoneactors`` (the parrot, default offline engines) in a subprocess and calls
 it over a real websocket with Twilio's JSON at real-time pace (:class:`FakeTwilio`), the caller's
 speech synthesized beforehand by the named voices from ``benchmarks/phrases.py``:
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import shutil
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 import trio
+from backchannels import espeak
 from harness import machine, running_server, summary_row
 from phrases import (
     BACKCHANNELS,
@@ -95,6 +101,8 @@ OVER_AFTER = 1.5
 """Seconds into the reply at which the caller makes a sound or interrupts."""
 RESUME_TARGET_S = 0.6
 """The issue's target for a resume after a false interruption: slower ones are listed."""
+CLEAR_TARGET_S = 0.2
+"""The barge-in target: ``clear`` within 200 ms of an interruption's onset (slower: listed)."""
 
 
 @dataclass
@@ -120,16 +128,41 @@ class Results:
     """Complete phrases whose reply was cleared while the caller waited for it in silence."""
 
 
+class EspeakVoice:
+    """An espeak-ng voice (``espeak:en-us+m3``) as a caller: robotic, with prosody and timing
+    unlike the neural voices'. Needs ``espeak-ng`` on the PATH."""
+
+    def __init__(self, voice: str) -> None:
+        self.voice = voice
+        self.name = f"espeak:{voice}"
+
+    async def load(self) -> None:
+        if shutil.which("espeak-ng") is None:
+            raise SystemExit(f"{self.name}: espeak-ng is not on the PATH (apt-get install it)")
+
+    async def synthesize(self, text: str) -> PCM:
+        return await trio.to_thread.run_sync(espeak, self.voice, text)
+
+
 async def make_voice(name: str) -> TextToSpeech:
+    """A caller's voice: ``hibari``, ``piper`` or ``espeak:VOICE``; ``hibari@SPEED`` and
+    ``piper@LENGTH`` set hibari's pace (default 0.95) or Piper's length scale (over 1:
+    slower)."""
     limiter = trio.CapacityLimiter(1)
-    if name == "piper":
+    name, _, pace = name.partition("@")
+    voice: TextToSpeech
+    if name.startswith("espeak:"):
+        voice = EspeakVoice(name.removeprefix("espeak:"))
+    elif name == "piper":
         from phoneactors.engines.piper import PiperTTS
 
-        voice: TextToSpeech = PiperTTS(limiter=limiter)
-    else:
+        voice = PiperTTS(limiter=limiter, length_scale=float(pace) if pace else None)
+    elif name == "hibari":
         from phoneactors.engines.hibari import HibariTTS
 
-        voice = HibariTTS(limiter=limiter, speed=0.95)
+        voice = HibariTTS(limiter=limiter, speed=float(pace) if pace else 0.95)
+    else:
+        raise SystemExit(f"unknown voice {name!r}: hibari, piper or espeak:VOICE")
     await voice.load()
     return voice
 
@@ -236,7 +269,7 @@ async def measure(
         asides = [("none", quiet)] * 2  # the baseline: what transcribing a whole reply misses
         asides += [(b, await speak(voice, b)) for b in BACKCHANNELS[:limit]]
         asides += [(kind, make(rng)) for kind in SOUNDS for make in [SOUNDS[kind]] * sounds_each]
-        stops = [await speak(voice, t) for t in INTERRUPTIONS[: max(3, limit // 3)]]
+        stops = [(t, await speak(voice, t)) for t in INTERRUPTIONS[: max(3, limit // 3)]]
         answer_set = HELD_OUT_EARLY_ANSWERS if held_out else EARLY_ANSWERS
         answers = [(t, await speak(voice, t)) for t in answer_set[: max(4, limit // 2)]]
         background = None
@@ -288,7 +321,7 @@ async def over_replies(
     name: str,
     question: PCM,
     asides: Sequence[tuple[str, PCM]],
-    stops: Sequence[PCM],
+    stops: Sequence[tuple[str, PCM]],
     answers: Sequence[tuple[str, PCM]],
 ) -> None:
     """Sounds, interruptions and short answers over a long reply (see the module docstring)."""
@@ -322,7 +355,7 @@ async def over_replies(
         elif resumed is not None and resumed > RESUME_TARGET_S:
             results.notes.append(f"{name}, {label!r}: resumed after {resumed * 1000:.0f} ms")
         await fake.silence(0.5)
-    for words in stops:
+    for text, words in stops:
         try:
             with trio.fail_after(REPLY_GIVE_UP_S):
                 reaction, stale = await interrupt(fake, question, words)
@@ -331,6 +364,8 @@ async def over_replies(
             continue
         results.interrupt_clears.append(reaction * 1000)
         results.stale.append(stale * 1000)
+        if reaction > CLEAR_TARGET_S:
+            results.notes.append(f"{name}, {text!r}: clear {reaction * 1000:.0f} ms after onset")
         await fake.silence(0.5)
     for text, words in answers:
         try:
@@ -404,7 +439,11 @@ def report(results: Results, turns: list[dict[str, float]], pause: float) -> Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--voices", default="hibari", help="comma-separated: hibari, piper")
+    parser.add_argument(
+        "--voices",
+        default="hibari",
+        help="comma-separated: hibari, piper, espeak:VOICE (hibari@SPEED, piper@LENGTH)",
+    )
     parser.add_argument("--limit", type=int, default=20, help="phrases of each kind per voice")
     parser.add_argument(
         "--pause", type=float, default=1.0, help="seconds between fragment and rest"
