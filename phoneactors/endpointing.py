@@ -41,7 +41,8 @@ words, and every rule below works on those words, using punctuation only as extr
 * its last word leaves something open: a conjunction ("and", "because", "if"), a preposition
   ("for", "with", "to"), an article or possessive ("the", "my"), a filler ("um"), a contracted
   auxiliary ("I'd", "it's"), an auxiliary after a noun ("My name is"), an inverted auxiliary
-  with no verb ("Can you"), or a verb still waiting for its object ("I'd like", "can I get");
+  with no verb ("Can you"), a subject with no verb ("So I", "And then we"), or a verb still
+  waiting for its object ("I'd like", "can I get");
 * each of those word rules knows the common ways the word ends a sentence after all and then
   stays quiet: a particle ("hold on", "log in"), an ellipsis ("Yes, it is.", "I think you are.",
   "I'd be happy to"), a stranded preposition in a question ("What is this for?", "Where are
@@ -109,6 +110,7 @@ from .vocabulary import (
     NEGATIONS,
     NEGATIVE_AUXILIARIES,
     NEGATIVE_MODALS,
+    NOMINATIVE_PRONOUNS,
     OPENED_BY_PREVIOUS,
     PARTICLE_CLOSERS,
     PARTICLES,
@@ -440,6 +442,22 @@ def _ends_in_inverted_auxiliary(turn: _Turn) -> str | None:
     return None
 
 
+def _ends_in_subject_pronoun(turn: _Turn) -> str | None:
+    """Ends in "I", "we", "he", "she" or "they" with no verb after it ("So I", "And then we",
+    or "I'd like" heard as "I" on a hissing line); not "So do I.", "Mary and I.", "than I",
+    nor the letter I of a name spelled out."""
+    word, previous = turn.last, turn.previous
+    if word not in NOMINATIVE_PRONOUNS or turn.asks:
+        return None
+    if previous in AUXILIARIES or previous in NEGATIVE_AUXILIARIES:
+        return None  # "So do I.", "Neither can we.": the inverted auxiliary rule decides
+    if previous == "than" or (word == "i" and previous in ("and", "or") and len(turn.clause) > 2):
+        return None  # "Older than we.", "My wife and I." (but "I told him and he")
+    if word == "i" and len(previous) == 1:
+        return None  # the letter, spelling a name out: "K O W A L S K I."
+    return f"ends in the subject {word!r} with no verb"
+
+
 def _wants_object(turn: _Turn) -> str | None:
     """Ends in "I'd like", "can I get", "I need"; not "That's all I need", "What can I get"."""
     for size in (4, 3, 2):
@@ -545,6 +563,7 @@ _RULES: Final[tuple[Callable[[_Turn], str | None], ...]] = (
     _wants_object,
     _ends_in_auxiliary,
     _ends_in_inverted_auxiliary,
+    _ends_in_subject_pronoun,
 )
 
 

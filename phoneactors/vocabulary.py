@@ -141,6 +141,9 @@ CONTRACTED_AUXILIARIES: Final = frozenset({
 SUBJECTS: Final = frozenset({
     "i", "you", "he", "she", "it", "we", "they", "there", "this", "that", "these", "those",
 })
+NOMINATIVE_PRONOUNS: Final = frozenset({"i", "we", "he", "she", "they"})
+"""Pronouns that are only ever subjects: a turn that ends in one has not said its verb yet
+("you" and "it" are objects too: "Thank you.", "I want it.")."""
 SUBJECTS_WITHOUT_CONTRACTION: Final = frozenset({"this", "these", "those"})
 """Subjects said with an uncontracted "is"/"are" mid-sentence ("Hi, this is"); after the others
 a full "is" or "are" is emphatic, so it ends the sentence ("It is.", "You are.")."""
