@@ -202,9 +202,10 @@ async def detect_speech(
 
     ``inbox`` brings the caller's frames and, from the transcriber, :class:`TurnJudged`: how the
     words at a pause read, which sets how long a silence ends the turn. ``gate`` (the line's
-    noise floor) has the last word on each frame the VAD calls speech. ``replying`` says
-    whether the bot is replying: sound faint beside the caller's own level does not start
-    an utterance then (see :meth:`SpeechSegmenter.feed`).
+    noise floor) says which frames the VAD calls speech are clear of the line's noise: speech
+    starts on the VAD's frames once a few are clear, and within an utterance only clear ones
+    count. ``replying`` says whether the bot is replying: sound faint beside the caller's own
+    level does not start an utterance then (see :meth:`SpeechSegmenter.feed`).
     """
     segmenter = SpeechSegmenter(settings)
     event: SpeechBegan | SpeechPaused | SpeechEnded | None
@@ -214,9 +215,8 @@ async def detect_speech(
                 event = segmenter.judged(item.pause, item.complete)
             else:
                 voiced = detector.is_speech(item)
-                if gate is not None:
-                    voiced = gate.admit(item, voiced)
-                event = segmenter.feed(item, voiced, replying=replying())
+                clear = gate.admit(item, voiced) if gate is not None else voiced
+                event = segmenter.feed(item, voiced, replying=replying(), clear=clear)
             if event is None:
                 continue
             now = trio.current_time()

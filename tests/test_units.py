@@ -509,3 +509,46 @@ def test_trim_silence_of_silence_is_empty() -> None:
 def test_trim_silence_rejects_negative_durations() -> None:
     with pytest.raises(ValueError, match="at least 0 ms"):
         trim_silence(padded(10, 10, 10), leading_ms=-1, trailing_ms=0)
+
+
+def test_speech_starts_on_the_vads_frames_once_a_few_are_clear_of_the_line_noise() -> None:
+    """On a hissy line the soft start of a word is voiced to the VAD but under the noise gate:
+    it counts toward ``min_speech_ms`` once four frames are clear. Hiss the VAD calls speech,
+    never clear, starts nothing, nor does a click; within an utterance only clear frames are
+    speech (the VAD's hangover does not keep the turn open)."""
+    settings = SegmenterSettings(min_speech_ms=160, end_silence_ms=100, pause_ms=0)
+
+    def feed(segmenter: SpeechSegmenter, pattern: str) -> list[tuple[int, object]]:
+        # 'v': voiced to the VAD only; 'c': voiced and clear; '.': neither.
+        events = []
+        for i, c in enumerate(pattern):
+            frame = np.full(160, 1000 if c == "c" else 200, dtype=np.int16)
+            event = segmenter.feed(frame, c != ".", clear=c == "c")
+            if event is not None:
+                events.append((i, event))
+        return events
+
+    # Four soft frames, then the vowel: speech starts with the eighth voiced frame, as it
+    # would on a clean line, not with the eighth clear one.
+    segmenter = SpeechSegmenter(settings)
+    [(at, began)] = feed(segmenter, "vvvv" + "cccc")
+    assert isinstance(began, SpeechBegan)
+    assert at == 7
+    # Three clear frames are not enough, however long the VAD hears speech.
+    segmenter = SpeechSegmenter(settings)
+    assert feed(segmenter, "v" * 50 + "vcccv" + "v" * 50) == []
+    # After speech started, VAD-only frames are quiet: the turn ends 100 ms after the last
+    # clear frame.
+    segmenter = SpeechSegmenter(settings)
+    events = feed(segmenter, "cccccccc" + "c" * 10 + "v" * 20)
+    assert [(i, type(e)) for i, e in events] == [(7, SpeechBegan), (18 + 4, SpeechEnded)]
+    # Without a gate's verdict, voiced is clear.
+    segmenter = SpeechSegmenter(settings)
+    [(at, _)] = [
+        (i, e)
+        for i, e in enumerate(
+            segmenter.feed(np.full(160, 200, dtype=np.int16), True) for _ in range(8)
+        )
+        if e is not None
+    ]
+    assert at == 7
