@@ -29,6 +29,7 @@ nothing outlives :func:`run_call`, and no failure inside a call escapes it.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -84,7 +85,7 @@ from .records import (
 )
 from .second_look import SecondLook, Verdict
 from .segmenter import SegmenterSettings
-from .speaker import Speaker, constant
+from .speaker import ActiveReply, Speaker, constant
 from .timing import TurnTiming
 from .transport import CallSocket
 
@@ -100,6 +101,12 @@ UTTERANCE_BUFFER: Final = 4
 transcribe; the VAD then waits, and inbound frames back up into FRAME_BUFFER."""
 TURN_BUFFER: Final = 16
 """Speech starts, transcripts and key presses waiting for the responder, which never blocks long."""
+WENT_ON_WITHIN: Final = 1.2
+"""Caller speech heard this soon (seconds) after the last voiced frame of the turn a reply
+answers goes on with that turn, however little of the reply played: the caller paused
+mid-sentence ("Could you read me the opening hours of every branch, … weekends included?"),
+and the bot, taking the words for a finished turn, had begun to answer. Speech is heard
+``min_speech_ms`` (160 ms) after it begins: a pause of about a second."""
 
 
 @dataclass(frozen=True)
@@ -294,6 +301,8 @@ class _Call:
         """When the line last went quiet: the caller's last sound or key, a reply's end."""
         self.caller_active_at = 0.0
         """When the caller last began to speak or pressed a key."""
+        self.speech_began_at = -math.inf
+        """When the caller's latest utterance was heard to begin."""
         self.replies: trio.Nursery
         """Caller utterances begun (``SpeechStarted``) and not yet transcribed: while any is
         open, the caller may be talking, and no reply plays."""
@@ -499,6 +508,7 @@ class _Call:
                     case SpeechStarted():
                         self.open_utterances += 1
                         self.quiet_since = self.caller_active_at = trio.current_time()
+                        self.speech_began_at = self.caller_active_at
                         await self.speaker.pause()
                     case Transcript():
                         self.open_utterances = max(0, self.open_utterances - 1)
@@ -549,8 +559,15 @@ class _Call:
             return  # a sound while the bot was quiet: nothing to answer
         interruption = await self.speaker.interrupt()
         self.observe(CallerSaid(text))
-        # The caller heard nothing of the reply to their last turn: they were still talking.
-        if interruption is not None and not interruption.heard and active and active.turn:
+        # The caller heard nothing of the reply to their last turn, or spoke again at once:
+        # they were still talking.
+        if (
+            interruption is not None
+            and active is not None
+            and active.turn
+            and (not interruption.heard or self.went_on(active))
+        ):
+            self.log.info("caller went on with their turn: answering both parts as one")
             text = f"{active.turn} {text}"
             self.history.caller_went_on(text)
         else:
@@ -561,6 +578,12 @@ class _Call:
             transcribed=event.transcribed_at,
         )
         self.speaker.start(partial(self.conversation.reply, text), timing, turn=text)
+
+    def went_on(self, active: ActiveReply) -> bool:
+        """Whether the caller's latest utterance began within :data:`WENT_ON_WITHIN` of the
+        end of the turn that ``active`` answers."""
+        stopped = active.caller_stopped_at
+        return stopped is not None and self.speech_began_at - stopped <= WENT_ON_WITHIN
 
     async def heard_over_reply(
         self,

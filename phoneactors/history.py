@@ -82,9 +82,13 @@ class History(Sequence[Turn]):
         self._turns.append(Turn("caller", text))
 
     def caller_went_on(self, text: str) -> None:
-        """The caller's words continue their last turn, whose reply they heard nothing of: the
-        unheard reply goes, and the caller's turn becomes ``text`` (both parts)."""
-        while self._turns and self._turns[-1].speaker == "bot" and not self._turns[-1].text:
+        """The caller's words continue their last turn, whose reply they heard nothing or only
+        the start of: that reply goes, and the caller's turn becomes ``text`` (both parts)."""
+        while (
+            self._turns
+            and self._turns[-1].speaker == "bot"
+            and (not self._turns[-1].text or self._turns[-1].interrupted)
+        ):
             self._turns.pop()
         if self._turns and self._turns[-1].speaker == "caller" and not self._turns[-1].keys:
             self._turns.pop()

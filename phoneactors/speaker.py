@@ -53,6 +53,8 @@ class ActiveReply:
     timing: TurnTiming | None
     turn: str | None = None
     """What the caller said that this replies to (``None``: the greeting, a key, an apology)."""
+    caller_stopped_at: float | None = None
+    """When the caller's last voiced frame of ``turn`` arrived (trio time)."""
     playback: Playback = field(default_factory=Playback)
     speaking: bool = False
     """Whether the caller was hearing it when it was last paused (not still being thought)."""
@@ -100,7 +102,13 @@ class Speaker:
         call = self.call
         self.count += 1
         call.stats.replies += 1
-        active = ActiveReply(trio.CancelScope(), ReplyLedger(f"r{self.count}"), timing, turn=turn)
+        active = ActiveReply(
+            trio.CancelScope(),
+            ReplyLedger(f"r{self.count}"),
+            timing,
+            turn=turn,
+            caller_stopped_at=timing.speech_ended if timing is not None else None,
+        )
         if call.open_utterances:
             # The caller is talking (their next utterance began before this one's transcript
             # came): prepared, but held until that utterance says whether to play it.

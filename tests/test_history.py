@@ -150,3 +150,22 @@ async def test_a_key_pressed_over_a_reply_comes_after_what_was_heard_of_it(
         ("caller", False, True),
         ("bot", False, False),
     ]
+
+
+def test_a_turn_the_caller_went_on_with_replaces_the_reply_they_cut_short() -> None:
+    history = History()
+    history.bot_said("Hello.")
+    history.caller_said("could you read me the opening hours")
+    history.bot_said("You", interrupted=True)  # the reply had just begun
+    history.caller_went_on("could you read me the opening hours weekends included")
+    assert list(history) == [
+        Turn("bot", "Hello."),
+        Turn("caller", "could you read me the opening hours weekends included"),
+    ]
+    # A reply heard whole is never taken back.
+    history.bot_said("We open at nine.")
+    history.caller_went_on("and on Sundays")
+    assert list(history)[-2:] == [
+        Turn("bot", "We open at nine."),
+        Turn("caller", "and on Sundays"),
+    ]

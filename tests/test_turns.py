@@ -377,6 +377,37 @@ async def test_words_after_a_reply_nobody_heard_join_the_turn_before(
     )
 
 
+@pytest.mark.parametrize(("pause", "joined"), [(0.7, True), (1.5, False)])
+async def test_words_soon_after_a_reply_began_go_on_with_the_turn_before(
+    autojump_clock: MockClock, speech: FakeSpeech, pause: float, joined: bool
+) -> None:
+    """A slow caller pauses mid-sentence after words that read complete; the bot begins to
+    answer, and the caller goes on. Heard within about a second of their last word, the
+    rest is the same turn: both parts are answered as one, and the history holds one caller
+    turn. Later, it is a new turn, as any interruption."""
+    teller = Teller()
+    async with open_call(lambda: teller, speech.engines(), speech=speech) as fake:
+        await fake.say("could you read me the opening hours of every branch")
+        await fake.silence(pause)
+        await fake.say("weekends included")
+        await fake.wait_for(lambda: len(teller.heard) == 2)
+        await fake.wait_for_bot_to_finish()
+        history = [(t.speaker, t.text) for t in teller.history]
+    first = "could you read me the opening hours of every branch"
+    [interruption] = teller.interruptions
+    assert interruption.heard  # the caller heard the reply begin
+    if joined:
+        assert teller.heard == [first, f"{first} weekends included"]
+        assert history == [("caller", f"{first} weekends included"), ("bot", LONG)]
+    else:
+        assert teller.heard == [first, "weekends included"]
+        assert history[:3] == [
+            ("caller", first),
+            ("bot", interruption.heard),
+            ("caller", "weekends included"),
+        ]
+
+
 async def test_false_interruptions_are_counted_in_metrics(
     autojump_clock: MockClock, speech: FakeSpeech
 ) -> None:
