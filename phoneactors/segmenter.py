@@ -68,10 +68,11 @@ without the rule, or at most 60 ms later (mean 1-2 ms)."""
 _START_CLEAR = 4
 """Voiced frames (80 ms) that must be clear of the line's noise (the noise gate's verdict)
 among those that start speech; the rest may be the VAD's alone. Offline, on 24 short
-interruptions and answers per voice (hibari, Piper) said over the bot on a line hissing at
--45 dBFS, requiring every frame to be clear delayed speech started by up to 260 ms at p95
-(the soft start of a word is under the gate, 6 dB over the hiss). A click (up to 40 ms)
-is never clear for long enough."""
+interruptions and answers per voice said over the bot on a line hissing at -45 dBFS, speech
+started (after the word's first frame) at p95 340 ms for hibari when every frame had to be
+clear, 180 ms with this rule (Piper: 200 and 180 ms; clean lines: 160 ms either way): the
+soft start of a word is under the gate, 6 dB over the hiss. A click (up to 40 ms) is never
+clear for long enough."""
 _START_STRONG = 0.1
 """-10 dB."""
 _REMEMBER_MIN_FRAMES = 25
