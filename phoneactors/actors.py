@@ -221,8 +221,8 @@ async def detect_speech(
                 continue
             now = trio.current_time()
             match event:
-                case SpeechBegan():
-                    await turns_out.send(SpeechStarted(at=now))
+                case SpeechBegan(began_ms=began_ms):
+                    await turns_out.send(SpeechStarted(at=now, began_at=now - began_ms / 1000))
                 case SpeechPaused(audio=audio, quiet_ms=quiet_ms):
                     speech_ended = now - quiet_ms / 1000
                     await utterances_out.send(

@@ -102,11 +102,14 @@ transcribe; the VAD then waits, and inbound frames back up into FRAME_BUFFER."""
 TURN_BUFFER: Final = 16
 """Speech starts, transcripts and key presses waiting for the responder, which never blocks long."""
 WENT_ON_WITHIN: Final = 1.2
-"""Caller speech heard this soon (seconds) after the last voiced frame of the turn a reply
-answers goes on with that turn, however little of the reply played: the caller paused
+"""Caller speech that begins this soon (seconds) after the last voiced frame of the turn a
+reply answers goes on with that turn, however little of the reply played: the caller paused
 mid-sentence ("Could you read me the opening hours of every branch, … weekends included?"),
-and the bot, taking the words for a finished turn, had begun to answer. Speech is heard
-``min_speech_ms`` (160 ms) after it begins: a pause of about a second."""
+and the bot, taking the words for a finished turn, had begun to answer. The pause runs from
+the end of one word to the start of the next (the first voiced frame of those that started
+speech), not to the moment speech was heard, which comes ``min_speech_ms`` later on a clean
+line and up to 100 ms later still on a hissy one, where a word's soft start is under the
+noise gate."""
 
 
 @dataclass(frozen=True)
@@ -302,7 +305,7 @@ class _Call:
         self.caller_active_at = 0.0
         """When the caller last began to speak or pressed a key."""
         self.speech_began_at = -math.inf
-        """When the caller's latest utterance was heard to begin."""
+        """When the caller's latest utterance began (its first voiced frame)."""
         self.replies: trio.Nursery
         """Caller utterances begun (``SpeechStarted``) and not yet transcribed: while any is
         open, the caller may be talking, and no reply plays."""
@@ -505,10 +508,10 @@ class _Call:
                 self.end_call("conversation hung up")
             async for event in turns_in:
                 match event:
-                    case SpeechStarted():
+                    case SpeechStarted(began_at=began_at):
                         self.open_utterances += 1
                         self.quiet_since = self.caller_active_at = trio.current_time()
-                        self.speech_began_at = self.caller_active_at
+                        self.speech_began_at = began_at
                         await self.speaker.pause()
                     case Transcript():
                         self.open_utterances = max(0, self.open_utterances - 1)

@@ -25,6 +25,9 @@ class SpeechStarted:
 
     at: float
     """trio time of the frame that decided it."""
+    began_at: float
+    """trio time the speech began: the start of the oldest voiced frame among those that
+    decided it, ``min_speech_ms`` or a little more before ``at``."""
 
 
 @dataclass(frozen=True, slots=True)

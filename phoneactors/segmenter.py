@@ -131,6 +131,10 @@ class SpeechBegan:
     """Enough voiced audio was heard: the caller is talking."""
 
     frames_voiced: int
+    began_ms: int = 0
+    """How long ago the speech began: from the start of the oldest voiced frame among those
+    that started it to the end of the frame that decided it (``min_speech_ms`` or more; on a
+    line whose hiss the VAD calls speech, the whole window of recent frames)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +262,7 @@ class SpeechSegmenter:
             self._quiet_run = self._silent_run = 0
             self._paused = False
             self._level.reset(over_reply=replying)
-            return SpeechBegan(frames_voiced=count)
+            return SpeechBegan(frames_voiced=count, began_ms=recent.bit_length() * FRAME_MS)
         self._frames.append(frame)
         voiced = clear
         faint = self._level.faint(frame, voiced)

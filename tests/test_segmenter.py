@@ -23,9 +23,12 @@ from phoneactors.segmenter import (
 FRAME = np.zeros(160, dtype=np.int16)
 
 
-def starts_by_definition(settings: SegmenterSettings, verdicts: list[bool]) -> list[int]:
+def starts_by_definition(
+    settings: SegmenterSettings, verdicts: list[bool]
+) -> list[tuple[int, int]]:
     """Frames at which speech starts: ``min_speech_ms`` voiced within the last one and a half
-    times that, counted afresh after each utterance ends; the rest of the segmenter replayed."""
+    times that, counted afresh after each utterance ends; the rest of the segmenter replayed.
+    Each start comes with the frames since the oldest voiced one in that window (inclusive)."""
     needed = -(-settings.min_speech_ms // FRAME_MS)
     window: collections.deque[bool] = collections.deque(maxlen=needed + needed // 2)
     end_frames = -(-settings.end_silence_ms // FRAME_MS)
@@ -41,7 +44,7 @@ def starts_by_definition(settings: SegmenterSettings, verdicts: list[bool]) -> l
             history = min(history + 1, pre_roll)
             window.append(voiced)
             if sum(window) >= needed:
-                starts.append(i)
+                starts.append((i, len(window) - list(window).index(True)))
                 speaking, frames, silent_run, history = True, history, 0, 0
                 window.clear()
             continue
@@ -75,7 +78,7 @@ def test_speech_starts_where_the_definition_says(
         event = segmenter.feed(FRAME, voiced)
         assert isinstance(event, SpeechBegan | SpeechPaused | SpeechEnded | None)
         if isinstance(event, SpeechBegan):
-            starts.append(i)
+            starts.append((i, event.began_ms // FRAME_MS))
             counts.append(event.frames_voiced)
     assert starts == starts_by_definition(settings, verdicts)
     needed = -(-settings.min_speech_ms // FRAME_MS)

@@ -377,14 +377,15 @@ async def test_words_after_a_reply_nobody_heard_join_the_turn_before(
     )
 
 
-@pytest.mark.parametrize(("pause", "joined"), [(0.7, True), (1.5, False)])
+@pytest.mark.parametrize(("pause", "joined"), [(0.7, True), (1.1, True), (1.5, False)])
 async def test_words_soon_after_a_reply_began_go_on_with_the_turn_before(
     autojump_clock: MockClock, speech: FakeSpeech, pause: float, joined: bool
 ) -> None:
     """A slow caller pauses mid-sentence after words that read complete; the bot begins to
     answer, and the caller goes on. Heard within about a second of their last word, the
     rest is the same turn: both parts are answered as one, and the history holds one caller
-    turn. Later, it is a new turn, as any interruption."""
+    turn. Later, it is a new turn, as any interruption. The pause is from word to word: at
+    1.1 s, speech is heard (160 ms into the words) 1.26 s after the last word, and joins."""
     teller = Teller()
     async with open_call(lambda: teller, speech.engines(), speech=speech) as fake:
         await fake.say("could you read me the opening hours of every branch")
