@@ -131,7 +131,7 @@ class SpeechBegan:
     """Enough voiced audio was heard: the caller is talking."""
 
     frames_voiced: int
-    began_ms: int = 0
+    began_ms: int
     """How long ago the speech began: from the start of the oldest voiced frame among those
     that started it to the end of the frame that decided it (``min_speech_ms`` or more; on a
     line whose hiss the VAD calls speech, the whole window of recent frames)."""
