@@ -202,10 +202,11 @@ async def detect_speech(
 
     ``inbox`` brings the caller's frames and, from the transcriber, :class:`TurnJudged`: how the
     words at a pause read, which sets how long a silence ends the turn. ``gate`` (the line's
-    noise floor) says which frames the VAD calls speech are clear of the line's noise: speech
-    starts on the VAD's frames once a few are clear, and within an utterance only clear ones
-    count. ``replying`` says whether the bot is replying: sound faint beside the caller's own
-    level does not start an utterance then (see :meth:`SpeechSegmenter.feed`).
+    noise floor) says which frames are over the line's noise: speech starts on the frames
+    the VAD calls speech or the gate hears once a few are both, and within an utterance only
+    frames that are both count. ``replying`` says whether the bot is replying: sound faint
+    beside the caller's own level does not start an utterance then (see
+    :meth:`SpeechSegmenter.feed`).
     """
     segmenter = SpeechSegmenter(settings)
     event: SpeechBegan | SpeechPaused | SpeechEnded | None
@@ -215,8 +216,10 @@ async def detect_speech(
                 event = segmenter.judged(item.pause, item.complete)
             else:
                 voiced = detector.is_speech(item)
-                clear = gate.admit(item, voiced) if gate is not None else voiced
-                event = segmenter.feed(item, voiced, replying=replying(), clear=clear)
+                over = gate.measure(item) if gate is not None else voiced
+                event = segmenter.feed(
+                    item, voiced, replying=replying(), clear=voiced and over, over=over
+                )
             if event is None:
                 continue
             now = trio.current_time()

@@ -153,6 +153,24 @@ class NoiseGate:
         samples. An empty frame raises ``ValueError``. With ``min_rms`` 0, a frame of digital
         silence passes the gate (0 >= 0) while the floor is 0.
         """
+        energy = self._measure(frame)  # first: the floor counts every frame
+        return bool(voiced) and energy >= self._gate
+
+    def measure(self, frame: PCM) -> bool:
+        """Update the floor with ``frame``, as :meth:`admit` does; return whether it is *over
+        the gate*: loud enough, whatever a VAD says of it, and not digital silence.
+
+        A VAD misses the soft start of a word on a noisy line ("t", "s", a breathy first
+        syllable) more often than it calls hiss speech; a frame 6 dB over the line's own noise
+        is sound all the same. The call lets such frames count toward the start of speech (see
+        :meth:`~phoneactors.segmenter.SpeechSegmenter.feed`). ``voiced and gate.measure(frame)``
+        is :meth:`admit`'s verdict, but for digital silence.
+        """
+        energy = self._measure(frame)
+        return energy >= self._gate and energy >= _SILENT_SQUARE
+
+    def _measure(self, frame: PCM) -> float:
+        """Count ``frame`` toward the floor; its mean square."""
         samples = frame.astype(_FLOAT32)
         count = len(samples)
         if not count:
@@ -177,7 +195,7 @@ class NoiseGate:
         self._block_filled += count
         if self._block_filled >= self._block_samples:
             self._end_block()
-        return voiced and energy >= self._gate
+        return energy
 
     def _end_block(self) -> None:
         """Push the finished block's minimum; the oldest block leaves, so the floor may rise."""

@@ -72,7 +72,9 @@ interruptions and answers per voice said over the bot on a line hissing at -45 d
 started (after the word's first frame) at p95 340 ms for hibari when every frame had to be
 clear, 180 ms with this rule (Piper: 200 and 180 ms; clean lines: 160 ms either way): the
 soft start of a word is under the gate, 6 dB over the hiss. A click (up to 40 ms) is never
-clear for long enough."""
+clear for long enough. Frames over the gate that the VAD did not call speech count toward
+``min_speech_ms`` too (``feed``'s ``over``): see ``benchmarks/speech_start.py`` and
+docs/turn-taking.md (fourteenth session)."""
 _START_STRONG = 0.1
 """-10 dB."""
 _REMEMBER_MIN_FRAMES = 25
@@ -131,6 +133,7 @@ class SpeechBegan:
     """Enough voiced audio was heard: the caller is talking."""
 
     frames_voiced: int
+    """Frames of the start window that were voiced (or over the noise gate)."""
     began_ms: int
     """How long ago the speech began: from the start of the oldest voiced frame among those
     that started it to the end of the frame that decided it (``min_speech_ms`` or more; on a
@@ -218,7 +221,13 @@ class SpeechSegmenter:
         return self._speaking
 
     def feed(
-        self, frame: PCM, voiced: bool, *, replying: bool = False, clear: bool | None = None
+        self,
+        frame: PCM,
+        voiced: bool,
+        *,
+        replying: bool = False,
+        clear: bool | None = None,
+        over: bool = False,
     ) -> SpeechBegan | SpeechPaused | SpeechEnded | None:
         """Take the next frame and the VAD's verdict on it.
 
@@ -229,6 +238,12 @@ class SpeechSegmenter:
         ``min_speech_ms``, while hiss the VAD calls speech, never clear, starts nothing. Within
         an utterance only clear frames are speech, so the VAD's hangover after the last word
         does not stretch the end of the turn.
+
+        ``over``: the frame is over the noise gate, whatever the VAD says
+        (:meth:`~phoneactors.noise.NoiseGate.measure`). Such frames count toward
+        ``min_speech_ms`` as voiced ones do (never toward the clear ones, nor the loud ones
+        below): on a noisy line the VAD misses the soft start of many words ("Twenty", "Stop"),
+        which the gate hears 6 dB over the hiss.
 
         ``replying``: the bot is replying (the caller's turn is being transcribed, or its reply
         thought or played). *Speech started* then also needs a few voiced frames that are not
@@ -244,7 +259,8 @@ class SpeechSegmenter:
             beside = self._level.beside_caller(self._history) if voiced and replying else 1.0
             loud = voiced and beside >= self._level.faint_factor
             strong = voiced and beside >= _START_STRONG
-            recent = (self._recent << 1 | 1 if voiced else self._recent << 1) & self._window_mask
+            heard = voiced or over
+            recent = (self._recent << 1 | 1 if heard else self._recent << 1) & self._window_mask
             self._recent = recent
             self._loud_recent = (self._loud_recent << 1 | loud) & self._window_mask
             self._strong_recent = (self._strong_recent << 1 | strong) & self._window_mask

@@ -210,6 +210,41 @@ def test_a_mute_is_the_floor_for_a_window() -> None:
     assert not any(gate.admit(frame, True) for frame in line[325:])
 
 
+def test_a_soft_start_under_the_vad_is_over_the_gate() -> None:
+    """``measure`` says whether a frame is over the gate, whatever a VAD says of it: the
+    soft start of a word 10 dB over the hiss is, the hiss itself never is."""
+    rng = np.random.default_rng(13)
+    line = frames(hiss(3.0, dbfs=-45, rng=rng))
+    gate = NoiseGate()
+    assert not any(gate.measure(frame) for frame in line)
+    onset = frames(on_line(voice(0.1, dbfs=-35, rng=rng), line_dbfs=-45, rng=rng))
+    assert all(gate.measure(frame) for frame in onset)
+
+
+def test_digital_silence_is_never_over_the_gate() -> None:
+    """Even where the gate is 0 (no ``min_rms`` on a digitally silent line), zeros are no sound;
+    one int16 step of it is."""
+    gate = NoiseGate()
+    silent = np.zeros(FRAME_SAMPLES, np.int16)
+    assert not any(gate.measure(silent) for _ in range(10))
+    assert gate.gate_rms == 0.0
+    assert gate.measure(np.ones(FRAME_SAMPLES, np.int16))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.sampled_from([0, 1, 3, 10, 40, 200, 1000]), min_size=1, max_size=60))
+def test_measure_is_admit_for_a_voiced_frame_but_for_digital_silence(
+    amplitudes: list[int],
+) -> None:
+    admitting, measuring = NoiseGate(min_rms=2.0), NoiseGate(min_rms=2.0)
+    for amplitude in amplitudes:
+        frame = np.full(FRAME_SAMPLES, amplitude, np.int16)
+        admitted, over = admitting.admit(frame, True), measuring.measure(frame)
+        assert over == (admitted and amplitude > 0)
+        assert measuring.floor_rms == admitting.floor_rms
+    assert not NoiseGate().admit(np.full(FRAME_SAMPLES, 1000, np.int16), False)
+
+
 def test_the_gate_stays_within_its_bounds() -> None:
     rng = np.random.default_rng(9)
     gate = NoiseGate(min_rms=100, max_rms=400)

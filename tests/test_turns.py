@@ -20,7 +20,7 @@ from phoneactors.engines.webrtc import WebRtcVad
 from phoneactors.metrics import Metrics
 from phoneactors.records import CallerSaid, CallEvent, FalseInterruption, Interrupted
 from phoneactors.segmenter import SegmenterSettings
-from phoneactors.testing import FakeSpeech, FakeSpeechToText, FakeTwilio, open_call
+from phoneactors.testing import EnergyVad, FakeSpeech, FakeSpeechToText, FakeTwilio, open_call
 from phoneactors.timing import TurnTiming
 
 LONG = (
@@ -502,6 +502,28 @@ async def test_a_noisy_line_never_interrupts_the_bot(
     assert fake.clears == []
     assert fake.result is not None
     assert fake.result.stats.false_interruptions == 0
+
+
+async def test_a_word_whose_soft_start_the_vad_misses_stops_the_bot_as_fast_on_a_noisy_line(
+    autojump_clock: MockClock,
+) -> None:
+    """On a hissy line the VAD misses the soft start of many words ("Twenty", "Stop"), which
+    the noise gate hears 6 dB over the hiss: those frames count toward ``min_speech_ms``, so
+    speech starts 160 ms after the word's first frame, not 160 ms after the VAD's first."""
+    speech = FakeSpeech(vad=EnergyVad(1500.0))
+    soft_ms = 80
+    word = speech.caller_audio("no wait stop")
+    onset = word[: soft_ms * 8] // 10  # about -33 dBFS: unvoiced to this VAD, over the gate
+    async with open_call(Teller, speech.engines(), speech=speech, line_noise_dbfs=-45.0) as fake:
+        await fake.silence(2.0)
+        await start_long_reply(fake)
+        began = trio.current_time()
+        await fake.play(np.concatenate([onset, word]), wait=False)
+        await fake.wait_for(lambda: bool(fake.clears))
+        await fake.wait_for_bot_to_finish()
+    decided = began + SegmenterSettings().min_speech_ms / 1000
+    assert fake.clears[0] - decided <= 0.02 + 0.02  # one frame, plus the tick alignment
+    assert fake.stale_audio_after_clear() == 0
 
 
 class HearsTheCaller(FakeSpeechToText):

@@ -519,11 +519,12 @@ def test_speech_starts_on_the_vads_frames_once_a_few_are_clear_of_the_line_noise
     settings = SegmenterSettings(min_speech_ms=160, end_silence_ms=100, pause_ms=0)
 
     def feed(segmenter: SpeechSegmenter, pattern: str) -> list[tuple[int, object]]:
-        # 'v': voiced to the VAD only; 'c': voiced and clear; '.': neither.
+        # 'v': voiced to the VAD only; 'c': voiced and clear; 'g': over the gate only;
+        # '.': neither.
         events = []
         for i, c in enumerate(pattern):
             frame = np.full(160, 1000 if c == "c" else 200, dtype=np.int16)
-            event = segmenter.feed(frame, c != ".", clear=c == "c")
+            event = segmenter.feed(frame, c in "vc", clear=c == "c", over=c in "cg")
             if event is not None:
                 events.append((i, event))
         return events
@@ -537,6 +538,19 @@ def test_speech_starts_on_the_vads_frames_once_a_few_are_clear_of_the_line_noise
     # Three clear frames are not enough, however long the VAD hears speech.
     segmenter = SpeechSegmenter(settings)
     assert feed(segmenter, "v" * 50 + "vcccv" + "v" * 50) == []
+    # Frames over the gate count as the VAD's do: a soft start the VAD missed ("Twenty" on a
+    # hissy line) ...
+    segmenter = SpeechSegmenter(settings)
+    [(at, began)] = feed(segmenter, "gggg" + "cccc")
+    assert isinstance(began, SpeechBegan)
+    assert (at, began.frames_voiced, began.began_ms) == (7, 8, 160)
+    segmenter = SpeechSegmenter(settings)
+    [(at, _)] = feed(segmenter, "gg.vg" + "cccc")
+    assert at == 8
+    # ... but sound over the gate that the VAD never calls speech (a door, a rustle) starts
+    # nothing, nor do three clear frames among it.
+    segmenter = SpeechSegmenter(settings)
+    assert feed(segmenter, "g" * 50 + "gcccg" + "g" * 50) == []
     # After speech started, VAD-only frames are quiet: the turn ends 100 ms after the last
     # clear frame.
     segmenter = SpeechSegmenter(settings)
