@@ -52,22 +52,19 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import socket
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from typing import Final
+from urllib.parse import urlsplit
 
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from quart import Response, Websocket, request, websocket
 from quart_trio import QuartTrio
-from quart_trio.asgi import TrioASGIWebsocketConnection
 
 from . import softphone, twilio
 from .call import CallSettings, run_call
@@ -75,13 +72,16 @@ from .call_control import CallDirectory
 from .conversation import Conversation
 from .engines import Engines
 from .engines.scheduling import one_blas_thread
-from .errors import ConfigurationError, ProtocolError, SocketClosed
+from .errors import ConfigurationError
 from .front_door import serve_front_door
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics, merge_exposition
 from .outbound import AMD_PATH, TwilioApi
+from .quart_socket import QuartCallSocket, StreamConnection
 from .recording import RecordingSocket, record_call, recording_path
 from .records import CallObserver, CallStore, Recorded
+from .request_urls import external_base, query_value, signed, stream_urls, webhook_urls
+from .switchboard import Switchboard
 from .transport import CallSocket, StreamAnswerer, StreamRequest
 from .workers import WorkerBoard, share_with_peers
 
@@ -103,10 +103,6 @@ own limit is only a backstop that bounds memory (it counts text in characters, a
 the call why it closed), so it sits well above ours."""
 CLOSE_GRACE: Final = 5.0
 """Seconds hypercorn gives connections to close once the drain is over."""
-_HOST_HEADER: Final = re.compile(r"[A-Za-z0-9.\-_:\[\]]{1,255}")
-"""What a Host header may look like before we put it into a stream URL."""
-_CLOSE_NORMAL: Final = 1000
-_CLOSE_TOO_BIG: Final = 1009
 
 
 @dataclass(frozen=True)
@@ -227,257 +223,6 @@ def _check_public_url(url: str) -> None:
         raise ConfigurationError(f"public_url must not have a query or fragment, got {url!r}")
 
 
-# --------------------------------------------------------------------------------------------
-# Which calls may start, and shutting down
-
-
-class _Switchboard:
-    """The calls in progress, and whether new ones are taken. One per app."""
-
-    def __init__(
-        self,
-        engines: Engines,
-        max_calls: int,
-        max_inference_wait: float | None = None,
-        peers: WorkerBoard | None = None,
-    ) -> None:
-        self.engines = engines
-        self.max_calls = max_calls
-        self.max_inference_wait = max_inference_wait
-        self.peers = peers
-        """The other workers of this server (``--workers``): the limits hold for them all."""
-        self.active = 0
-        self.draining = False
-        self._scopes: set[trio.CancelScope] = set()
-        self._changed = trio.Event()
-
-    def refusal(self, *, new_caller: bool = False) -> str | None:
-        """Why a call cannot be taken now, or ``None`` if it can. A ``new_caller`` (Twilio's
-        webhook, where the busy message can still be played) is also refused while the speech
-        engines are behind: more calls would slow every call down."""
-        if self.draining:
-            return "the server is shutting down"
-        if not self.engines.ready.is_set():
-            return "the speech engines are still loading"
-        if self.active + (0 if self.peers is None else self.peers.others_active()) >= (
-            self.max_calls
-        ):
-            return f"all {self.max_calls} lines are busy"
-        if new_caller and self.max_inference_wait is not None:
-            wait = self.inference_wait()
-            if self.peers is not None:
-                wait = max(wait, self.peers.others_wait())
-            if wait > self.max_inference_wait:
-                return (
-                    f"the speech engines are behind: inferences wait {wait * 1000:.0f} ms for a "
-                    f"CPU thread (over {self.max_inference_wait * 1000:.0f} ms)"
-                )
-        return None
-
-    def inference_wait(self) -> float:
-        """This process's recent inference wait, in seconds (0 without inference slots)."""
-        slots = self.engines.inference
-        return 0.0 if slots is None else slots.recent_wait()
-
-    def publish(self) -> None:
-        """Tell the other workers (if any) this one's state."""
-        if self.peers is not None:
-            self.peers.publish(
-                ready=self.engines.ready.is_set() and not self.draining,
-                active=self.active,
-                wait=self.inference_wait(),
-            )
-
-    @contextmanager
-    def line(self) -> Iterator[trio.CancelScope]:
-        """Count one call for as long as the block runs; shutdown may cancel the scope."""
-        scope = trio.CancelScope()
-        self.active += 1
-        self._scopes.add(scope)
-        self.publish()
-        try:
-            with scope:
-                yield scope
-        finally:
-            self._scopes.discard(scope)
-            self.active -= 1
-            self.publish()
-            self._changed.set()
-            self._changed = trio.Event()
-
-    async def wait_until_idle(self) -> None:
-        while self.active:
-            await self._changed.wait()
-
-    async def drain(self, limit: float, grace: float) -> None:
-        """Take no new calls; let those in progress finish for ``limit`` seconds, then cancel
-        them and wait up to ``grace`` seconds for them to close."""
-        self.draining = True
-        self.publish()
-        if not self.active:
-            logger.info("shutting down: no calls in progress")
-            return
-        logger.info(
-            "shutting down: taking no new calls; waiting up to %g s for %d in progress",
-            limit,
-            self.active,
-        )
-        with trio.move_on_after(limit):
-            await self.wait_until_idle()
-        if self.active:
-            logger.warning(
-                "drain timeout (%g s) passed: ending %d call(s) in progress", limit, self.active
-            )
-            self.cancel_calls()
-            with trio.move_on_after(grace):
-                await self.wait_until_idle()
-        if self.active:
-            logger.warning("%d call(s) still closing", self.active)
-        else:
-            logger.info("all calls have ended")
-
-    def cancel_calls(self) -> None:
-        for scope in self._scopes:
-            scope.cancel()
-
-
-# --------------------------------------------------------------------------------------------
-# The websocket as a CallSocket
-
-
-class _StreamConnection(TrioASGIWebsocketConnection):
-    """quart-trio's websocket connection, except that the peer closing the socket ends the
-    stream of messages (``receive`` raises ``trio.EndOfChannel``) instead of cancelling the
-    handler. A call then ends the way it does when :class:`CallSocket` reports the close: its
-    reason is logged and its hooks run, rather than being cut off mid-step."""
-
-    async def handle_messages(  # type: ignore[override]  # as quart-trio's own
-        self, nursery: trio.Nursery, receive: Callable[[], Awaitable[Any]]
-    ) -> None:
-        async with self.send_channel:
-            while True:
-                event = await receive()
-                if event["type"] == "websocket.receive":
-                    data = event.get("bytes")
-                    await self.send_channel.send(data if data is not None else event["text"])
-                elif event["type"] == "websocket.disconnect":
-                    return
-
-
-class _QuartCallSocket:
-    """Quart's websocket as a :class:`~phoneactors.transport.CallSocket`.
-
-    ``receive`` raises :class:`~phoneactors.errors.ProtocolError` for a message larger than
-    ``max_bytes`` (UTF-8 bytes, for text); closing then uses code 1009 (message too big).
-    """
-
-    def __init__(self, ws: Websocket, max_bytes: int) -> None:
-        self._ws = ws
-        self._max_bytes = max_bytes
-        self._closed = False
-        self._close_code = _CLOSE_NORMAL
-        self._close_reason = ""
-
-    async def receive(self) -> str | bytes:
-        if self._closed:
-            raise SocketClosed("the socket is closed")
-        try:
-            message: str | bytes = await self._ws.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            self._closed = True
-            raise SocketClosed("Twilio closed the socket") from None
-        size = len(message)
-        if isinstance(message, str) and size * 4 > self._max_bytes:
-            size = len(message.encode("utf-8", "surrogatepass"))
-        if size > self._max_bytes:
-            self._close_code = _CLOSE_TOO_BIG
-            self._close_reason = "message too big"
-            raise ProtocolError(
-                f"a message of {size} bytes is over the {self._max_bytes}-byte limit"
-            )
-        return message
-
-    async def send(self, message: str) -> None:
-        if self._closed:
-            raise SocketClosed("the socket is closed")
-        await self._ws.send(message)
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            await self._ws.close(self._close_code, self._close_reason)
-        except Exception as exc:  # the peer may be gone already; closing must not fail
-            logger.debug("closing a stream socket failed: %r", exc)
-
-
-# --------------------------------------------------------------------------------------------
-# URLs and signatures
-
-
-def _first(value: str | None) -> str:
-    """The first entry of a possibly comma-separated proxy header, lower-cased."""
-    return (value or "").split(",")[0].strip().lower()
-
-
-def _query_value(query: bytes, name: str) -> str | None:
-    """The first value of ``name`` in a URL's query string, as quart's ``args.get`` gives it."""
-    values = parse_qs(query.decode("utf-8", "replace"), keep_blank_values=True).get(name)
-    return None if not values else values[0]
-
-
-def _request_scheme(headers: Any, scheme: str) -> str:
-    """``https`` or ``http``: from ``X-Forwarded-Proto`` when present, else the request's."""
-    forwarded = _first(headers.get("X-Forwarded-Proto"))
-    scheme = forwarded or scheme.lower()
-    return "https" if scheme in ("https", "wss") else "http"
-
-
-def _request_host(headers: Any) -> str | None:
-    host = (headers.get("Host") or "").strip()
-    return host if _HOST_HEADER.fullmatch(host) else None
-
-
-def _external_base(config: ServerConfig, headers: Any, scheme: str) -> str | None:
-    """``scheme://host[/prefix]`` as Twilio sees this server, or ``None`` if unknowable."""
-    if config.public_url is not None:
-        return config.public_url.rstrip("/")
-    host = _request_host(headers)
-    if host is None:
-        return None
-    return f"{_request_scheme(headers, scheme)}://{host}"
-
-
-def _websocket_url(http_url: str) -> str:
-    if http_url.startswith("https://"):
-        return "wss://" + http_url.removeprefix("https://")
-    return "ws://" + http_url.removeprefix("http://")
-
-
-def _with_query(url: str, query: bytes) -> str:
-    return f"{url}?{query.decode('latin-1')}" if query else url
-
-
-def _webhook_urls(base: str, path: str, query: bytes) -> list[str]:
-    """The URLs Twilio may have signed for a webhook request: with ``public_url``
-    ``https://host/voice`` the console may name ``https://host/voice`` or ``…/voice/``."""
-    urls = [_with_query(base + path, query)]
-    if path == "/":
-        urls.append(_with_query(base, query))
-    return urls
-
-
-def _stream_urls(base: str, query: bytes) -> list[str]:
-    """The URLs Twilio may have signed for the upgrade: with and without the query string."""
-    url = _websocket_url(base) + STREAM_PATH
-    return [url, _with_query(url, query)] if query else [url]
-
-
-def _signed(token: str, urls: list[str], params: dict[str, str], signature: str | None) -> bool:
-    return any(twilio.request_is_signed(token, url, params, signature) for url in urls)
-
-
 _PHONE_POLICY: Final = (
     "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -512,7 +257,7 @@ def create_app(
 @dataclass(frozen=True)
 class _Built:
     app: QuartTrio
-    board: _Switchboard
+    board: Switchboard
     metrics: Metrics
     directory: CallDirectory
     answer_stream: StreamAnswerer
@@ -530,12 +275,12 @@ def _build(
     if engines.inference is not None:
         metrics.watch_inference(engines.inference)
     observers: list[CallObserver] = [metrics] if store is None else [metrics, store]
-    app.asgi_websocket_class = _StreamConnection
+    app.asgi_websocket_class = StreamConnection
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
     # With the account's auth token, a conversation may hand its call on (transfer).
     twilio_api = None if config.auth_token is None else TwilioApi(config.auth_token)
     directory = CallDirectory()  # calls by sid, for who answered them (/amd)
-    board = _Switchboard(
+    board = Switchboard(
         engines,
         config.max_calls,
         None if config.max_inference_wait_ms is None else config.max_inference_wait_ms / 1000,
@@ -567,7 +312,7 @@ def _build(
         form = await request.form
         params = {key: form[key] for key in form}
         call_sid = params.get("CallSid", "?")
-        base = _external_base(config, request.headers, request.scheme)
+        base = external_base(config.public_url, request.headers, request.scheme)
         if base is None:
             logger.warning(
                 "webhook for call %s refused: no usable Host header",
@@ -576,8 +321,8 @@ def _build(
             )
             return _text("a valid Host header is required", 400)
         if config.auth_token is not None:
-            urls = _webhook_urls(base, request.path, request.query_string)
-            if not _signed(
+            urls = webhook_urls(base, request.path, request.query_string)
+            if not signed(
                 config.auth_token, urls, params, request.headers.get("X-Twilio-Signature")
             ):
                 logger.warning(
@@ -598,7 +343,7 @@ def _build(
             if field in params
         }
         try:
-            twiml = twilio.connect_stream_twiml(_stream_urls(base, b"")[0], parameters)
+            twiml = twilio.connect_stream_twiml(stream_urls(base, STREAM_PATH, b"")[0], parameters)
         except ValueError as exc:
             logger.warning(
                 "webhook for call %s refused: %s", call_sid, exc, extra={"call_sid": call_sid}
@@ -616,9 +361,9 @@ def _build(
         form = await request.form
         params = {key: form[key] for key in form}
         if config.auth_token is not None:
-            base = _external_base(config, request.headers, request.scheme)
-            urls = [] if base is None else _webhook_urls(base, request.path, request.query_string)
-            if not _signed(
+            base = external_base(config.public_url, request.headers, request.scheme)
+            urls = [] if base is None else webhook_urls(base, request.path, request.query_string)
+            if not signed(
                 config.auth_token, urls, params, request.headers.get("X-Twilio-Signature")
             ):
                 logger.warning(
@@ -650,7 +395,7 @@ def _build(
     async def answer_stream(
         asked: StreamRequest, accept: Callable[[], Awaitable[CallSocket]]
     ) -> tuple[int, str] | None:
-        token = _query_value(asked.query_string, softphone.TOKEN_PARAMETER)
+        token = query_value(asked.query_string, softphone.TOKEN_PARAMETER)
         is_softphone = token is not None
         if token is not None and (phone is None or not phone.check(token)):
             logger.warning(
@@ -660,9 +405,9 @@ def _build(
             )
             return 403, "invalid or expired softphone token: reload the page"
         if config.auth_token is not None and not is_softphone:
-            base = _external_base(config, asked.headers, asked.scheme)
-            urls = [] if base is None else _stream_urls(base, asked.query_string)
-            if not _signed(config.auth_token, urls, {}, asked.headers.get("X-Twilio-Signature")):
+            base = external_base(config.public_url, asked.headers, asked.scheme)
+            urls = [] if base is None else stream_urls(base, STREAM_PATH, asked.query_string)
+            if not signed(config.auth_token, urls, {}, asked.headers.get("X-Twilio-Signature")):
                 logger.warning(
                     "stream from %s refused: missing or invalid X-Twilio-Signature",
                     asked.remote_addr,
@@ -714,7 +459,7 @@ def _build(
 
         async def accept() -> CallSocket:
             await ws.accept()
-            return _QuartCallSocket(ws, config.max_message_bytes)
+            return QuartCallSocket(ws, config.max_message_bytes)
 
         asked = StreamRequest(ws.query_string, ws.headers, ws.remote_addr or "?", ws.scheme)
         refused = await answer_stream(asked, accept)

@@ -15,7 +15,8 @@ from phoneactors.engines.faster_whisper import FasterWhisperSTT
 from phoneactors.engines.scheduling import InferenceSlots, Priority, WaitStats
 from phoneactors.errors import ConfigurationError
 from phoneactors.metrics import Metrics
-from phoneactors.server import ServerConfig, _Switchboard
+from phoneactors.server import ServerConfig
+from phoneactors.switchboard import Switchboard
 from phoneactors.testing import FakeSpeech
 
 
@@ -202,7 +203,7 @@ async def test_new_callers_are_refused_while_inference_waits_too_long(
     autojump_clock: MockClock,
 ) -> None:
     slots = InferenceSlots(1)
-    board = _Switchboard(_engines(slots), max_calls=10, max_inference_wait=0.25)
+    board = Switchboard(_engines(slots), max_calls=10, max_inference_wait=0.25)
     assert board.refusal(new_caller=True) is None
     order: list[str] = []
     async with trio.open_nursery() as nursery:
@@ -218,7 +219,7 @@ async def test_new_callers_are_refused_while_inference_waits_too_long(
         assert board.refusal() is None  # a stream Twilio already connected is still taken
     await trio.sleep(5.1)  # the long wait is 5 s old: forgotten
     assert board.refusal(new_caller=True) is None
-    never = _Switchboard(_engines(slots), max_calls=10, max_inference_wait=None)
+    never = Switchboard(_engines(slots), max_calls=10, max_inference_wait=None)
     assert never.refusal(new_caller=True) is None
 
 

@@ -23,7 +23,7 @@ from phoneactors.engines.scheduling import InferenceSlots
 from phoneactors.errors import ConfigurationError
 from phoneactors.metrics import Metrics, merge_exposition
 from phoneactors.records import CallEnded, CallStarted, list_calls
-from phoneactors.server import _Switchboard
+from phoneactors.switchboard import Switchboard
 from phoneactors.testing import FakeSpeech, open_twilio_stream
 from phoneactors.workers import (
     ENV_COUNT,
@@ -138,7 +138,7 @@ async def test_the_limits_hold_for_all_the_workers(folder: Path) -> None:
     engines.inference = slots
     engines.ready.set()
     here, there = WorkerBoard(folder, 0, 3), WorkerBoard(folder, 1, 3)
-    board = _Switchboard(engines, max_calls=5, max_inference_wait=0.25, peers=here)
+    board = Switchboard(engines, max_calls=5, max_inference_wait=0.25, peers=here)
     assert board.refusal(new_caller=True) is None
     there.publish(ready=True, active=5, wait=0.0)
     assert board.refusal() == "all 5 lines are busy"
