@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from . import twilio
 from .conversation import Clip
 from .errors import ConfigurationError, TwilioApiError
 from .outbound import CallControlApi
 from .speaker import constant
+from .twiml import dial_twiml
 
 if TYPE_CHECKING:
     from .call import _Call
@@ -93,7 +93,7 @@ class CallControl:
     def transfer(self, to: str, say: str | None) -> None:
         """Check ``to`` and the API access now; hand the call on once the bot is quiet."""
         try:
-            twiml = twilio.dial_twiml(to)
+            twiml = dial_twiml(to)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         if self.twilio_api is None:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import urlsplit
 
-from . import twilio
 from .errors import ConfigurationError, TwilioApiError
+from .twiml import connect_stream_twiml
 
 if TYPE_CHECKING:
     from twilio.http import HttpClient
@@ -108,7 +108,7 @@ def place_call(
         raise ConfigurationError("the auth token must not be empty")
     url = stream_url(public_url)
     try:
-        twiml = twilio.connect_stream_twiml(url, {"caller": to, "direction": "outbound"})
+        twiml = connect_stream_twiml(url, {"caller": to, "direction": "outbound"})
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
 

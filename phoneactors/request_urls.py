@@ -4,7 +4,7 @@ Twilio signs the URL it requested (``X-Twilio-Signature``), which a proxy in fro
 may have changed: the base is :attr:`ServerConfig.public_url
 <phoneactors.server.ServerConfig.public_url>` when configured, else rebuilt from the request's
 ``Host`` and ``X-Forwarded-Proto`` headers. Pure functions; the HMAC itself is
-:func:`phoneactors.twilio.request_is_signed`.
+:func:`phoneactors.twiml.request_is_signed`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 from typing import Any, Final
 from urllib.parse import parse_qs
 
-from . import twilio
+from . import twiml
 
 __all__ = ["external_base", "query_value", "signed", "stream_urls", "webhook_urls"]
 
@@ -83,4 +83,4 @@ def stream_urls(base: str, path: str, query: bytes) -> list[str]:
 def signed(token: str, urls: list[str], params: dict[str, str], signature: str | None) -> bool:
     """Whether ``signature`` is Twilio's, with ``token``, over any of ``urls`` and ``params``
     (the webhook's form fields; none for the upgrade). No URLs, no signature: ``False``."""
-    return any(twilio.request_is_signed(token, url, params, signature) for url in urls)
+    return any(twiml.request_is_signed(token, url, params, signature) for url in urls)

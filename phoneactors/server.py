@@ -66,7 +66,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from quart import Response, Websocket, request, websocket
 from quart_trio import QuartTrio
 
-from . import softphone, twilio
+from . import softphone
 from .call import CallSettings, run_call
 from .call_control import CallDirectory
 from .conversation import Conversation
@@ -83,6 +83,7 @@ from .records import CallObserver, CallStore, Recorded
 from .request_urls import external_base, query_value, signed, stream_urls, webhook_urls
 from .switchboard import Switchboard
 from .transport import CallSocket, StreamAnswerer, StreamRequest
+from .twiml import connect_stream_twiml, say_and_hang_up_twiml
 from .workers import WorkerBoard, share_with_peers
 
 __all__ = ["ServerConfig", "create_app", "serve"]
@@ -198,7 +199,7 @@ class ServerConfig:
         if not isinstance(self.busy_message, str) or not self.busy_message.strip():
             raise ConfigurationError("busy_message must not be empty")
         try:
-            twilio.say_and_hang_up_twiml(self.busy_message)
+            say_and_hang_up_twiml(self.busy_message)
         except ValueError as exc:
             raise ConfigurationError(f"busy_message: {exc}") from None
         if not isinstance(self.softphone, bool):
@@ -336,14 +337,14 @@ def _build(
             logger.warning(
                 "call %s answered busy: %s", call_sid, refusal, extra={"call_sid": call_sid}
             )
-            return _xml(twilio.say_and_hang_up_twiml(config.busy_message))
+            return _xml(say_and_hang_up_twiml(config.busy_message))
         parameters = {
             name: params[field]
             for name, field in (("caller", "From"), ("called", "To"))
             if field in params
         }
         try:
-            twiml = twilio.connect_stream_twiml(stream_urls(base, STREAM_PATH, b"")[0], parameters)
+            twiml = connect_stream_twiml(stream_urls(base, STREAM_PATH, b"")[0], parameters)
         except ValueError as exc:
             logger.warning(
                 "webhook for call %s refused: %s", call_sid, exc, extra={"call_sid": call_sid}

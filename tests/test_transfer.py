@@ -7,7 +7,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from phoneactors import twilio
+from phoneactors import twiml
 from phoneactors.call import CallSettings
 from phoneactors.conversation import Conversation
 from phoneactors.errors import ConfigurationError, TwilioApiError
@@ -40,13 +40,13 @@ class Desk(Conversation):
 
 
 def test_dial_twiml_takes_numbers_and_sip_addresses() -> None:
-    assert "<Dial><Number>+15557654321</Number></Dial>" in twilio.dial_twiml(" +15557654321 ")
-    assert "<Dial><Sip>sip:desk@example.com</Sip></Dial>" in twilio.dial_twiml(
+    assert "<Dial><Number>+15557654321</Number></Dial>" in twiml.dial_twiml(" +15557654321 ")
+    assert "<Dial><Sip>sip:desk@example.com</Sip></Dial>" in twiml.dial_twiml(
         "sip:desk@example.com"
     )
     for bad in ("5557654321", "+0123", "sip:", "sip:a b", "desk@example.com"):
         with pytest.raises(ValueError, match=r"E\.164"):
-            twilio.dial_twiml(bad)
+            twiml.dial_twiml(bad)
 
 
 class Api:
@@ -110,16 +110,16 @@ async def test_a_refused_transfer_reaches_the_conversation_and_the_call_goes_on(
 
 def test_twilio_api_updates_the_call_with_the_twiml(api: FakeTwilioApi) -> None:
     api.status = 200
-    twiml = twilio.dial_twiml("+15557654321")
-    TwilioApi(TOKEN, http_client=LocalTwilio(api.url)).redirect_blocking(ACCOUNT, CALL_SID, twiml)
+    dial = twiml.dial_twiml("+15557654321")
+    TwilioApi(TOKEN, http_client=LocalTwilio(api.url)).redirect_blocking(ACCOUNT, CALL_SID, dial)
     [request] = api.requests
     assert request["path"] == f"/2010-04-01/Accounts/{ACCOUNT}/Calls/{CALL_SID}.json"
-    assert request["form"] == {"Twiml": twiml}
+    assert request["form"] == {"Twiml": dial}
     api.status = 404
     api.body = {"code": 20404, "message": "The requested resource was not found", "status": 404}
     with pytest.raises(TwilioApiError, match="HTTP 404, error 20404"):
         TwilioApi(TOKEN, http_client=LocalTwilio(api.url)).redirect_blocking(
-            ACCOUNT, CALL_SID, twiml
+            ACCOUNT, CALL_SID, dial
         )
 
 

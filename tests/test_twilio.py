@@ -31,14 +31,12 @@ from phoneactors.twilio import (
     SendMedia,
     Start,
     Stop,
-    connect_stream_twiml,
     encode_inbound,
     parse_event,
     parse_outbound,
-    request_is_signed,
-    say_and_hang_up_twiml,
     serialize,
 )
+from phoneactors.twiml import connect_stream_twiml, request_is_signed, say_and_hang_up_twiml
 
 # The messages of design.md §3, with the elisions filled in.
 FRAME = bytes(range(96, 256))  # 160 bytes = 20 ms
