@@ -49,11 +49,9 @@ with the reason logged); other calls are not affected.
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -62,38 +60,23 @@ from urllib.parse import urlsplit
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
-from quart import Response, Websocket, request, websocket
 from quart_trio import QuartTrio
 
-from . import softphone
-from .call import run_call
-from .call_control import CallDirectory
 from .conversation import Conversation
 from .engines import Engines
 from .engines.scheduling import one_blas_thread
 from .errors import ConfigurationError
 from .front_door import serve_front_door
-from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from .metrics import Metrics, merge_exposition
-from .outbound import AMD_PATH, TwilioApi
-from .quart_socket import QuartCallSocket, StreamConnection
-from .recording import RecordingSocket, record_call, recording_path
-from .records import CallObserver, CallStore, Recorded
-from .request_urls import external_base, query_value, signed, stream_urls, webhook_urls
+from .quart_socket import StreamConnection
+from .records import CallStore
+from .routes import PHONE_PATH, STREAM_PATH, Routes
 from .server_config import ServerConfig
-from .switchboard import Switchboard
-from .transport import CallSocket, StreamAnswerer, StreamRequest
-from .twiml import connect_stream_twiml, say_and_hang_up_twiml
 from .workers import WorkerBoard, share_with_peers
 
 __all__ = ["ServerConfig", "create_app", "serve"]
 
 logger = logging.getLogger("phoneactors.server")
 
-STREAM_PATH: Final = "/stream"
-"""Where Twilio opens the media stream websocket."""
-PHONE_PATH: Final = "/phone"
-"""Where the browser softphone is served."""
 MAX_WEBHOOK_BYTES: Final = 64 * 1024
 """Largest webhook request body accepted; Twilio's form posts are a few kilobytes."""
 TRANSPORT_LIMIT_FACTOR: Final = 4
@@ -104,21 +87,6 @@ own limit is only a backstop that bounds memory (it counts text in characters, a
 the call why it closed), so it sits well above ours."""
 CLOSE_GRACE: Final = 5.0
 """Seconds hypercorn gives connections to close once the drain is over."""
-
-
-_PHONE_POLICY: Final = (
-    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-"""The softphone page loads its own scripts and opens its own websocket, nothing else."""
-
-
-def _text(body: str, status: int) -> Response:
-    return Response(body, status=status, mimetype="text/plain")
-
-
-def _xml(body: str) -> Response:
-    return Response(body, status=200, mimetype="text/xml")
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,16 +102,7 @@ def create_app(
     needs ``await engines.load()`` alongside. Until :attr:`Engines.ready` is set, calls are
     turned away with the busy message and ``/healthz`` answers 503.
     """
-    return _build(make_conversation, engines, config).app
-
-
-@dataclass(frozen=True)
-class _Built:
-    app: QuartTrio
-    board: Switchboard
-    metrics: Metrics
-    directory: CallDirectory
-    answer_stream: StreamAnswerer
+    return _build(make_conversation, engines, config)[0]
 
 
 def _build(
@@ -152,251 +111,13 @@ def _build(
     config: ServerConfig,
     store: CallStore | None = None,
     peers: WorkerBoard | None = None,
-) -> _Built:
+) -> tuple[QuartTrio, Routes]:
     app = QuartTrio("phoneactors.app")
-    metrics = Metrics()
-    if engines.inference is not None:
-        metrics.watch_inference(engines.inference)
-    observers: list[CallObserver] = [metrics] if store is None else [metrics, store]
     app.asgi_websocket_class = StreamConnection
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
-    # With the account's auth token, a conversation may hand its call on (transfer).
-    twilio_api = None if config.auth_token is None else TwilioApi(config.auth_token)
-    directory = CallDirectory()  # calls by sid, for who answered them (/amd)
-    board = Switchboard(
-        engines,
-        config.max_calls,
-        None if config.max_inference_wait_ms is None else config.max_inference_wait_ms / 1000,
-        peers,
-    )
-    phone = (
-        softphone.SoftphoneTokens(None if peers is None else peers.softphone_secret())
-        if config.auth_token is None or config.softphone
-        else None
-    )
-
-    async def warn_if_unauthenticated() -> None:
-        if config.auth_token is None:
-            logger.warning(
-                "TWILIO AUTH TOKEN NOT SET: requests are NOT authenticated; anyone who finds "
-                "this server can place calls to it. Set TWILIO_AUTH_TOKEN to enforce Twilio's "
-                "request signatures."
-            )
-        else:
-            logger.info("Twilio request signatures are enforced")
-        if phone is None:
-            logger.info(
-                "the browser softphone (%s) is off because TWILIO_AUTH_TOKEN is set; "
-                "--softphone turns it on",
-                PHONE_PATH,
-            )
-
-    async def voice_webhook() -> Response:
-        form = await request.form
-        params = {key: form[key] for key in form}
-        call_sid = params.get("CallSid", "?")
-        base = external_base(config.public_url, request.headers, request.scheme)
-        if base is None:
-            logger.warning(
-                "webhook for call %s refused: no usable Host header",
-                call_sid,
-                extra={"call_sid": call_sid},
-            )
-            return _text("a valid Host header is required", 400)
-        if config.auth_token is not None:
-            urls = webhook_urls(base, request.path, request.query_string)
-            if not signed(
-                config.auth_token, urls, params, request.headers.get("X-Twilio-Signature")
-            ):
-                logger.warning(
-                    "webhook from %s refused: missing or invalid X-Twilio-Signature for %s",
-                    request.remote_addr,
-                    urls[0],
-                )
-                return _text("invalid Twilio signature", 403)
-        refusal = board.refusal(new_caller=True)
-        if refusal is not None:
-            logger.warning(
-                "call %s answered busy: %s", call_sid, refusal, extra={"call_sid": call_sid}
-            )
-            return _xml(say_and_hang_up_twiml(config.busy_message))
-        parameters = {
-            name: params[field]
-            for name, field in (("caller", "From"), ("called", "To"))
-            if field in params
-        }
-        try:
-            twiml = connect_stream_twiml(stream_urls(base, STREAM_PATH, b"")[0], parameters)
-        except ValueError as exc:
-            logger.warning(
-                "webhook for call %s refused: %s", call_sid, exc, extra={"call_sid": call_sid}
-            )
-            return _text("the request has text XML cannot carry", 400)
-        logger.info("call %s: connecting its media stream", call_sid, extra={"call_sid": call_sid})
-        logger.debug(
-            "call %s is from %s", call_sid, params.get("From"), extra={"call_sid": call_sid}
-        )
-        return _xml(twiml)
-
-    async def answered_by_webhook() -> Response:
-        """Twilio's answering-machine detection result for an outbound call (``AnsweredBy``):
-        passed to the call's conversation."""
-        form = await request.form
-        params = {key: form[key] for key in form}
-        if config.auth_token is not None:
-            base = external_base(config.public_url, request.headers, request.scheme)
-            urls = [] if base is None else webhook_urls(base, request.path, request.query_string)
-            if not signed(
-                config.auth_token, urls, params, request.headers.get("X-Twilio-Signature")
-            ):
-                logger.warning(
-                    "answering-machine result from %s refused: missing or invalid "
-                    "X-Twilio-Signature",
-                    request.remote_addr,
-                )
-                return _text("invalid Twilio signature", 403)
-        call_sid, answered_by = params.get("CallSid", ""), params.get("AnsweredBy", "")
-        if not call_sid or not answered_by:
-            return _text("CallSid and AnsweredBy are required", 400)
-        if peers is not None and not directory.has(call_sid):
-            peers.post_answer(call_sid, answered_by)  # its stream may be on another worker
-            logger.info(
-                "call %s answered by %s: passed to the workers",
-                call_sid,
-                answered_by,
-                extra={"call_sid": call_sid},
-            )
-        elif not directory.answered(call_sid, answered_by):
-            logger.info(
-                "call %s answered by %s: kept for its stream",
-                call_sid,
-                answered_by,
-                extra={"call_sid": call_sid},
-            )
-        return Response("", status=204)
-
-    async def answer_stream(
-        asked: StreamRequest, accept: Callable[[], Awaitable[CallSocket]]
-    ) -> tuple[int, str] | None:
-        token = query_value(asked.query_string, softphone.TOKEN_PARAMETER)
-        is_softphone = token is not None
-        if token is not None and (phone is None or not phone.check(token)):
-            logger.warning(
-                "softphone stream from %s refused: %s",
-                asked.remote_addr,
-                "the softphone is off" if phone is None else "invalid or expired token",
-            )
-            return 403, "invalid or expired softphone token: reload the page"
-        if config.auth_token is not None and not is_softphone:
-            base = external_base(config.public_url, asked.headers, asked.scheme)
-            urls = [] if base is None else stream_urls(base, STREAM_PATH, asked.query_string)
-            if not signed(config.auth_token, urls, {}, asked.headers.get("X-Twilio-Signature")):
-                logger.warning(
-                    "stream from %s refused: missing or invalid X-Twilio-Signature",
-                    asked.remote_addr,
-                )
-                return 403, "invalid Twilio signature"
-        refusal = board.refusal()
-        if refusal is not None:
-            logger.warning("stream from %s refused: %s", asked.remote_addr, refusal)
-            return 503, refusal
-        with board.line() as scope:
-            socket = await accept()
-            call_engines = engines
-            if is_softphone:
-                logger.info("softphone call from %s", asked.remote_addr)
-                transcripts = softphone.TranscriptSocket(socket)
-                socket = transcripts
-                call_engines = softphone.with_transcripts(engines, transcripts.send_transcript)
-            recorder = RecordingSocket(socket) if config.recordings is not None else None
-            async with trio.open_nursery() as taps:
-                if recorder is not None and config.recordings is not None:
-                    socket = recorder
-                    taps.start_soon(record_call, recorder, Path(config.recordings))
-                result = await run_call(
-                    socket,
-                    make_conversation,
-                    call_engines,
-                    config.call_settings,
-                    observers=observers,
-                    # A softphone's start message is the browser's own: its sids name no call.
-                    twilio_api=None if is_softphone else twilio_api,
-                    directory=None if is_softphone else directory,
-                )
-                taps.cancel_scope.cancel()  # the recorder writes the rest and closes its file
-            if recorder is not None and recorder.stream_sid is not None and store is not None:
-                path = recording_path(Path(str(config.recordings)), recorder.stream_sid)
-                store.observe(recorder.stream_sid, Recorded(str(path)))
-            logger.debug(
-                "stream for call %s ended: %s",
-                result.call_sid,
-                result.reason,
-                extra={"call_sid": result.call_sid},
-            )
-        if scope.cancelled_caught:
-            logger.warning("a call was ended by the shutdown")
-        return None
-
-    async def stream() -> Response | None:
-        ws: Websocket = websocket._get_current_object()  # type: ignore[attr-defined]
-
-        async def accept() -> CallSocket:
-            await ws.accept()
-            return QuartCallSocket(ws, config.max_message_bytes)
-
-        asked = StreamRequest(ws.query_string, ws.headers, ws.remote_addr or "?", ws.scheme)
-        refused = await answer_stream(asked, accept)
-        return None if refused is None else _text(refused[1], refused[0])
-
-    async def healthz() -> Response:
-        if board.draining:
-            status, code = "draining", 503
-        elif not engines.ready.is_set():
-            status, code = "loading", 503
-        else:
-            status, code = "ok", 200
-        health: dict[str, object] = {"status": status, "active_calls": board.active}
-        if peers is not None:
-            health["worker"] = peers.index
-        body = json.dumps(health)
-        return Response(body, status=code, mimetype="application/json")
-
-    async def phone_page() -> Response:
-        if phone is None:
-            logger.warning(
-                "GET %s from %s: 404, the softphone is off because TWILIO_AUTH_TOKEN is set "
-                "(--softphone turns it on)",
-                PHONE_PATH,
-                request.remote_addr,
-            )
-            return _text("not found", 404)
-        response = Response(softphone.page_html(phone.mint()), mimetype="text/html")
-        response.headers["Cache-Control"] = "no-store"  # the page carries a token
-        response.headers["Content-Security-Policy"] = _PHONE_POLICY
-        return response
-
-    async def phone_asset(name: str) -> Response:
-        if phone is None or name not in softphone.STATIC_FILES:
-            return _text("not found", 404)
-        response = Response(softphone.static_file(name), mimetype=softphone.STATIC_FILES[name])
-        response.headers["Cache-Control"] = "no-cache"
-        return response
-
-    async def metrics_page() -> Response:
-        own = metrics.render()
-        if peers is not None:
-            own = merge_exposition([own.decode("utf-8"), *peers.others_metrics()])
-        return Response(own, content_type=METRICS_CONTENT_TYPE)
-
-    app.before_serving(warn_if_unauthenticated)
-    app.add_url_rule("/metrics", "metrics", metrics_page, methods=["GET"])
-    app.add_url_rule(PHONE_PATH, "phone", phone_page, methods=["GET"])
-    app.add_url_rule(PHONE_PATH + "/<name>", "phone_asset", phone_asset, methods=["GET"])
-    app.add_url_rule("/", "voice_webhook", voice_webhook, methods=["POST"])
-    app.add_url_rule(AMD_PATH, "answered_by", answered_by_webhook, methods=["POST"])
-    app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
-    app.add_websocket(STREAM_PATH, "stream", stream)
-    return _Built(app, board, metrics, directory, answer_stream)
+    routes = Routes(make_conversation, engines, config, store=store, peers=peers)
+    routes.install(app)
+    return app, routes
 
 
 # --------------------------------------------------------------------------------------------
@@ -496,8 +217,8 @@ async def serve(
             raise ConfigurationError(
                 f"cannot use the recordings folder {config.recordings}: {exc}"
             ) from exc
-    built = _build(make_conversation, engines, config, store, peers)
-    app, board = built.app, built.board
+    app, routes = _build(make_conversation, engines, config, store, peers)
+    board = routes.board
     hypercorn_config = _hypercorn_config(config)
     sock = listening_socket(config.host, config.port, shared=peers is not None)
     failure: list[Exception] = []
@@ -526,7 +247,7 @@ async def serve(
                         hypercorn_config,
                         sock,
                         STREAM_PATH,
-                        built.answer_stream,
+                        routes.answer_stream,
                         config.max_message_bytes,
                         shutdown_trigger=drain_after_trigger,
                         task_status=task_status,
@@ -556,7 +277,7 @@ async def serve(
                 board.publish()  # loaded and listening: the supervisor waits for this
             if peers is not None:
                 nursery.start_soon(
-                    share_with_peers, peers, board.publish, built.metrics, built.directory
+                    share_with_peers, peers, board.publish, routes.metrics, routes.directory
                 )
             host, port = _parse_bind(binds[0])
             if config.auth_token is None or config.softphone:
