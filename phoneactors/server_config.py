@@ -95,21 +95,15 @@ class ServerConfig:
                 "drain_timeout must be a finite number of seconds, 0 or more, "
                 f"got {self.drain_timeout!r}"
             )
-        wait = self.max_inference_wait_ms
-        if wait is not None and (
-            not isinstance(wait, int | float) or not math.isfinite(wait) or wait <= 0
+        for name, unit in (
+            ("max_inference_wait_ms", "milliseconds"),
+            ("records_retention_days", "days"),
         ):
-            raise ConfigurationError(
-                f"max_inference_wait_ms must be a number of milliseconds above 0 (or None), "
-                f"got {wait!r}"
-            )
-        days = self.records_retention_days
-        if days is not None and (
-            not isinstance(days, int | float) or not math.isfinite(days) or days <= 0
-        ):
-            raise ConfigurationError(
-                f"records_retention_days must be a number of days above 0 (or None), got {days!r}"
-            )
+            value = getattr(self, name)
+            if value is not None and not _is_positive(value):
+                raise ConfigurationError(
+                    f"{name} must be a number of {unit} above 0 (or None), got {value!r}"
+                )
         if not isinstance(self.busy_message, str) or not self.busy_message.strip():
             raise ConfigurationError("busy_message must not be empty")
         try:
@@ -122,6 +116,11 @@ class ServerConfig:
             raise ConfigurationError(
                 f"call_settings must be a CallSettings, got {type(self.call_settings).__name__}"
             )
+
+
+def _is_positive(value: object) -> bool:
+    """A finite number above 0."""
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
 def _is_not_int(value: object) -> bool:
