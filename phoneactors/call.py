@@ -38,17 +38,10 @@ from typing import Any, Final
 import trio
 
 from . import twilio
-from .actors import (
-    CallLog,
-    CallStats,
-    detect_speech,
-    receive_twilio,
-    transcribe_utterances,
-    transmit,
-    worth_logging,
-)
+from .actors import detect_speech, receive_twilio, transmit
 from .audio import PCM
 from .call_control import CallControl, CallDirectory
+from .call_log import CallLog, CallStats, worth_logging
 from .conversation import (
     CallInfo,
     Conversation,
@@ -87,6 +80,7 @@ from .second_look import SecondLook, Verdict
 from .segmenter import SegmenterSettings
 from .speaker import ActiveReply, Speaker, constant
 from .timing import TurnTiming
+from .transcriber import transcribe_utterances
 from .transport import CallSocket
 
 __all__ = ["CallResult", "CallSettings", "run_call"]

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from phoneactors.actors import CallLog
+from phoneactors.call_log import CallLog
 from phoneactors.cli.common import configure_logging
 from phoneactors.logs import JsonFormatter, ServerNoise
 
