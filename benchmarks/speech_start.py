@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import trio
+from callers import dbfs, make_voice, speak
 from harness import machine, percentile
 from phrases import (
     COMPLETE,
@@ -44,7 +45,7 @@ from phrases import (
     HELD_OUT_INTERRUPTIONS,
     INTERRUPTIONS,
 )
-from turn_taking import ROOM_TALK, ROOM_TALKERS, SOUNDS, dbfs, make_voice, speak
+from turn_taking import ROOM_TALK, ROOM_TALKERS, SOUNDS
 
 from phoneactors import sounds
 from phoneactors.audio import FRAME_MS, FRAME_SAMPLES, PCM, SAMPLE_RATE, ulaw_decode, ulaw_encode

@@ -22,7 +22,11 @@ speech synthesized beforehand by the named voices from ``benchmarks/phrases.py``
   what the caller heard of the reply, transcribed (faster-whisper, in this process) against
   the reply's text: words missing, and words heard twice (the rewind). The row "none" is the
   baseline: the same reply with nothing said over it (what the transcription itself misses).
-* ``--line-noise -45`` puts white hiss at that level under everything the caller sends.
+* ``--line-noise -45`` puts white hiss at that level under everything the caller sends
+  (``--line-color pink``: pink noise, a duller rumble).
+* ``--caller-gain -15`` makes the caller 15 dB quieter than the voices speak (speech and
+  sounds alike: a caller far from the microphone); positive, louder, clipped at full scale.
+  Each phrase is cut to its voiced frames at the voice's own level, then made quieter.
 * ``--room 15`` puts other people talking (``--room-talkers``, default 4;
   :func:`phoneactors.sounds.babble`, from ``ROOM_TALK`` said by both voices) under everything
   the caller sends, 15 dB under the caller's own level: a café or an office. A turn with no
@@ -43,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import shutil
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 import trio
-from backchannels import espeak
+from callers import dbfs, louder, make_voice, speak
 from harness import machine, running_server, summary_row
 from phrases import (
     BACKCHANNELS,
@@ -63,11 +66,11 @@ from phrases import (
     INTERRUPTIONS,
     add_held_out_option,
 )
-from voice_to_voice import one_turn, trim
+from voice_to_voice import one_turn
 
 from phoneactors import sounds
-from phoneactors.audio import PCM, SAMPLE_RATE, ulaw_decode, ulaw_encode
-from phoneactors.engines import TextToSpeech, as_transcription
+from phoneactors.audio import PCM, SAMPLE_RATE
+from phoneactors.engines import as_transcription
 from phoneactors.engines.faster_whisper import FasterWhisperSTT
 from phoneactors.testing import FakeTwilio, open_twilio_stream
 from phoneactors.twilio import SendMark, SendMedia
@@ -126,56 +129,6 @@ class Results:
     """Complete phrases and fragments the bot had not answered within ``TURN_GIVE_UP_S``."""
     silent_pauses: list[str] = field(default_factory=list)
     """Complete phrases whose reply was cleared while the caller waited for it in silence."""
-
-
-class EspeakVoice:
-    """An espeak-ng voice (``espeak:en-us+m3``) as a caller: robotic, with prosody and timing
-    unlike the neural voices'. Needs ``espeak-ng`` on the PATH."""
-
-    def __init__(self, voice: str) -> None:
-        self.voice = voice
-        self.name = f"espeak:{voice}"
-
-    async def load(self) -> None:
-        if shutil.which("espeak-ng") is None:
-            raise SystemExit(f"{self.name}: espeak-ng is not on the PATH (apt-get install it)")
-
-    async def synthesize(self, text: str) -> PCM:
-        return await trio.to_thread.run_sync(espeak, self.voice, text)
-
-
-async def make_voice(name: str) -> TextToSpeech:
-    """A caller's voice: ``hibari``, ``piper`` or ``espeak:VOICE``; ``hibari@SPEED`` and
-    ``piper@LENGTH`` set hibari's pace (default 0.95) or Piper's length scale (over 1:
-    slower)."""
-    limiter = trio.CapacityLimiter(1)
-    name, _, pace = name.partition("@")
-    voice: TextToSpeech
-    if name.startswith("espeak:"):
-        voice = EspeakVoice(name.removeprefix("espeak:"))
-    elif name == "piper":
-        from phoneactors.engines.piper import PiperTTS
-
-        voice = PiperTTS(limiter=limiter, length_scale=float(pace) if pace else None)
-    elif name == "hibari":
-        from phoneactors.engines.hibari import HibariTTS
-
-        voice = HibariTTS(limiter=limiter, speed=float(pace) if pace else 0.95)
-    else:
-        raise SystemExit(f"unknown voice {name!r}: hibari, piper or espeak:VOICE")
-    await voice.load()
-    return voice
-
-
-def dbfs(audio: PCM) -> float:
-    """The RMS level of ``audio`` in dBFS."""
-    samples = audio.astype(np.float64)
-    return 20.0 * float(np.log10(np.sqrt(np.mean(samples * samples)) / 32768.0))
-
-
-async def speak(voice: TextToSpeech, text: str) -> PCM:
-    """``text`` in ``voice``, through μ-law, from its first to its last voiced frame."""
-    return trim(ulaw_decode(ulaw_encode(await voice.synthesize(text))))
 
 
 def media_after(fake: FakeTwilio, index: int) -> list[tuple[float, bytes]]:
@@ -251,6 +204,8 @@ async def measure(
     held_out: int = 0,
     room_db: float | None = None,
     room_talkers: int = ROOM_TALKERS,
+    caller_gain: float = 0.0,
+    line_color: str = "white",
 ) -> Results:
     results = Results()
     stt = FasterWhisperSTT(limiter=trio.CapacityLimiter(2))
@@ -262,26 +217,39 @@ async def measure(
     for name in voices:
         voice = await make_voice(name)
         texts, fragments = HELD_OUT_SETS[held_out] if held_out else (COMPLETE, FRAGMENTS)
-        complete = [await speak(voice, t) for t in texts[:limit]]
-        pairs = [(f, await speak(voice, f), await speak(voice, r)) for f, r in fragments[:limit]]
-        question = await speak(voice, LONG_QUESTION)
+        complete = [await speak(voice, t, caller_gain) for t in texts[:limit]]
+        pairs = [
+            (f, await speak(voice, f, caller_gain), await speak(voice, r, caller_gain))
+            for f, r in fragments[:limit]
+        ]
+        question = await speak(voice, LONG_QUESTION, caller_gain)
         quiet = np.zeros(SAMPLE_RATE // 2, dtype=np.int16)
         asides = [("none", quiet)] * 2  # the baseline: what transcribing a whole reply misses
-        asides += [(b, await speak(voice, b)) for b in BACKCHANNELS[:limit]]
-        asides += [(kind, make(rng)) for kind in SOUNDS for make in [SOUNDS[kind]] * sounds_each]
-        stops = [(t, await speak(voice, t)) for t in INTERRUPTIONS[: max(3, limit // 3)]]
+        asides += [(b, await speak(voice, b, caller_gain)) for b in BACKCHANNELS[:limit]]
+        asides += [
+            (kind, louder(make(rng), caller_gain))
+            for kind in SOUNDS
+            for make in [SOUNDS[kind]] * sounds_each
+        ]
+        stops = [
+            (t, await speak(voice, t, caller_gain)) for t in INTERRUPTIONS[: max(3, limit // 3)]
+        ]
         answer_set = HELD_OUT_EARLY_ANSWERS if held_out else EARLY_ANSWERS
-        answers = [(t, await speak(voice, t)) for t in answer_set[: max(4, limit // 2)]]
+        answers = [
+            (t, await speak(voice, t, caller_gain)) for t in answer_set[: max(4, limit // 2)]
+        ]
         background = None
+        if line_noise is not None and line_color != "white":  # looped under the call
+            background = sounds.hiss(120.0, dbfs=line_noise, rng=rng, color="pink")
         if room_db is not None:
             caller_dbfs = float(np.median([dbfs(audio) for audio in complete]))
             seconds = 120.0  # looped under the call
-            background = sounds.babble(
+            room = sounds.babble(
                 room_talk, seconds, dbfs=caller_dbfs - room_db, rng=rng, talkers=room_talkers
             )
-        async with open_twilio_stream(
-            url, line_noise_dbfs=line_noise, background=background
-        ) as fake:
+            background = room if background is None else sounds.mix(background, room, at_s=0.0)
+        hiss = line_noise if line_color == "white" else None
+        async with open_twilio_stream(url, line_noise_dbfs=hiss, background=background) as fake:
             await fake.wait_for_bot_to_finish()
             await fake.silence(0.5)
             for text, audio in zip(texts, complete, strict=False):
@@ -461,6 +429,19 @@ def main() -> None:
     )
     parser.add_argument("--room-talkers", type=int, default=ROOM_TALKERS, metavar="N")
     parser.add_argument(
+        "--line-color",
+        choices=("white", "pink"),
+        default="white",
+        help="the colour of --line-noise (pink: a duller rumble, see phoneactors.sounds.hiss)",
+    )
+    parser.add_argument(
+        "--caller-gain",
+        type=float,
+        default=0.0,
+        metavar="DB",
+        help="the caller (speech and sounds) this many dB louder; negative: a quiet caller",
+    )
+    parser.add_argument(
         "--server-log", type=Path, default=None, metavar="FILE", help="write the server's log here"
     )
     add_held_out_option(parser)
@@ -479,6 +460,8 @@ def main() -> None:
             args.held_out,
             args.room,
             args.room_talkers,
+            args.caller_gain,
+            args.line_color,
         )
         turns = [t for t in server.turn_lines() if "total" in t]
     if args.server_log is not None:
@@ -489,7 +472,9 @@ def main() -> None:
     if args.held_out:
         print(f"phrases: held-out set {args.held_out} (benchmarks/phrases.py)")
     if args.line_noise is not None:
-        print(f"the caller's line hisses at {args.line_noise:g} dBFS (white noise)")
+        print(f"the caller's line hisses at {args.line_noise:g} dBFS ({args.line_color} noise)")
+    if args.caller_gain:
+        print(f"the caller is {args.caller_gain:+g} dB louder than the voices speak")
     if args.room is not None:
         print(f"{args.room_talkers} people talk in the room, {args.room:g} dB under the caller")
     print()

@@ -60,8 +60,14 @@ def frame_rms(audio: PCM) -> list[float]:
 
 def trim(audio: PCM) -> PCM:
     """Cut leading and trailing quiet frames, so the last frame sent is a voiced one."""
+    first, last = voiced_span(audio)
+    return audio[first:last]
+
+
+def voiced_span(audio: PCM) -> tuple[int, int]:
+    """The samples of ``audio`` from its first voiced 20 ms frame to the end of its last."""
     voiced = [i for i, r in enumerate(frame_rms(audio)) if r > VOICED_RMS]
-    return audio[voiced[0] * FRAME_SAMPLES : (voiced[-1] + 1) * FRAME_SAMPLES]
+    return voiced[0] * FRAME_SAMPLES, (voiced[-1] + 1) * FRAME_SAMPLES
 
 
 def voiced_at(audio: PCM) -> float | None:
