@@ -181,7 +181,9 @@ async def over_the_reply(
     return clear, resumed, len(replies) > 1, audio
 
 
-async def interrupt(fake: FakeTwilio, question: PCM, words: PCM) -> tuple[float, float]:
+async def interrupt(fake: FakeTwilio, question: PCM, words: PCM) -> tuple[float, float, str]:
+    """Ask, then say ``words`` 1.5 s into the reply. Returns (``clear`` after the words began,
+    seconds of stale audio, and when there was some, what the bot sent from the ``clear`` on)."""
     await fake.play(question)
     played, clears = len(fake.played), len(fake.clears)
     await fake.wait_for(lambda: len(fake.played) > played)
@@ -191,7 +193,22 @@ async def interrupt(fake: FakeTwilio, question: PCM, words: PCM) -> tuple[float,
     await fake.wait_for(lambda: len(fake.clears) > clears)
     reaction = fake.clears[clears] - began
     await fake.wait_for_bot_to_finish(quiet=1.0)
-    return reaction, fake.stale_audio_after_clear(clears)
+    stale = fake.stale_audio_after_clear(clears)
+    return reaction, stale, sent_after(fake, fake.clears[clears]) if stale else ""
+
+
+def sent_after(fake: FakeTwilio, at: float, seconds: float = 1.5) -> str:
+    """What the bot sent in the ``seconds`` after ``at``: ms after it, then a mark's name,
+    ``clear``, or the ms of audio."""
+    said = []
+    for t, event in fake.outbound:
+        if at <= t <= at + seconds:
+            if isinstance(event, SendMedia):
+                what = f"{len(event.payload) * 1000 // SAMPLE_RATE} ms audio"
+            else:
+                what = getattr(event, "name", type(event).__name__)
+            said.append(f"+{(t - at) * 1000:.0f} {what}")
+    return ", ".join(said)
 
 
 async def measure(
@@ -326,7 +343,7 @@ async def over_replies(
     for text, words in stops:
         try:
             with trio.fail_after(REPLY_GIVE_UP_S):
-                reaction, stale = await interrupt(fake, question, words)
+                reaction, stale, sent = await interrupt(fake, question, words)
         except trio.TooSlowError:
             results.notes.append(f"{name}: interrupted reply not over in {REPLY_GIVE_UP_S:g} s")
             continue
@@ -334,6 +351,8 @@ async def over_replies(
         results.stale.append(stale * 1000)
         if reaction > CLEAR_TARGET_S:
             results.notes.append(f"{name}, {text!r}: clear {reaction * 1000:.0f} ms after onset")
+        if stale:
+            results.notes.append(f"{name}, {text!r}: {stale * 1000:.0f} ms stale audio: {sent}")
         await fake.silence(0.5)
     for text, words in answers:
         try:
