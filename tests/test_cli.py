@@ -30,7 +30,8 @@ import trio_websocket
 
 from phoneactors import cli, twilio
 from phoneactors.cli import OPTIONS, load_conversation, main, parse_args
-from phoneactors.cli.options import call_settings_from_args, name_flags
+from phoneactors.cli.building import call_settings_from_args
+from phoneactors.cli.options import name_flags
 from phoneactors.conversation import Conversation, Parrot
 from phoneactors.engines import Engines
 from phoneactors.errors import ConfigurationError, ModelNotFoundError

@@ -33,7 +33,7 @@ import trio
 
 from phoneactors import cli
 from phoneactors.audio import SAMPLE_RATE
-from phoneactors.cli.options import engines_from_args
+from phoneactors.cli.building import engines_from_args
 from phoneactors.engines import coqui, coqui_model
 from phoneactors.engines.base import TextToSpeech, default_thread_count, run_inference
 from phoneactors.engines.coqui import (

@@ -39,7 +39,7 @@ from test_engines import PHONE_SENTENCES, WER_LIMIT
 
 from phoneactors import cli
 from phoneactors.audio import FRAME_SAMPLES, PCM, SAMPLE_RATE, Framer, ulaw_decode, ulaw_encode
-from phoneactors.cli.options import engines_from_args
+from phoneactors.cli.building import engines_from_args
 from phoneactors.engines import as_transcription
 from phoneactors.engines.base import (
     SpeechToText,

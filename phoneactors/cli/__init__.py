@@ -34,8 +34,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from .building import load_conversation
 from .common import PROG
-from .options import OPTIONS, build_parser, load_conversation, parse_args
+from .options import OPTIONS, build_parser, parse_args
 
 __all__ = ["OPTIONS", "PROG", "build_parser", "load_conversation", "main", "parse_args"]
 

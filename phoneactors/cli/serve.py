@@ -16,6 +16,7 @@ from ..conversation import open_conversations
 from ..engines import Engines
 from ..errors import ConfigurationError
 from ..workers import MAX_WORKERS, WorkerBoard
+from .building import call_settings_from_args, engines_from_args, load_conversation
 from .common import (
     AUTH_TOKEN_ENV,
     EXIT_USAGE,
@@ -25,7 +26,7 @@ from .common import (
     run_trio,
     use_working_directory,
 )
-from .options import call_settings_from_args, engines_from_args, load_conversation, parse_args
+from .options import parse_args
 
 if TYPE_CHECKING:
     from ..server import ServerConfig

@@ -12,6 +12,7 @@ import trio
 from ..conversation import open_conversations
 from ..engines import Engines
 from ..errors import ConfigurationError
+from .building import call_settings_from_args, engines_from_args, load_conversation
 from .common import (
     EXIT_USAGE,
     PROG,
@@ -27,9 +28,6 @@ from .options import (
     Option,
     add_options,
     apply_environment,
-    call_settings_from_args,
-    engines_from_args,
-    load_conversation,
 )
 
 __all__ = ["build_simulate_parser", "parse_simulate_args", "simulate_command"]
