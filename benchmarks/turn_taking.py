@@ -466,6 +466,8 @@ def main() -> None:
     add_held_out_option(parser)
     parser.add_argument("server_args", nargs="*", help="options for python -m phoneactors")
     args = parser.parse_args()
+    if args.line_color != "white" and args.line_noise is None:
+        parser.error("--line-color needs --line-noise (its level)")
     voices = [v.strip() for v in args.voices.split(",") if v.strip()]
     with running_server("--log-level", "INFO", *args.server_args) as server:
         results = trio.run(
