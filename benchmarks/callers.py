@@ -76,5 +76,8 @@ async def speak(voice: TextToSpeech, text: str, gain_db: float = 0.0) -> PCM:
     """``text`` in ``voice``, through μ-law, from its first to its last voiced frame (at the
     voice's own level, so a quieter caller says the same sounds), ``gain_db`` louder."""
     audio = await voice.synthesize(text)
-    first, last = voiced_span(ulaw_decode(ulaw_encode(audio)))
-    return ulaw_decode(ulaw_encode(louder(audio, gain_db)))[first:last]
+    line = ulaw_decode(ulaw_encode(audio))
+    first, last = voiced_span(line)
+    if gain_db:
+        line = ulaw_decode(ulaw_encode(louder(audio, gain_db)))
+    return line[first:last]
