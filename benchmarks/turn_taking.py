@@ -37,7 +37,9 @@ speech synthesized beforehand by the named voices from ``benchmarks/phrases.py``
   still being said, "as the caller spoke", is a reply begun at a pause inside it).
   ``--server-log FILE`` keeps the server's log.
 * **real interruptions**: 1.5 s into a long reply, the caller says an interruption from the
-  phrase set: ``clear`` after the interruption began, and the old reply's audio after it.
+  phrase set: ``clear`` after the interruption began, and the old reply's audio after it
+  (stale audio) until the reply played on, if the call took the words for a false
+  interruption ("Stop." heard as no words): those are counted and listed on their own.
 * **short answers over a reply** ("Sales.", "Tomorrow."; ``EARLY_ANSWERS``): real
   interruptions with no word that interrupts, often one the engine is unsure of; each should
   end the reply and be answered as a turn.
@@ -123,6 +125,9 @@ class Results:
     notes: list[str] = field(default_factory=list)
     stale: list[float] = field(default_factory=list)
     interrupt_clears: list[float] = field(default_factory=list)
+    played_on: list[str] = field(default_factory=list)
+    """Real interruptions the call took for a false one (a cough, a backchannel): the reply
+    played on after them."""
     answers: int = 0
     answers_missed: list[str] = field(default_factory=list)
     unanswered: list[str] = field(default_factory=list)
@@ -181,9 +186,13 @@ async def over_the_reply(
     return clear, resumed, len(replies) > 1, audio
 
 
-async def interrupt(fake: FakeTwilio, question: PCM, words: PCM) -> tuple[float, float, str]:
+async def interrupt(
+    fake: FakeTwilio, question: PCM, words: PCM
+) -> tuple[float, float, float | None, str]:
     """Ask, then say ``words`` 1.5 s into the reply. Returns (``clear`` after the words began,
-    seconds of stale audio, and when there was some, what the bot sent from the ``clear`` on)."""
+    seconds of stale audio, seconds from the ``clear`` until the reply played on when the call
+    took the words for a false interruption, and when either happened, what the bot sent from
+    the ``clear`` on)."""
     await fake.play(question)
     played, clears = len(fake.played), len(fake.clears)
     await fake.wait_for(lambda: len(fake.played) > played)
@@ -193,8 +202,10 @@ async def interrupt(fake: FakeTwilio, question: PCM, words: PCM) -> tuple[float,
     await fake.wait_for(lambda: len(fake.clears) > clears)
     reaction = fake.clears[clears] - began
     await fake.wait_for_bot_to_finish(quiet=1.0)
-    stale = fake.stale_audio_after_clear(clears)
-    return reaction, stale, sent_after(fake, fake.clears[clears]) if stale else ""
+    played_on = fake.played_on_after_clear(clears)
+    stale = fake.stale_audio_after_clear(clears, until=played_on)
+    sent = sent_after(fake, fake.clears[clears]) if stale or played_on else ""
+    return reaction, stale, None if played_on is None else played_on - fake.clears[clears], sent
 
 
 def sent_after(fake: FakeTwilio, at: float, seconds: float = 1.5) -> str:
@@ -343,7 +354,7 @@ async def over_replies(
     for text, words in stops:
         try:
             with trio.fail_after(REPLY_GIVE_UP_S):
-                reaction, stale, sent = await interrupt(fake, question, words)
+                reaction, stale, played_on, sent = await interrupt(fake, question, words)
         except trio.TooSlowError:
             results.notes.append(f"{name}: interrupted reply not over in {REPLY_GIVE_UP_S:g} s")
             continue
@@ -353,6 +364,10 @@ async def over_replies(
             results.notes.append(f"{name}, {text!r}: clear {reaction * 1000:.0f} ms after onset")
         if stale:
             results.notes.append(f"{name}, {text!r}: {stale * 1000:.0f} ms stale audio: {sent}")
+        if played_on is not None:
+            results.played_on.append(
+                f"{name}, {text!r}: played on {played_on * 1000:.0f} ms after the clear: {sent}"
+            )
         await fake.silence(0.5)
     for text, words in answers:
         try:
@@ -382,6 +397,12 @@ def report(results: Results, turns: list[dict[str, float]], pause: float) -> Non
         print(summary_row(f"  server, every turn: {stage}", values))
     print(summary_row("real interruption → clear", results.interrupt_clears))
     print(summary_row("  interrupted reply's audio after clear", results.stale))
+    print(
+        f"real interruptions taken for a false one (the reply played on): "
+        f"{len(results.played_on)} of {len(results.interrupt_clears)}"
+    )
+    for line in results.played_on:
+        print(f"- played on: {line}")
     print()
     total, whole = results.fragments, results.fragments - len(results.split_turns)
     print(

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import dataclasses
 import itertools
+import math
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import suppress
@@ -30,6 +31,10 @@ from .playback import trim_silence
 from .transport import CallSocket
 
 __all__ = ["FakeTwilio", "Played"]
+
+PLAY_ON_GAP = 0.25
+"""Seconds without audio after a ``clear`` that only a decision to play on explains: the
+call's shortest end of a sound (its short silence, 300 ms by default) is longer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,24 +233,26 @@ class FakeTwilio:
         waiting = sum(len(b.audio) for b in self._buffer if b.audio is not None)
         return playing + waiting / SAMPLE_RATE
 
-    def stale_audio_after_clear(self, clear: int = 0) -> float:
+    def stale_audio_after_clear(self, clear: int = 0, until: float | None = None) -> float:
         """Seconds of the *interrupted* reply's audio that arrived after ``clears[clear]`` while
         the caller was still talking (until 200 ms after their last sound: no decision to play
-        on can come sooner). Should always be 0.
+        on can come sooner), or before ``until`` when that is sooner. Should always be 0.
 
         phoneactors names marks ``<reply>.<chunk>``; audio followed by a mark of the reply that
         was playing when the clear came (or by no mark at all) counts. A reply that plays on
         after a false interruption (a cough, "uh-huh") sends its audio again later: not stale.
+        The call hears the end of a faint sound sooner than this count does, so a sound taken
+        for a false one can play on inside the window: pass :meth:`played_on_after_clear` as
+        ``until`` to count only what came before the decision.
         """
         at = self.clears[clear]
-        until = self._caller_sound_end(at) + 0.2
-        before = [e.name for t, e in self.outbound if t <= at and isinstance(e, twilio.SendMark)]
-        old_reply = before[-1].rpartition(".")[0] if before else None
+        until = min(self._caller_sound_end(at) + 0.2, math.inf if until is None else until)
+        old_reply = self._reply_playing_at(at)
         stale = pending = 0
         for t, event in self.outbound:
             if t <= at:
                 continue
-            if t > until:
+            if t >= until:
                 break
             if isinstance(event, twilio.SendMedia):
                 pending += len(event.payload)
@@ -254,6 +261,38 @@ class FakeTwilio:
                     return stale / SAMPLE_RATE
                 stale, pending = stale + pending, 0
         return (stale + pending) / SAMPLE_RATE
+
+    def played_on_after_clear(self, clear: int = 0, gap: float = PLAY_ON_GAP) -> float | None:
+        """When the reply cleared by ``clears[clear]`` played on: the time its audio came again
+        after at least ``gap`` seconds with none, or ``None`` if it never did.
+
+        A reply stops at once when the caller makes a sound, and the call needs the sound's
+        end (a short silence) and its transcript before it can decide to play on, so audio of
+        the same reply after such a gap is that decision, never a leak. It is wrong when the
+        sound was a real interruption (the bot took "Stop." for a cough).
+        """
+        at = self.clears[clear]
+        old_reply = self._reply_playing_at(at)
+        last = at
+        pending: float | None = None
+        for t, event in self.outbound:
+            if t <= at:
+                continue
+            if isinstance(event, twilio.SendMedia):
+                if pending is None and t - last >= gap:
+                    pending = t
+                last = t
+            elif isinstance(event, twilio.SendMark):
+                if event.name.rpartition(".")[0] != old_reply:
+                    return None
+                if pending is not None:
+                    return pending
+        return pending
+
+    def _reply_playing_at(self, at: float) -> str | None:
+        """The reply whose mark was sent last before ``at``."""
+        before = [e.name for t, e in self.outbound if t <= at and isinstance(e, twilio.SendMark)]
+        return before[-1].rpartition(".")[0] if before else None
 
     def _caller_sound_end(self, after: float) -> float:
         """The caller's last sound of the stretch of talking going on at ``after`` (one with

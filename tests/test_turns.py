@@ -155,6 +155,11 @@ async def test_a_backchannel_or_a_cough_mid_reply_pauses_then_resumes_it(
     # to the whole reply at least, and at most a rewind more.
     resumed = min(p.start for p in fake.played if p.start > fake.clears[0])
     assert resumed - sound_ended <= 0.6
+    # From the outside, the play-on is the same reply's audio after a gap, not stale audio.
+    played_on = fake.played_on_after_clear()
+    assert played_on is not None
+    assert fake.clears[0] + 0.25 <= played_on <= resumed
+    assert fake.stale_audio_after_clear(until=played_on) == 0
     before = played_between(fake, 0, fake.clears[0])
     after = played_between(fake, fake.clears[0], float("inf"))
     total = reply_seconds(speech) + 0.2 * 2  # two pauses between three sentences
@@ -183,6 +188,7 @@ async def test_a_real_interruption_cancels_the_reply_and_becomes_the_next_turn(
         await fake.wait_for_bot_to_finish()
     assert fake.clears[0] - began <= 0.2
     assert fake.stale_audio_after_clear() == 0
+    assert fake.played_on_after_clear() is None  # the answer to the interruption is no play-on
     assert teller.heard == ["tell me something long", "no wait stop"]
     [interruption] = teller.interruptions
     assert interruption.heard.startswith("This is the first sentence")
