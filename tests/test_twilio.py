@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-import phoneactors.twilio as twilio_module
+import phoneactors.twilio_parse as twilio_module
 from phoneactors.errors import ProtocolError
 from phoneactors.twilio import (
     DTMF_DIGITS,
