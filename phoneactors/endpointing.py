@@ -9,8 +9,9 @@ from a real interruption ("no, wait"). These are the English defaults; a
 :class:`~phoneactors.Conversation` can replace either through its hooks.
 
 The judgement of sounds over the bot lives in :mod:`phoneactors.backchannel` (its public names
-are re-exported here), the words the rules read in :mod:`phoneactors.vocabulary`, and the
-grouping of numbers read out in :mod:`phoneactors.numbers`.
+are re-exported here), the words the rules read in :mod:`phoneactors.vocabulary`, the rules for
+numbers, codes and addresses being read out in :mod:`phoneactors.read_out`, and the grouping of
+numbers read out in :mod:`phoneactors.numbers`.
 
 The input is what speech-to-text writes. Whisper punctuates and capitalises, writes numbers as
 digits ("555-1234", "7:30", "$20"), sometimes ends trailing-off speech with "...", and spells
@@ -74,23 +75,14 @@ from .backchannel import (
     says_nothing,
     spoken_words,
 )
-from .numbers import (
-    clock_time,
-    dotted_digits,
-    local_phone_number,
-    number_groups,
-    number_run,
-    time_or_year,
-)
+from .read_out import ends_in_separator, unfinished_code, unfinished_number
 from .vocabulary import (
-    ADDRESS_CONTEXT,
     ANSWER_LEAD_INS,
     ANSWERS,
     AUXILIARIES,
     BARE_REQUESTS,
     BE_FORMS,
     CLOSED_BY_PREVIOUS,
-    CODE_PART,
     CONJUNCTIONS,
     CONTRACTED_AUXILIARIES,
     COPULAS,
@@ -101,8 +93,6 @@ from .vocabulary import (
     FRONTED_OBJECT,
     HOPING,
     IRREGULAR_PARTICIPLES,
-    LAST_FOUR,
-    LONG_IDENTIFIERS,
     MISHEARD_ENDINGS,
     MODALS,
     MONTHS,
@@ -117,7 +107,6 @@ from .vocabulary import (
     PEOPLE,
     PREPOSITIONS,
     SAYING,
-    SEPARATORS,
     STATE_PARTICLES,
     STRANDING_WH,
     SUBJECT_WORDS,
@@ -196,26 +185,9 @@ _TRAILING_MARKS: Final = ("...", "\u2026", ",", ";", ":", "-", "\u2013", "\u2014
 _CLAUSE_BREAK: Final = re.compile(r"[.?!,;:\u2026]+(?:\s+|$)")
 _AMOUNT_AT_END: Final = re.compile(r"[$£€¥]\s?\d[\d,]*(?:\.\d+)?\W*$")
 _LETTER_A_AT_END: Final = re.compile(r"\bA\W*$")
-
-_NUMBER_CONTEXT: Final = frozenset({
-    "number", "numbers", "phone", "cell", "mobile", "code", "account", "card", "zip",
-    "postcode", "pin", "id", "reference", "confirmation", "order", "extension", "ext", "digits",
-    "ending", "tracking", "policy", "member", "routing", "call", "reach", "dial", "text",
-})
-_WEAK_NUMBER_CONTEXT: Final = frozenset({"is", "are", "was", "it's", "that's"})
-"""Read-out context too, but not before a year ("It was 1998.")."""
-_CONTEXT_WINDOW: Final = 4
-_TIME_PREPOSITIONS: Final = frozenset({
-    "at", "by", "around", "until", "till", "before", "after", "about",
-})
-"""Words before a clock time: "at 7 30" (Whisper's digits for "seven thirty") is a time, not
-digits being read out; after "call", "number" and the like it stays digits."""
-_FULL_NUMBER_DIGITS: Final = 10
 # fmt: on
 
 
-_CODE_PIECES_CHARS: Final = 5
-"""A code read out in pieces ("1Z 9", "X 4") is this short when it is cut off."""
 UNSURE_LAST_WORD: Final = -0.15
 """A last word whose least likely token has a lower log-probability is one the speech-to-text
 engine was unsure of."""
@@ -316,43 +288,6 @@ def _opens_with_answer(tokens: Sequence[str]) -> bool:
 
 
 # -- the rules: each returns why the turn is incomplete, or None -----------------------------
-
-
-def _unfinished_number(turn: _Turn) -> str | None:
-    """Digits being read out and not finished: "555-12", "five five five", "My PIN is 12 34"."""
-    run = number_run(turn.tokens)
-    if not run:
-        return None
-    before = turn.tokens[-len(run) - _CONTEXT_WINDOW : -len(run)]
-    strong_context = not _NUMBER_CONTEXT.isdisjoint(before)
-    if strong_context:  # "The zip code is 9.4": Whisper's dots between digits read out
-        run = [part for word in run for part in dotted_digits(word)]
-    groups = number_groups(run)
-    reason = f"a number being read out ({' '.join(run)!r})"
-    if sum(group.digits for group in groups) >= _FULL_NUMBER_DIGITS:
-        return None
-    if len(groups) == 1:
-        (group,) = groups
-        address = len(before) >= 2 and before[-1] in ("is", "at") and before[-2] in ADDRESS_CONTEXT
-        if address and not group.quantity and group.digits <= 5:
-            return reason  # a house number: the street is to come
-        identifier = _names_a_long_number(before)
-        if identifier and not group.quantity and group.digits < 3:
-            return reason  # "My account number is 47": more digits are to come
-        if group.quantity or turn.amount or not 3 <= group.digits <= 9:
-            return None
-        if group.digits == 4 and not LAST_FOUR.isdisjoint(before):
-            return None  # "the card ending in 4242": the last four digits, all of them
-        if strong_context or (not group.year and not _WEAK_NUMBER_CONTEXT.isdisjoint(before)):
-            return reason
-        return None
-    if time_or_year(groups) and not strong_context:
-        return None
-    if before and before[-1] in _TIME_PREPOSITIONS and clock_time(groups) and not strong_context:
-        return None  # "We'll be there at 7 30.": half past seven
-    if local_phone_number(groups):
-        return None
-    return reason
 
 
 def _ends_in_filler(turn: _Turn) -> str | None:
@@ -471,25 +406,6 @@ def _wants_object(turn: _Turn) -> str | None:
     return None
 
 
-def _unfinished_code(turn: _Turn) -> str | None:
-    """A code of letters and digits being read out: "The tracking number is 1Z 9", "My
-    booking reference is AB12", "The code is X 4"; not "It's room 4B" (no number context right
-    before it)."""
-    start = len(turn.tokens)
-    while start > 0 and _is_code_word(turn.tokens[start - 1]):
-        start -= 1
-    run = turn.tokens[start:]
-    letters = any(not word.isdigit() for word in run)
-    if not letters or not any(char.isdigit() for word in run for char in word):
-        return None
-    if len(run) < 2 or sum(len(word) for word in run) > _CODE_PIECES_CHARS:
-        return None  # one code said whole ("14F", "X7K9P2") is complete
-    before = turn.tokens[max(0, start - _CONTEXT_WINDOW) : start]
-    if _NUMBER_CONTEXT.isdisjoint(before):
-        return None
-    return f"a code being read out ({' '.join(run)!r})"
-
-
 def _asks_with_a_bare_modal(turn: _Turn) -> bool:
     """A yes/no question whose last clause stops at its modal: "Is there any way you could?",
     "Do you think we can?"; not "Could you?" (a bare request, its own rule) or "What can I?"."""
@@ -507,32 +423,10 @@ def _hopes_for_more(head: Sequence[str]) -> bool:
     return len(head) >= 2 and head[-1] in ("if", "whether") and head[-2] in HOPING
 
 
-def _names_a_long_number(before: Sequence[str]) -> bool:
-    """ "account number is", "card number": a number that is never one or two digits."""
-    tail = list(before[-3:])
-    if tail[-1:] == ["is"]:
-        tail = tail[:-1]
-    return len(tail) >= 2 and tail[-1] == "number" and tail[-2] in LONG_IDENTIFIERS
-
-
 def _ends_in_a_name(text: str) -> bool:
     """The last word is capitalised mid-sentence: a name, which Whisper often spells unsurely."""
     found = re.findall(r"[^\W\d_][\w']*", text)
     return len(found) > 1 and found[-1][0].isupper() and found[-1] not in ("I", "A")
-
-
-def _is_code_word(word: str) -> bool:
-    """Digits, letters and digits ("c99"), or a letter on its own that is not a word ("x")."""
-    if word.isdigit() or CODE_PART.fullmatch(word):
-        return True
-    return len(word) == 1 and word.isalpha() and word not in ("a", "i")
-
-
-def _ends_in_separator(turn: _Turn) -> str | None:
-    """An address or code being spelled out stops at "dot", "underscore", "dash": more follows."""
-    if turn.last in SEPARATORS and len(turn.tokens) > 1 and turn.previous not in DETERMINERS:
-        return f"ends in {turn.last!r}: the rest is being spelled out"
-    return None
 
 
 def _waits_for_content(turn: _Turn) -> str | None:
@@ -552,9 +446,9 @@ def _waits_for_content(turn: _Turn) -> str | None:
 
 
 _RULES: Final[tuple[Callable[[_Turn], str | None], ...]] = (
-    _unfinished_number,
-    _unfinished_code,
-    _ends_in_separator,
+    unfinished_number,
+    unfinished_code,
+    ends_in_separator,
     _waits_for_content,
     _ends_in_filler,
     _ends_in_conjunction,

@@ -1,6 +1,6 @@
 """Numbers read out in a transcript, as a listener groups them: "555 12", "five five five",
 "twenty five", "double five", "two hundred", "7:30". Pure and synchronous; the end-of-turn
-rule for numbers still being read out (:mod:`phoneactors.endpointing`) reads these groups.
+rule for numbers still being read out (:mod:`phoneactors.read_out`) reads these groups.
 """
 
 from __future__ import annotations
