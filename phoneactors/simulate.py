@@ -42,7 +42,6 @@ up, the remaining lines are dropped. With ``record``, the call's audio is writte
 from __future__ import annotations
 
 import re
-import wave
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -53,8 +52,8 @@ from typing import Any, Final, TextIO
 import numpy as np
 import trio
 
-from . import sounds, twilio
-from .audio import PCM, SAMPLE_RATE, ulaw_decode
+from . import sounds
+from .audio import SAMPLE_RATE
 from .call import CallResult, CallSettings, run_call
 from .conversation import (
     CallInfo,
@@ -66,12 +65,11 @@ from .conversation import (
     as_factory,
 )
 from .engines import Engines, TextToSpeech
-from .errors import ProtocolError
 from .records import CallEvent, FalseInterruption
+from .simulate_recording import RecordingSocket, stereo, write_recording
 from .softphone import Speaker, with_transcripts
-from .testing import FakeTwilio, Played, memory_socket_pair
+from .testing import FakeTwilio, memory_socket_pair
 from .timing import TurnTiming
-from .transport import CallSocket
 
 __all__ = [
     "BARGE_IN_AFTER",
@@ -97,9 +95,6 @@ SOUNDS: Final = {
     "click": sounds.click,
 }
 """The sounds a ``~`` line can make instead of saying words."""
-_SNAP: Final = 0.01
-"""Bot audio starting within this many seconds of the previous chunk's end continues it in the
-recording (real time jitters by a millisecond or two)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,74 +257,6 @@ class _Narrated(Conversation):
 
     async def on_end(self, reason: str) -> None:
         await self._inner.on_end(reason)
-
-
-# --------------------------------------------------------------------------------------------
-# Recording
-
-
-class _RecordingSocket:
-    """The fake Twilio's end of the socket, keeping every caller frame it sends, with its time."""
-
-    def __init__(self, inner: CallSocket) -> None:
-        self._inner = inner
-        self.frames: list[tuple[int, PCM]] = []
-        """(timestamp in ms since the stream started, audio) of each caller frame."""
-        self.stream_started: float | None = None
-        """trio time of the first caller frame (timestamp 0)."""
-
-    async def receive(self) -> str | bytes:
-        return await self._inner.receive()
-
-    async def send(self, message: str) -> None:
-        if message.startswith('{"event":"media"'):
-            try:
-                event = twilio.parse_event(message)
-            except ProtocolError:  # pragma: no cover - the fake sends what it parses
-                event = None
-            if isinstance(event, twilio.Media):
-                if self.stream_started is None:
-                    self.stream_started = trio.current_time() - event.timestamp / 1000
-                self.frames.append((event.timestamp, ulaw_decode(event.payload)))
-        await self._inner.send(message)
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-def _stereo(
-    caller: list[tuple[int, PCM]], bot: list[Played], stream_started: float
-) -> tuple[PCM, PCM]:
-    """The two channels, time-aligned at 8 kHz from the stream's start."""
-    placed_bot: list[tuple[int, PCM]] = []
-    end_time, end_sample = -1.0, 0
-    for played in bot:
-        if abs(played.start - end_time) <= _SNAP:
-            at = end_sample
-        else:
-            at = max(0, round((played.start - stream_started) * SAMPLE_RATE))
-        placed_bot.append((at, played.audio))
-        end_time, end_sample = played.end, at + len(played.audio)
-    placed_caller = [(timestamp * SAMPLE_RATE // 1000, audio) for timestamp, audio in caller]
-    length = max((at + len(a) for at, a in placed_caller + placed_bot), default=0)
-    left = np.zeros(length, dtype=np.int16)
-    right = np.zeros(length, dtype=np.int16)
-    for channel, pieces in ((left, placed_caller), (right, placed_bot)):
-        for at, audio in pieces:
-            channel[at : at + len(audio)] = audio
-    return left, right
-
-
-def write_recording(path: str | PathLike[str], left: PCM, right: PCM) -> None:
-    """Write a stereo 16-bit 8 kHz WAV file (``left`` and ``right`` of equal length)."""
-    frames = np.empty(2 * len(left), dtype="<i2")
-    frames[0::2] = left
-    frames[1::2] = right
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(2)
-        wav.setsampwidth(2)
-        wav.setframerate(SAMPLE_RATE)
-        wav.writeframes(frames.tobytes())
 
 
 # --------------------------------------------------------------------------------------------
@@ -504,7 +431,7 @@ async def simulate(
         await engines.load()
     session = _Session(_Narrator(out))
     server_side, twilio_side = memory_socket_pair()
-    recorder = _RecordingSocket(twilio_side)
+    recorder = RecordingSocket(twilio_side)
     fake = FakeTwilio(recorder, voice=voice if voice is not None else engines.tts)
     call_engines = with_transcripts(engines, session.on_transcript)
     caller = _Caller(fake, session, answer_timeout=answer_timeout)
@@ -530,7 +457,7 @@ async def simulate(
     result = results[0]
     session.narrate(f"(call ended: {result.reason})")
     if record is not None:
-        left, right = _stereo(recorder.frames, fake.played, recorder.stream_started or started)
+        left, right = stereo(recorder.frames, fake.played, recorder.stream_started or started)
         write_recording(record, left, right)
         session.narrate(
             f"(recorded {len(left) / SAMPLE_RATE:.1f} s to {record}: caller left, bot right)"
