@@ -971,17 +971,3 @@ def test_shortcut_takes_only_what_it_can_read_alone() -> None:
     assert parse_event(MEDIA.replace('"MZ123"', '"MZ\\u0031"')) == Media(
         3, "MZ1", "inbound", 1, 5, FRAME
     )
-
-
-@given(ints, sids, sids, ints, ints, st.binary(max_size=40))
-def test_quick_media_constructor_makes_the_same_event(
-    sequence_number: int, stream_sid: str, track: str, chunk: int, timestamp: int, payload: bytes
-) -> None:
-    args = (sequence_number, stream_sid, track, chunk, timestamp, payload)
-    quick = twilio_module._new_media(*args)
-    assert type(quick) is Media
-    assert quick == Media(*args)
-    assert hash(quick) == hash(Media(*args))
-    assert repr(quick) == repr(Media(*args))
-    with pytest.raises(AttributeError):
-        quick.track = "x"  # type: ignore[misc]
