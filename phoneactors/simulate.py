@@ -66,7 +66,7 @@ from .conversation import (
 )
 from .engines import Engines, TextToSpeech
 from .records import CallEvent, FalseInterruption
-from .simulate_recording import RecordingSocket, stereo, write_recording
+from .simulate_recording import CallerFrameTap, stereo, write_recording
 from .softphone import Speaker, with_transcripts
 from .testing import FakeTwilio, memory_socket_pair
 from .timing import TurnTiming
@@ -431,7 +431,7 @@ async def simulate(
         await engines.load()
     session = _Session(_Narrator(out))
     server_side, twilio_side = memory_socket_pair()
-    recorder = RecordingSocket(twilio_side)
+    recorder = CallerFrameTap(twilio_side)
     fake = FakeTwilio(recorder, voice=voice if voice is not None else engines.tts)
     call_engines = with_transcripts(engines, session.on_transcript)
     caller = _Caller(fake, session, answer_timeout=answer_timeout)

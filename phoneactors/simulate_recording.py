@@ -1,6 +1,8 @@
 """The recording side of :func:`phoneactors.simulate.simulate`: the caller's frames kept as the
-fake Twilio sends them (:class:`RecordingSocket`), both sides placed on one timeline
-(:func:`stereo`), and the stereo WAV file written (:func:`write_recording`).
+fake Twilio sends them (:class:`CallerFrameTap`; not the server's
+:class:`phoneactors.recording.RecordingSocket`, which writes as the call goes), both sides
+placed on one timeline (:func:`stereo`), and the stereo WAV file written
+(:func:`write_recording`).
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from .errors import ProtocolError
 from .testing import Played
 from .transport import CallSocket
 
-__all__ = ["RecordingSocket", "stereo", "write_recording"]
+__all__ = ["CallerFrameTap", "stereo", "write_recording"]
 
 _SNAP: Final = 0.01
 """Bot audio starting within this many seconds of the previous chunk's end continues it in the
 recording (real time jitters by a millisecond or two)."""
 
 
-class RecordingSocket:
+class CallerFrameTap:
     """The fake Twilio's end of the socket, keeping every caller frame it sends, with its time."""
 
     def __init__(self, inner: CallSocket) -> None:
