@@ -155,7 +155,7 @@ class Recorded:
 
 
 async def take(stt: FasterWhisperSTT, kind: str, said: str, voice: str, audio: PCM) -> Taken:
-    """Judge one sound over the bot as the call does (``_Call.heard_over_reply``, with the
+    """Judge one sound over the bot as the call does (``Responder.heard_over_reply``, with the
     call's own :class:`~phoneactors.second_look.SecondLook`)."""
     result = await stt.transcribe(audio)
     heard = words_heard(result, audio)

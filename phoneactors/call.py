@@ -5,11 +5,12 @@
     socket ─▶ receive_twilio ─frames─▶ detect_speech ─utterances─▶ transcribe_utterances
        ▲            │ marks, keys          │ speech started                  │ transcripts
        │            ▼                      ▼                                 ▼
-       └── transmit ◀── speak_sentences ◀── generate_sentences ◀────── take_turns (here)
+       └── transmit ◀── play_reply ◀── synthesize_sentences ◀── generate_sentences ◀── take_turns
 
 Each reply runs in its own cancel scope (generation, synthesis and playing together), started,
 paused, resumed and cancelled by the call's :class:`~phoneactors.speaker.Speaker`; the
-responder here (``take_turns``) decides which, from what the caller does. Turn-taking:
+responder (:class:`~phoneactors.responder.Responder`, ``take_turns``) decides which, from
+what the caller does. Turn-taking:
 
 * Caller sound while the bot talks (or thinks) **pauses** the reply at once: ``clear`` goes to
   Twilio, the speaker's current stretch of playing is cancelled, and the reply keeps its place
@@ -39,17 +40,10 @@ import trio
 
 from . import twilio
 from .actors import detect_speech, receive_twilio, transmit
-from .audio import PCM
 from .call_control import CallControl, CallDirectory
 from .call_log import CallLog, CallStats, worth_logging
 from .call_settings import CallSettings
-from .conversation import (
-    CallInfo,
-    Conversation,
-    TurnSoFar,
-    as_factory,
-)
-from .endpointing import is_only_fillers, judge_turn
+from .conversation import CallInfo, Conversation, as_factory
 from .engines import Engines
 from .errors import (
     ConfigurationError,
@@ -58,27 +52,12 @@ from .errors import (
     SocketClosed,
 )
 from .history import History
-from .messages import (
-    KeyPressed,
-    SpeechStarted,
-    Transcript,
-    TranscriptionFailed,
-    TurnEvent,
-)
+from .messages import TurnEvent
 from .noise import NoiseGate
 from .outbound import CallControlApi
-from .records import (
-    CallEnded,
-    CallerSaid,
-    CallEvent,
-    CallObserver,
-    CallStarted,
-    Failure,
-    KeyPress,
-    TurnTimed,
-)
-from .second_look import SecondLook, Verdict
-from .speaker import ActiveReply, Speaker, constant
+from .records import CallEnded, CallEvent, CallObserver, CallStarted, Failure, TurnTimed
+from .responder import Responder
+from .speaker import Speaker
 from .timing import TurnTiming
 from .transcriber import transcribe_utterances
 from .transport import CallSocket
@@ -95,15 +74,6 @@ UTTERANCE_BUFFER: Final = 4
 transcribe; the VAD then waits, and inbound frames back up into FRAME_BUFFER."""
 TURN_BUFFER: Final = 16
 """Speech starts, transcripts and key presses waiting for the responder, which never blocks long."""
-WENT_ON_WITHIN: Final = 1.2
-"""Caller speech that begins this soon (seconds) after the last voiced frame of the turn a
-reply answers goes on with that turn, however little of the reply played: the caller paused
-mid-sentence ("Could you read me the opening hours of every branch, … weekends included?"),
-and the bot, taking the words for a finished turn, had begun to answer. The pause runs from
-the end of one word to the start of the next (the first voiced frame of those that started
-speech), not to the moment speech was heard, which comes ``min_speech_ms`` later on a clean
-line and up to 100 ms later still on a hissy one, where a word's soft start is under the
-noise gate."""
 
 
 @dataclass(frozen=True)
@@ -231,11 +201,11 @@ class _Call:
         self.log = CallLog(
             logger, start.call_sid, lambda kind, message: self.observe(Failure(kind, message))
         )
-        self.second_looks = SecondLook(
-            engines.stt, self.is_backchannel, self.log.info, self.log.warning
-        )
         self.speaker = Speaker(self)
+        self.responder = Responder(self)
         self.open_utterances = 0
+        """Caller utterances begun (``SpeechStarted``) and not yet transcribed: while any is
+        open, the caller may be talking, and no reply plays."""
         self.history = History()
         self.quiet_since = 0.0
         """When the line last went quiet: the caller's last sound or key, a reply's end."""
@@ -244,8 +214,7 @@ class _Call:
         self.speech_began_at = -math.inf
         """When the caller's latest utterance began (its first voiced frame)."""
         self.replies: trio.Nursery
-        """Caller utterances begun (``SpeechStarted``) and not yet transcribed: while any is
-        open, the caller may be talking, and no reply plays."""
+        """The nursery replies run in (the responder's)."""
         self.end_reason = "call ended"
         self.call_scope = trio.CancelScope()
         self.conversation: Conversation
@@ -308,13 +277,13 @@ class _Call:
                             turns_out.clone(),
                             frames_out.clone(),
                             stt=self.engines.stt,
-                            judge=self.judge_turn,
+                            judge=self.responder.judge_turn,
                             time_limit=settings.stt_timeout,
                             stats=self.stats,
                             log=self.log,
                         )
                     )
-                    nursery.start_soon(self.take_turns, turns_in, outbound_out)
+                    nursery.start_soon(self.responder.take_turns, turns_in, outbound_out)
                     if settings.max_call_seconds is not None:
                         nursery.start_soon(self.control.limit_call, settings.max_call_seconds)
                     self.end_reason = await receive_twilio(
@@ -384,167 +353,10 @@ class _Call:
         except Exception as exc:
             self.log.failed("hook", f"{name} raised {exc!r}", exc_info=exc)
 
-    async def judge_turn(self, turn: TurnSoFar) -> bool:
-        """Whether the words at a pause end the caller's turn: the conversation's
-        ``is_turn_complete``; if that fails or is slow, the built-in English rules.
-
-        Over a reply paused by the caller's sound, a backchannel or a filler ("Oh, I see...",
-        "Uh.") ends it at once, however it trails off, and so does a short unclear sound that
-        a second look hears as a backchannel ("and the" for a hummed "mm-hmm"): the reply
-        plays on after the short silence instead of the long one. Words the caller goes on
-        with are a new sound over the reply, and pause it again."""
-        if self.speaker.listening_over_reply():
-            heard = self.heard_over_reply(
-                turn.text, turn.audio, turn.avg_logprob, unclear_plays_on=False
-            )
-            if await heard is not None:
-                return True
-        try:
-            with trio.fail_after(self.settings.hook_timeout):
-                return bool(await self.conversation.is_turn_complete(turn))
-        except trio.TooSlowError:
-            self.log.failed(
-                "hook", f"is_turn_complete took longer than {self.settings.hook_timeout:g} s"
-            )
-        except Exception as exc:
-            self.log.failed("hook", f"is_turn_complete raised {exc!r}", exc_info=exc)
-        return judge_turn(
-            turn.text, last_word_logprob=turn.last_word_logprob, alternatives=turn.alternatives
-        ).complete
-
-    def is_backchannel(self, text: str) -> bool:
-        """The conversation's ``is_backchannel``; a failing hook counts as 'no'."""
-        try:
-            return bool(self.conversation.is_backchannel(text))
-        except Exception as exc:
-            self.log.failed("hook", f"is_backchannel raised {exc!r}", exc_info=exc)
-            return False
-
-    async def take_turns(
-        self,
-        turns_in: trio.MemoryReceiveChannel[TurnEvent],
-        outbound: trio.MemorySendChannel[twilio.OutboundEvent],
-    ) -> None:
-        """The responder: start a reply for each transcript (or key press), pause the one in
-        progress when the caller makes a sound, then resume it or end it by what they said,
-        and end the call when the conversation hangs up."""
-        conversation = self.conversation
-        self.speaker.outbound = outbound
-        async with outbound, turns_in, trio.open_nursery() as replies:
-            self.replies = replies
-            self.quiet_since = trio.current_time()
-            if self.directory is not None:
-                self.directory.enter(self.start.call_sid, self.control)
-            if self.settings.idle_timeout is not None:
-                replies.start_soon(self.control.watch_idle, self.settings.idle_timeout)
-            await self.run_hook(conversation.on_start, "on_start")
-            greeting = conversation.greeting
-            if greeting:
-                self.speaker.start(partial(constant, greeting))
-            elif conversation.hang_up_requested:
-                self.end_call("conversation hung up")
-            async for event in turns_in:
-                match event:
-                    case SpeechStarted(began_at=began_at):
-                        self.open_utterances += 1
-                        self.quiet_since = self.caller_active_at = trio.current_time()
-                        self.speech_began_at = began_at
-                        await self.speaker.pause()
-                    case Transcript():
-                        self.open_utterances = max(0, self.open_utterances - 1)
-                        self.quiet_since = trio.current_time()
-                        await self.take_transcript(event)
-                    case TranscriptionFailed():
-                        self.open_utterances = max(0, self.open_utterances - 1)
-                        await self.speaker.interrupt()
-                        self.speaker.start(partial(constant, conversation.apology))
-                    case KeyPressed(digit=digit):
-                        self.log.info("caller pressed %r", digit)
-                        self.quiet_since = self.caller_active_at = trio.current_time()
-                        self.observe(KeyPress(digit))
-                        await self.speaker.interrupt()
-                        self.history.caller_pressed(digit)
-                        self.speaker.start(partial(conversation.on_dtmf, digit))
-
     def replying(self) -> bool:
         """Whether the bot is replying: a caller's turn is being transcribed, or its reply
         being thought or played. Sound faint beside the caller does not interrupt then."""
         return bool(self.open_utterances) or self.speaker.in_progress() is not None
-
-    async def take_transcript(self, event: Transcript) -> None:
-        """A caller turn ended: resume a paused reply over a sound or a backchannel, or answer."""
-        text = event.text
-        active = self.speaker.in_progress()
-        if active is not None and active.playback.paused:
-            if not text:
-                self.speaker.resume(active, "no words", event.sound)
-                return
-            # Only over words the caller was hearing: said while the bot was still thinking,
-            # "yes" answers.
-            if (
-                active.speaking
-                and (
-                    verdict := await self.heard_over_reply(
-                        text,
-                        event.audio,
-                        event.avg_logprob,
-                        unclear_plays_on=bool(self.conversation.unclear_sounds_play_on),
-                    )
-                )
-                is not None
-            ):
-                self.speaker.resume(active, verdict.kind, verdict.text)
-                return
-        if not text:
-            return  # a sound while the bot was quiet: nothing to answer
-        interruption = await self.speaker.interrupt()
-        self.observe(CallerSaid(text))
-        # The caller heard nothing of the reply to their last turn, or spoke again at once:
-        # they were still talking.
-        if (
-            interruption is not None
-            and active is not None
-            and active.turn
-            and (not interruption.heard or self.went_on(active))
-        ):
-            self.log.info("caller went on with their turn: answering both parts as one")
-            text = f"{active.turn} {text}"
-            self.history.caller_went_on(text)
-        else:
-            self.history.caller_said(text)
-        timing = TurnTiming(
-            speech_ended=event.speech_ended_at,
-            utterance_ended=event.utterance_ended_at,
-            transcribed=event.transcribed_at,
-        )
-        self.speaker.start(partial(self.conversation.reply, text), timing, turn=text)
-
-    def went_on(self, active: ActiveReply) -> bool:
-        """Whether the caller's latest utterance began within :data:`WENT_ON_WITHIN` of the
-        end of the turn that ``active`` answers."""
-        stopped = active.caller_stopped_at
-        return stopped is not None and self.speech_began_at - stopped <= WENT_ON_WITHIN
-
-    async def heard_over_reply(
-        self,
-        text: str,
-        audio: PCM | None,
-        avg_logprob: float | None,
-        *,
-        unclear_plays_on: bool,
-    ) -> Verdict | None:
-        """What words said over a reply the caller was hearing were, if no interruption: a
-        backchannel, only fillers ("Uh.": a hesitation, nothing said yet; if the caller goes
-        on, their words are a new sound over the reply), or what a second look at a short
-        unclear sound makes of it (:mod:`phoneactors.second_look`; at the caller's pause it
-        usually was already). ``None``: they interrupt."""
-        if self.is_backchannel(text):
-            return Verdict("backchannel", text)
-        if is_only_fillers(text):
-            return Verdict("no words", text)
-        return await self.second_looks.take(
-            text, audio, avg_logprob, unclear_plays_on=unclear_plays_on
-        )
 
     async def report_turn(self, timing: TurnTiming) -> None:
         """One log line per turn, and the conversation's ``on_turn_timing``."""
