@@ -281,9 +281,79 @@ HELD_OUT_2_FRAGMENTS: tuple[tuple[str, str], ...] = (
     ("My flight lands at", "six in the evening."),
 )
 
+# Held out, third set: written on 2026-12-03 (sixteenth session), after every rule of the
+# first fifteen sessions and before any run on it; other places and errands (a pharmacy, a
+# garage, a vet, a school, an insurer). Measured once; a rule changed in answer to it makes
+# it held out no more (say so where its figures are given).
+HELD_OUT_3_COMPLETE: tuple[str, ...] = (
+    "I'm calling to check on my prescription.",
+    "My car is making a strange noise.",
+    "Can you send me the invoice?",
+    "I'd like to cancel.",
+    "What time do you close on Sundays?",
+    "The internet has been down since this morning.",
+    "My policy number is four eight one seven two nine three three zero five.",
+    "I think that's it.",
+    "Could you repeat the last part?",
+    "Yes, that works for me.",
+    "No, the other one.",
+    "We need it by Friday.",
+    "Is breakfast included?",
+    "Go ahead.",
+    "I live on Maple Street.",
+    "The dog hasn't eaten since yesterday.",
+    "Put it on my card.",
+    "How long will it take?",
+    "Thanks, that's all I needed.",
+    "My name is Priya Raman.",
+    "Tomorrow at noon works.",
+    "The total was forty two dollars.",
+    "I'm not sure.",
+    "Send it to my email.",
+    "It happened again this morning.",
+    "Can you spell that for me?",
+    "I'll hold.",
+    "The appointment is for my daughter.",
+    "Do you deliver on weekends?",
+    "That sounds good to me.",
+)
+HELD_OUT_3_FRAGMENTS: tuple[tuple[str, str], ...] = (
+    ("I'm calling about", "my prescription refill."),
+    ("My car started making a noise when", "I brake."),
+    ("Can you send the invoice to", "my accountant?"),
+    ("The appointment was moved to", "next Thursday."),
+    ("I'd like to add my son to", "the policy."),
+    ("The internet keeps dropping every", "few minutes."),
+    ("Our dog needs his", "rabies shot."),
+    ("Could I pick it up after", "work today?"),
+    ("I'm not sure whether to", "upgrade or wait."),
+    ("My member ID is seven three", "eight one nine."),
+    ("We'd like a room with", "two beds."),
+    ("I wanted to ask about the", "late fee."),
+    ("I ordered the blue one, but", "you sent red."),
+    ("Uh, my name is", "Daniel Ortiz."),
+    ("Can you call me back around", "three o'clock?"),
+    ("The school said I should", "bring his records."),
+    ("I have a question regarding", "my tax form."),
+    ("It's been leaking since", "Saturday morning."),
+    ("Is it cheaper if I", "pay annually?"),
+    ("I need a ride from the airport to", "downtown."),
+    ("The house number is fourteen", "twenty two."),
+    ("I was hoping to", "reschedule."),
+    ("The food arrived cold and", "the drinks were missing."),
+    ("Could you tell me when", "the pharmacy opens?"),
+    ("My insurance card says that", "I'm covered."),
+    ("I'd like to order the", "chicken salad."),
+    ("So, um, basically the", "screen is cracked."),
+    ("We're having a party on", "the twelfth."),
+    ("Can I pay with", "a check?"),
+    ("I'd like to know if you have", "any openings."),
+)
+
 HELD_OUT_SETS: dict[int, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
     1: (HELD_OUT_COMPLETE, HELD_OUT_FRAGMENTS),
     2: (HELD_OUT_2_COMPLETE, HELD_OUT_2_FRAGMENTS),
+    3: (HELD_OUT_3_COMPLETE, HELD_OUT_3_FRAGMENTS),
 }
 """The held-out complete turns and fragments, by set number."""
 
