@@ -54,7 +54,7 @@ fragments too); a final "?" is taken as a question, which ends the turn unless i
 can never end one (an article, a filler, a number being read out, "I'd", "can I get"), or it is
 a yes/no question ending in a preposition it cannot strand ("Can I get a pizza with?": Whisper
 writes the caller's rising intonation as "?"), or it ends in a subordinating conjunction
-("Could you tell me if?").
+("Could you tell me if?") or in the subject just after one ("Is it cheaper if I?").
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ from .vocabulary import (
     BARE_REQUESTS,
     BE_FORMS,
     CLOSED_BY_PREVIOUS,
+    COMPARING,
     CONJUNCTIONS,
     CONTRACTED_AUXILIARIES,
     COPULAS,
@@ -379,10 +380,13 @@ def _ends_in_inverted_auxiliary(turn: _Turn) -> str | None:
 
 def _ends_in_subject_pronoun(turn: _Turn) -> str | None:
     """Ends in "I", "we", "he", "she" or "they" with no verb after it ("So I", "And then we",
-    or "I'd like" heard as "I" on a hissing line); not "So do I.", "Mary and I.", "than I",
-    nor the letter I of a name spelled out."""
+    or "I'd like" heard as "I" on a hissing line), even asked when it opens a subordinate
+    clause ("Is it cheaper if I?": Whisper writes the caller's rising voice as "?"); not "So
+    do I.", "Mary and I.", "than I", "And I?", nor the letter I of a name spelled out."""
     word, previous = turn.last, turn.previous
-    if word not in NOMINATIVE_PRONOUNS or turn.asks:
+    if word not in NOMINATIVE_PRONOUNS:
+        return None
+    if turn.asks and previous not in SUBORDINATORS - COMPARING:
         return None
     if previous in AUXILIARIES or previous in NEGATIVE_AUXILIARIES:
         return None  # "So do I.", "Neither can we.": the inverted auxiliary rule decides

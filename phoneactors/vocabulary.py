@@ -161,6 +161,9 @@ SUBORDINATORS: Final = frozenset({
 })
 """Conjunctions that no question ends with either ("Could you tell me if?"); after the others a
 "?" makes a question ("And?", "Or?", "Where?")."""
+COMPARING: Final = frozenset({"than", "as"})
+"""The subordinators that compare: a subject pronoun may end the sentence after them ("Older
+than I.", "As tall as we?")."""
 PREPOSITIONS: Final = frozenset({
     "for", "to", "of", "in", "on", "at", "with", "from", "by", "about", "into", "onto", "over",
     "under", "after", "before", "between", "through", "during", "without", "around", "near",

@@ -848,6 +848,26 @@ def test_bare_modals_whether_elliptical_have_and_dotted_digits(text: str, comple
     assert judgement.complete is complete, judgement.reason
 
 
+@pytest.mark.parametrize(
+    ("text", "complete"),
+    [
+        # a subordinate clause stopped at its subject is unfinished, asked or not
+        ("Is it cheaper if I?", False),
+        ("Would it be faster if we?", False),
+        ("Can I come in tomorrow because I?", False),
+        ("Is it cheaper if I", False),
+        # but a question may end in a subject pronoun elsewhere
+        ("And I?", True),
+        ("Who, I?", True),
+        ("Is she older than I?", True),
+        ("Is it cheaper if I pay now?", True),
+    ],
+)
+def test_a_question_stopped_at_the_subject_of_its_clause(text: str, complete: bool) -> None:
+    judgement = judge_turn(text)
+    assert judgement.complete is complete, judgement.reason
+
+
 def test_a_turn_the_engine_nearly_heard_as_a_fragment_waits() -> None:
     judgement = judge_turn("Can I get a table four.", alternatives=["Can I get a table for"])
     assert not judgement.complete
