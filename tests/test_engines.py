@@ -39,7 +39,7 @@ from phoneactors.engines.base import (
     as_transcription,
     default_thread_count,
 )
-from phoneactors.engines.faster_whisper import ENCODINGS_KEPT, FasterWhisperSTT
+from phoneactors.engines.faster_whisper import DEFAULT_WINDOW_S, ENCODINGS_KEPT, FasterWhisperSTT
 from phoneactors.engines.hibari import HibariTTS
 from phoneactors.engines.registry import ENGINE_CHOICES, build_engines
 from phoneactors.engines.webrtc import DEFAULT_MIN_RMS, WebRtcVad
@@ -365,7 +365,7 @@ def test_unknown_engine_name_lists_the_choices(role: str) -> None:
 
 def test_build_engines_stt_window(ggml_file: Path) -> None:
     assert isinstance(stt := build_engines().stt, FasterWhisperSTT)
-    assert stt.window_s == 15.0
+    assert stt.window_s == DEFAULT_WINDOW_S == 12.0
     assert isinstance(stt := build_engines(stt_window=8).stt, FasterWhisperSTT)
     assert stt.window_s == 8
     assert isinstance(stt := build_engines(stt_window=30).stt, FasterWhisperSTT)

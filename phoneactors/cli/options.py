@@ -203,7 +203,7 @@ OPTIONS: Final = (
     ),
     Option(
         "--stt-window",
-        "faster-whisper encoder window in seconds, 1-30 (default 15; 30: Whisper's full window, "
+        "faster-whisper encoder window in seconds, 1-30 (default 12; 30: Whisper's full window, "
         "slower, slightly more accurate)",
         None,
         float,

@@ -43,10 +43,10 @@ FULL_WINDOW_S: Final = 30.0
 """The window Whisper was trained on: faster-whisper pads every input to 30 s."""
 DEVICES: Final = ("cpu", "cuda", "auto")
 """Where CTranslate2 may run a model."""
-DEFAULT_WINDOW_S: Final = 15.0
-"""Default encoder window: a third of the encoder cost of 30 s, and still long enough that
-tiny.en ends its transcripts instead of looping (shorter windows loop; see
-``benchmarks/stt_window.py``)."""
+DEFAULT_WINDOW_S: Final = 12.0
+"""Default encoder window: about a third of the encoder cost of 30 s, and still long enough
+that tiny.en reads as well as in 15 s and ends its transcripts instead of looping (at 10 s
+a one-word "No." came out "No? No?"; see ``benchmarks/stt_window.py``)."""
 _FRAMES_PER_SECOND: Final = 100
 """Whisper's log-mel frames per second of audio (hop of 160 samples at 16 kHz)."""
 TOKENS_PER_SECOND_CAP: Final = 10.0
@@ -57,7 +57,7 @@ _TOKEN_MARGIN: Final = 10
 _MAX_TOKENS: Final = 224
 """Whisper's decoder holds 448 positions; faster-whisper, too, generates at most half of them."""
 ENCODINGS_KEPT: Final = 8
-"""The encoder outputs of the last short-window transcriptions kept (about 1.2 MB each in the
+"""The encoder outputs of the last short-window transcriptions kept (about 1 MB each in the
 default window), so that :meth:`FasterWhisperSTT.transcribe_hinted` of the same audio, the
 second look at a sound over the bot that follows its first reading, only decodes again."""
 LOOP_COMPRESSION_RATIO: Final = 2.4
@@ -128,9 +128,10 @@ class FasterWhisperSTT:
 
     ``window_s`` is the encoder's window. faster-whisper always encodes 30 s, however short the
     utterance, and on a CPU that encoder pass is most of the cost. CTranslate2 encodes a shorter
-    window just as well, so utterances shorter than ``window_s`` (default 15 s) are encoded in
+    window just as well, so utterances shorter than ``window_s`` (default 12 s) are encoded in
     a ``window_s`` window and longer ones in a window of their own length: on 2 CPU cores a
-    3 s utterance takes about 0.26 s instead of 0.6 s (``benchmarks/stt_window.py``). Whisper
+    3 s utterance takes about 0.08 s instead of 0.11 s in 15 s and 0.37 s in 30 s
+    (``benchmarks/stt_window.py``). Whisper
     was trained on 30 s windows, and in a short one it can loop ("Yes? Yes? Yes? …"): a
     transcript that runs past :data:`TOKENS_PER_SECOND_CAP` tokens per second of audio or
     compresses like a loop is decoded again in the full 30 s window, so a loop costs time,
