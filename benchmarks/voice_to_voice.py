@@ -14,7 +14,8 @@ playback model that echoes marks when their audio has played and honours ``clear
   The server's own per-turn breakdown (its log line
   ``turn: total=… end_of_speech=… stt=… reply=… tts=… send=…``) is summarised too.
 * **barge-in**: the first frame of an interruption sent → ``clear`` received; and the audio of
-  the interrupted reply that arrived after the ``clear`` (must be 0).
+  the interrupted reply that arrived after the ``clear`` (must be 0), up to the moment it
+  played on if the call took the interruption for a cough or a backchannel (counted apart).
 """
 
 from __future__ import annotations
@@ -101,8 +102,10 @@ async def one_turn(fake: FakeTwilio, audio: PCM) -> tuple[float, float]:
     return voiced - last_voiced, first - last_voiced
 
 
-async def one_barge_in(fake: FakeTwilio, long: PCM, interruption: PCM) -> tuple[float, float]:
-    """Talk over a long reply a second into it; (seconds to clear, stale seconds after it)."""
+async def one_barge_in(fake: FakeTwilio, long: PCM, interruption: PCM) -> tuple[float, float, bool]:
+    """Talk over a long reply a second into it; (seconds to clear, stale seconds after it,
+    whether the reply played on: the call took the interruption for a cough or a
+    backchannel, and the audio it then sent is that decision, not stale audio)."""
     await fake.play(long)
     played = len(fake.played)
     await fake.wait_for(lambda: len(fake.played) >= played + 10)  # a second of the reply
@@ -112,12 +115,13 @@ async def one_barge_in(fake: FakeTwilio, long: PCM, interruption: PCM) -> tuple[
     await fake.wait_for(lambda: len(fake.clears) > clears)
     reaction = fake.clears[clears] - started
     await fake.wait_for_bot_to_finish()  # the reply to the interruption
-    return reaction, fake.stale_audio_after_clear(clears)
+    played_on = fake.played_on_after_clear(clears)
+    return reaction, fake.stale_audio_after_clear(clears, until=played_on), played_on is not None
 
 
 async def measure(
     url: str, turns: int, barge_ins: int
-) -> tuple[list[float], list[float], list[float], list[float]]:
+) -> tuple[list[float], list[float], list[float], list[float], int]:
     voice = HibariTTS(limiter=trio.CapacityLimiter(1), speed=0.95)
     await voice.load()
     questions = [trim(await voice.synthesize(q)) for q in QUESTIONS]
@@ -127,6 +131,7 @@ async def measure(
     any_audio: list[float] = []
     reactions: list[float] = []
     stale: list[float] = []
+    played_on = 0
     async with open_twilio_stream(url) as fake:
         await fake.wait_for_bot_to_finish()  # the greeting
         await fake.silence(0.5)
@@ -136,11 +141,14 @@ async def measure(
             any_audio.append(first * 1000)
             await fake.silence(0.3)
         for i in range(barge_ins):
-            reaction, late = await one_barge_in(fake, long, interruptions[i % len(interruptions)])
+            reaction, late, on = await one_barge_in(
+                fake, long, interruptions[i % len(interruptions)]
+            )
             reactions.append(reaction * 1000)
             stale.append(late * 1000)
+            played_on += on
             await fake.silence(0.3)
-    return latencies, any_audio, reactions, stale
+    return latencies, any_audio, reactions, stale, played_on
 
 
 def main() -> None:
@@ -150,7 +158,7 @@ def main() -> None:
     parser.add_argument("server_args", nargs="*", help="options for python -m phoneactors")
     args = parser.parse_args()
     with running_server("--log-level", "INFO", *args.server_args) as server:
-        latencies, any_audio, reactions, stale = trio.run(
+        latencies, any_audio, reactions, stale, played_on = trio.run(
             measure, server.ws_url, args.turns, args.barge_ins
         )
         turns = [t for t in server.turn_lines() if "total" in t]
@@ -168,6 +176,7 @@ def main() -> None:
     print(summary_row("  interrupted reply's audio after clear", stale))
     print()
     print(f"stale audio after clear, total over all barge-ins: {math.fsum(stale):.0f} ms")
+    print(f"interruptions taken for a false one (the reply played on): {played_on} of {len(stale)}")
 
 
 if __name__ == "__main__":
