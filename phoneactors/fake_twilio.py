@@ -13,7 +13,6 @@ import collections
 import contextlib
 import dataclasses
 import itertools
-import math
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import suppress
@@ -246,13 +245,13 @@ class FakeTwilio:
         ``until`` to count only what came before the decision.
         """
         at = self.clears[clear]
-        until = min(self._caller_sound_end(at) + 0.2, math.inf if until is None else until)
+        talking_until = self._caller_sound_end(at) + 0.2
         old_reply = self._reply_playing_at(at)
         stale = pending = 0
         for t, event in self.outbound:
             if t <= at:
                 continue
-            if t >= until:
+            if t > talking_until or (until is not None and t >= until):
                 break
             if isinstance(event, twilio.SendMedia):
                 pending += len(event.payload)
