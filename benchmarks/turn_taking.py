@@ -203,7 +203,7 @@ async def interrupt(
     reaction = fake.clears[clears] - began
     await fake.wait_for_bot_to_finish(quiet=1.0)
     played_on = fake.played_on_after_clear(clears)
-    stale = fake.stale_audio_after_clear(clears, until=played_on)
+    stale = fake.stale_audio_after_clear(clears)
     sent = sent_after(fake, fake.clears[clears]) if stale or played_on else ""
     return reaction, stale, None if played_on is None else played_on - fake.clears[clears], sent
 

@@ -116,7 +116,7 @@ async def one_barge_in(fake: FakeTwilio, long: PCM, interruption: PCM) -> tuple[
     reaction = fake.clears[clears] - started
     await fake.wait_for_bot_to_finish()  # the reply to the interruption
     played_on = fake.played_on_after_clear(clears)
-    return reaction, fake.stale_audio_after_clear(clears, until=played_on), played_on is not None
+    return reaction, fake.stale_audio_after_clear(clears), played_on is not None
 
 
 async def measure(

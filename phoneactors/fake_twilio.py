@@ -232,20 +232,20 @@ class FakeTwilio:
         waiting = sum(len(b.audio) for b in self._buffer if b.audio is not None)
         return playing + waiting / SAMPLE_RATE
 
-    def stale_audio_after_clear(self, clear: int = 0, until: float | None = None) -> float:
+    def stale_audio_after_clear(self, clear: int = 0) -> float:
         """Seconds of the *interrupted* reply's audio that arrived after ``clears[clear]`` while
         the caller was still talking (until 200 ms after their last sound: no decision to play
-        on can come sooner), or before ``until`` when that is sooner. Should always be 0.
+        on can come sooner). Should always be 0.
 
         phoneactors names marks ``<reply>.<chunk>``; audio followed by a mark of the reply that
         was playing when the clear came (or by no mark at all) counts. A reply that plays on
-        after a false interruption (a cough, "uh-huh") sends its audio again later: not stale.
-        The call hears the end of a faint sound sooner than this count does, so a sound taken
-        for a false one can play on inside the window: pass :meth:`played_on_after_clear` as
-        ``until`` to count only what came before the decision.
+        after a false interruption (a cough, "uh-huh") sends its audio again: not stale. The
+        call may hear the end of a faint sound sooner than this window does, so it stops
+        counting where the reply played on (:meth:`played_on_after_clear`), too.
         """
         at = self.clears[clear]
         talking_until = self._caller_sound_end(at) + 0.2
+        until = self.played_on_after_clear(clear)
         old_reply = self._reply_playing_at(at)
         stale = pending = 0
         for t, event in self.outbound:
